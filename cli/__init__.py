@@ -1,0 +1,1 @@
+"""The ``gonets`` command: one entry point for every role."""

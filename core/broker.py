@@ -1,0 +1,127 @@
+"""dramatiq wiring shared by producers and workers.
+
+Settings that keep work from being lost:
+  * JSON encoding only (dramatiq's JSONEncoder; never pickle);
+  * a worker's heartbeat counts as lost after ``heartbeat_timeout_s`` (default 10 s, dramatiq's
+    default is 60 s), and workers run queue maintenance every ``maintenance_interval_s`` from a
+    thread of their own (dramatiq runs it on a 0.1 % chance per command, which takes minutes
+    on a quiet queue), so the messages of a SIGKILLed worker are back on their queue within
+    about ``heartbeat_timeout_s + maintenance_interval_s`` seconds;
+  * retries use dramatiq's Retries middleware; what is retried is decided by the error tree.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.encoder import JSONEncoder
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from core.settings import Settings
+
+_lock = threading.Lock()
+_broker: RedisBroker | None = None
+
+
+class Liveness(Middleware):
+    """Heartbeat and queue maintenance on a timer, in every worker process.
+
+    dramatiq only heartbeats when a consumer talks to Redis and only brings back a dead
+    worker's unacked messages on a random maintenance pass; with this thread a dead worker's
+    messages are requeued within seconds and a busy worker is never mistaken for a dead one.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        self._stop.clear()
+        queues = sorted(worker.consumer_whitelist or broker.get_declared_queues())
+        self._thread = threading.Thread(target=self._run, args=(broker, queues),
+                                        name="gonets-liveness", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self._stop.set()
+
+    def _run(self, broker: RedisBroker, queues: list[str]) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                maintain(broker, queues)
+            except Exception:  # Redis blip: the next tick tries again
+                broker.logger.warning("liveness tick failed", exc_info=True)
+
+
+def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
+    """Heartbeat, and requeue unacked messages of workers whose heartbeat is older than the
+    timeout, on each of ``queues`` and their delay queues (dramatiq's own dispatch script)."""
+    from dramatiq.common import current_millis, dq_name
+
+    dispatch = broker.scripts["dispatch"]
+    for q in queues:
+        for name in (q, dq_name(q)) if not q.endswith(".DQ") else (q,):
+            dispatch(keys=[broker.namespace],
+                     args=["qsize", current_millis(), name, broker.broker_id,
+                           broker.heartbeat_timeout, broker.dead_message_ttl, 1,
+                           broker._max_unpack_size()])
+
+
+def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
+    middleware: list[Middleware] = [
+        AgeLimit(),
+        TimeLimit(time_limit=10 * 60 * 1000),
+        ShutdownNotifications(),
+        Callbacks(),
+        CurrentMessage(),
+        Retries(max_retries=1000, min_backoff=1000, max_backoff=10 * 60 * 1000),
+    ]
+    if worker:
+        middleware.append(Liveness(settings.maintenance_interval_s))
+    broker = RedisBroker(
+        url=settings.redis_url,
+        namespace=f"{settings.namespace}-q",
+        middleware=middleware,
+        heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
+    )
+    return broker
+
+
+def get_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
+    """The process-wide broker, also installed as dramatiq's global broker."""
+    global _broker
+    with _lock:
+        if _broker is None:
+            _broker = build_broker(settings, worker=worker)
+            dramatiq.set_broker(_broker)
+            dramatiq.set_encoder(JSONEncoder())
+        return _broker
+
+
+def reset_broker() -> None:
+    """Forget the process-wide broker (tests that switch Redis servers)."""
+    global _broker
+    with _lock:
+        if _broker is not None:
+            _broker.close()
+        _broker = None
+
+
+def enqueue(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any,
+            delay_ms: int | None = None, **options: Any) -> dramatiq.Message[Any]:
+    """Enqueue by queue and actor name (producers do not import the actors)."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options=options)
+    return broker.enqueue(message, delay=delay_ms)

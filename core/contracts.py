@@ -1,0 +1,80 @@
+"""Job contracts shared by producers and workers: statuses, lanes, queue and actor names.
+
+A producer enqueues by queue and actor name from here; it never imports worker code.
+Job payloads carry ids only: the phone number, the text and any secret stay in the store.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """One status model for every provider.
+
+    ``queued → submitted → delivered | failed | expired | rejected``, with ``deferred`` while
+    traffic rules hold a message.  ``unknown`` is final too: the provider can no longer say
+    what happened (kept with a reason, never polled forever).
+    """
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+    @property
+    def rank(self) -> int:
+        return RANK[self]
+
+
+FINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.REJECTED, Status.UNKNOWN})
+#: a status change never goes to a lower rank; a final status never changes
+RANK = {
+    Status.QUEUED: 0,
+    Status.DEFERRED: 0,
+    Status.SUBMITTED: 1,
+    Status.DELIVERED: 2,
+    Status.FAILED: 2,
+    Status.EXPIRED: 2,
+    Status.REJECTED: 2,
+    Status.UNKNOWN: 2,
+}
+
+
+class Lane(StrEnum):
+    """Urgent single messages (login codes) go before bulk mailings."""
+
+    URGENT = "urgent"
+    BULK = "bulk"
+
+
+class Kind(StrEnum):
+    TRANSACTIONAL = "transactional"
+    PROMOTIONAL = "promotional"
+
+
+# --- actors and queues -------------------------------------------------------------------
+
+SEND_SMS = "send_sms"
+POLL_STATUS = "poll_status"
+
+
+def send_queue(account: str, lane: Lane | str) -> str:
+    return f"sms.{account}.{Lane(lane).value}"
+
+
+def status_queue(account: str) -> str:
+    return f"sms.{account}.status"
+
+
+def pool_queues(account: str) -> list[str]:
+    """Every queue the worker pool of one SMS account consumes (urgent first)."""
+    return [send_queue(account, Lane.URGENT), send_queue(account, Lane.BULK), status_queue(account)]

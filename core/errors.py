@@ -1,0 +1,94 @@
+"""The one shallow error tree of Gonets, drawn once and translated at the boundaries.
+
+    GonetsError
+     ├── InvalidInput            bad input from a producer; names the field; nothing enqueued
+     ├── ConfigError             bad settings or config file; names the key
+     └── ProviderError           anything a provider said or did; keeps ``code`` and ``raw``
+          ├── RetryLater         network trouble, 5xx, throttled, queue overflow: try again later
+          │    ├── SlowDown      the provider asked us to slow down (MTS 5, SMPP 0x58, SMSC 251)
+          │    └── OutcomeUnknown the request may have reached the provider: look it up before resending
+          ├── Permanent          this message can never go (bad number, spam filter, blacklist)
+          └── AccountProblem     the account is unusable (no funds, unregistered sender, forbidden
+                                 IP, bad credentials): alert, pause the pool, keep the messages
+
+Provider modules raise these with ``raise X(...) from exc`` so the cause is kept; codes live in
+attributes, never in ``args[1]``.
+"""
+
+from __future__ import annotations
+
+
+class GonetsError(Exception):
+    """Base of every Gonets error."""
+
+
+class InvalidInput(GonetsError, ValueError):
+    """A producer was given bad input. ``field`` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ConfigError(GonetsError):
+    """Settings or the config file are wrong. The message names the key."""
+
+
+class UnknownMessage(GonetsError, KeyError):
+    """No record with this id exists (never created, or expired after retention)."""
+
+
+class ProviderError(GonetsError):
+    """Something a provider said or did.
+
+    ``code`` is the provider's own code as a string (kept raw), ``provider`` names the provider
+    type, ``detail`` is a human text without personal data.
+    """
+
+    def __init__(self, detail: str, *, code: str | None = None, provider: str = "") -> None:
+        super().__init__(detail if code is None else f"{detail} (code {code})")
+        self.detail = detail
+        self.code = code
+        self.provider = provider
+
+
+class RetryLater(ProviderError):
+    """Transient: the same request may succeed later. ``delay_s`` is a hint, if the provider gave one."""
+
+    def __init__(self, detail: str, *, code: str | None = None, provider: str = "",
+                 delay_s: float | None = None) -> None:
+        super().__init__(detail, code=code, provider=provider)
+        self.delay_s = delay_s
+
+
+class SlowDown(RetryLater):
+    """The provider says we send too fast. Requeue with a delay and lower the account's rate."""
+
+
+class OutcomeUnknown(RetryLater):
+    """The request may or may not have been accepted (timeout after sending, reset, 5xx).
+
+    Whoever retries must first look the message up at the provider, never blindly resend.
+    """
+
+
+class Permanent(ProviderError):
+    """This message can never be delivered as it is. The record fails (or is rejected)."""
+
+    def __init__(self, detail: str, *, code: str | None = None, provider: str = "",
+                 rejected: bool = False) -> None:
+        super().__init__(detail, code=code, provider=provider)
+        #: True when the provider refused it up front (bad number, forbidden) rather than
+        #: failing to deliver it; the record's status becomes ``rejected`` instead of ``failed``.
+        self.rejected = rejected
+
+
+class AccountProblem(ProviderError):
+    """The account cannot send at all until someone acts. Messages are kept, the pool pauses."""
+
+    def __init__(self, detail: str, *, code: str | None = None, provider: str = "",
+                 alert: str = "account") -> None:
+        super().__init__(detail, code=code, provider=provider)
+        #: short machine name of the alert: ``no_funds``, ``sender``, ``ip``, ``credentials``
+        self.alert = alert

@@ -1,0 +1,244 @@
+"""One typed settings object for every role.
+
+Sources, later ones winning:
+  1. defaults below;
+  2. the TOML config file named by ``GONETS_CONFIG`` (accounts live only here);
+  3. ``GONETS_*`` environment variables for the top-level scalar settings.
+
+Unknown keys are an error that names the key, in the file and in the environment.  Credentials
+are never values in the file: each is a reference, ``env:VAR`` (an environment variable) or
+``file:/path`` (a mounted Kubernetes secret), resolved when a provider needs it.
+
+Endpoint strings may contain ``${VAR}``; it is replaced from the environment when the file is
+read, so one file can point at sandboxes on ports chosen at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import ConfigError
+
+ProviderType = Literal["smsc_http", "smsc_smpp", "mts_rest", "mts_smpp", "sms2_http", "bepaid"]
+
+_ENV_PREFIX = "GONETS_"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Traffic limits of one account. Units are in the names."""
+
+    rate_per_s: float = Field(30.0, gt=0, description="SMS parts per second, cluster-wide")
+    flood_max_messages: int = Field(50, gt=0, description="messages to one number in a burst")
+    flood_gap_s: float = Field(30.0, gt=0, description="a burst lasts while gaps stay under this")
+    duplicate_window_s: float = Field(60.0, ge=0)
+    max_parts: int = Field(10, gt=0, le=255, description="longest message accepted, in parts")
+
+
+def _expand(value: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"endpoint refers to ${{{name}}}, which is not set in the environment")
+        return os.environ[name]
+
+    return _VAR.sub(sub, value)
+
+
+class Account(_Strict):
+    """One provider account: the unit of credentials, limits and worker pool."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    provider: ProviderType
+    #: credential name -> reference (``env:VAR`` or ``file:/path``); never a literal secret
+    credentials: dict[str, str] = Field(default_factory=dict)
+    #: HTTP base URLs, tried in order (the first is primary, the rest are fallbacks)
+    base_urls: list[str] = Field(default_factory=list)
+    smpp_host: str | None = None
+    smpp_port: int | None = Field(None, gt=0, lt=65536)
+    smpp_backup_host: str | None = None
+    #: E.164 digit prefixes routed to this account when a producer names no account
+    route_prefixes: list[str] = Field(default_factory=list)
+    default_sender: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+    timeout_s: float = Field(10.0, gt=0)
+    #: provider-specific settings; each provider validates its own (unknown keys are errors there)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("credentials")
+    @classmethod
+    def _refs_only(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, ref in v.items():
+            if not (ref.startswith("env:") or ref.startswith("file:")):
+                raise ValueError(
+                    f"credential {key!r} must be a reference 'env:VAR' or 'file:/path', "
+                    "never the secret itself"
+                )
+        return v
+
+    @field_validator("base_urls", mode="before")
+    @classmethod
+    def _expand_urls(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [_expand(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("smpp_host", "smpp_backup_host", mode="before")
+    @classmethod
+    def _expand_host(cls, v: Any) -> Any:
+        return _expand(v) if isinstance(v, str) else v
+
+    @field_validator("smpp_port", mode="before")
+    @classmethod
+    def _expand_port(cls, v: Any) -> Any:
+        return _expand(v) if isinstance(v, str) else v
+
+    def secret(self, key: str) -> str:
+        """Resolve credential ``key`` now. Raises ConfigError naming the key, never the value."""
+        ref = self.credentials.get(key)
+        if ref is None:
+            raise ConfigError(f"accounts.{self.name}.credentials.{key} is not configured")
+        kind, _, where = ref.partition(":")
+        if kind == "env":
+            value = os.environ.get(where)
+            if value is None:
+                raise ConfigError(
+                    f"accounts.{self.name}.credentials.{key}: environment variable {where} is not set"
+                )
+            return value
+        try:
+            return Path(where).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"accounts.{self.name}.credentials.{key}: cannot read secret file {where}"
+            ) from exc
+
+    def has_secret(self, key: str) -> bool:
+        return key in self.credentials
+
+
+class Settings(_Strict):
+    """Everything a Gonets process needs to know."""
+
+    #: ``None`` means the embedded Redis of ``gonets run`` (see core.embedded_redis)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    config: str | None = None
+    namespace: str = Field("gonets", pattern=r"^[a-z][a-z0-9_-]*$")
+    retention_s: int = Field(30 * 24 * 3600, gt=0, description="how long final records are kept")
+    events_maxlen: int = Field(1_000_000, gt=0, description="approximate cap of the event stream")
+    default_region: str = Field("BY", min_length=2, max_length=2)
+    default_account: str | None = None
+    log_level: str = "INFO"
+    sentry_dsn: str | None = None
+    environment: str = "development"
+    #: dramatiq: a killed worker's messages come back after this long without its heartbeat
+    heartbeat_timeout_s: float = Field(10.0, gt=0)
+    #: how often a worker heartbeats and runs queue maintenance (brings back dead workers' work)
+    maintenance_interval_s: float = Field(2.0, gt=0)
+    #: how long a worker waits for in-flight work on SIGTERM
+    drain_timeout_s: float = Field(60.0, gt=0)
+    #: after an account problem (no funds, bad credentials...) its pool pauses this long, then
+    #: one message tries again; messages are kept meanwhile
+    account_pause_s: float = Field(60.0, gt=0)
+    accounts: tuple[Account, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_accounts(self) -> "Settings":
+        names = [a.name for a in self.accounts]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"account names must be unique; repeated: {sorted(dup)}")
+        if self.default_account is not None and self.default_account not in names:
+            raise ValueError(f"default_account {self.default_account!r} is not one of the accounts")
+        return self
+
+    def account(self, name: str) -> Account:
+        for a in self.accounts:
+            if a.name == name:
+                return a
+        raise ConfigError(f"no account named {name!r}; configured: {[a.name for a in self.accounts]}")
+
+    def route(self, e164_digits: str) -> Account:
+        """The account for a number: the longest matching route prefix, else the default."""
+        best: tuple[int, Account] | None = None
+        for a in self.accounts:
+            if a.provider == "bepaid":
+                continue
+            for p in a.route_prefixes:
+                if e164_digits.startswith(p) and (best is None or len(p) > best[0]):
+                    best = (len(p), a)
+        if best is not None:
+            return best[1]
+        if self.default_account:
+            return self.account(self.default_account)
+        sms = [a for a in self.accounts if a.provider != "bepaid"]
+        if len(sms) == 1:
+            return sms[0]
+        raise ConfigError("no account routes this number and no default_account is set")
+
+
+_SCALARS = {
+    name for name, f in Settings.model_fields.items() if name not in ("accounts", "config")
+}
+
+
+def _flatten_error(exc: ValidationError, where: str) -> ConfigError:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}{loc}: {msg}")
+    return ConfigError("; ".join(parts))
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default ``os.environ``) and the file it names."""
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    config = env.get("GONETS_CONFIG")
+    if config:
+        try:
+            raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"GONETS_CONFIG: cannot read {config}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"GONETS_CONFIG: {config} is not valid TOML: {exc}") from exc
+        accounts = raw.pop("accounts", [])
+        if isinstance(accounts, dict):  # [accounts.NAME] tables
+            accounts = [{"name": k, **v} for k, v in accounts.items()]
+        data.update(raw)
+        data["accounts"] = accounts
+        data["config"] = config
+    for key, value in env.items():
+        if not key.startswith(_ENV_PREFIX) or key == "GONETS_CONFIG":
+            continue
+        field = key[len(_ENV_PREFIX):].lower()
+        if field.startswith("sandbox_") or field.startswith("test_"):
+            continue  # reserved for the sandbox and test harness
+        if field not in _SCALARS:
+            raise ConfigError(f"{key}: unknown setting (known: "
+                              f"{', '.join('GONETS_' + s.upper() for s in sorted(_SCALARS))})")
+        data[field] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _flatten_error(exc, "") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,146 @@
+"""The Python producer API for SMS: ``send_sms``, ``poll_status``, ``status``."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.broker import enqueue, get_broker
+from core.contracts import POLL_STATUS, SEND_SMS, Kind, Lane, send_queue, status_queue
+from core.errors import ConfigError, InvalidInput
+from core.provider_options import OPTIONS
+from core.settings import Settings, get_settings
+from core.sms_text import analyse
+from core.store import Store, now_ms
+from producers import validation as v
+
+#: first status check after a message is queued, if no receipt arrives before
+FIRST_CHECK_S = 10 * 60
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Producer:
+    """Validates, writes the record, enqueues, returns the id. Thread-safe."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, broker: Any = None) -> None:
+        self.settings = settings
+        self.store = store or Store.from_settings(settings)
+        self.broker = broker or get_broker(settings)
+
+    def send_sms(self, to: str, text: str, *, sender: str | None = None,
+                 account: str | None = None, lane: str = "bulk",
+                 kind: str = "transactional", validity: int | None = None,
+                 idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
+                 options: dict[str, Any] | None = None) -> str:
+        """Queue one SMS and return its id. Raises InvalidInput naming the field; on any error
+        nothing is enqueued."""
+        phone = v.normalise_phone(to, self.settings.default_region)
+        text = v.check_text(text)
+        sender = v.check_sender(sender)
+        try:
+            lane_v = Lane(lane)
+        except ValueError:
+            raise InvalidInput("lane", "must be 'urgent' or 'bulk'") from None
+        try:
+            kind_v = Kind(kind)
+        except ValueError:
+            raise InvalidInput("kind", "must be 'transactional' or 'promotional'") from None
+        validity = v.check_validity(validity)
+        idempotency_key = v.check_idempotency_key(idempotency_key)
+        try:
+            acct = self.settings.account(account) if account else self.settings.route(phone)
+        except ConfigError as exc:
+            raise InvalidInput("account", str(exc)) from None
+        if acct.provider == "bepaid":
+            raise InvalidInput("account", f"{acct.name} is a payments account, not an SMS account")
+        info = analyse(text)
+        if info.parts > acct.limits.max_parts:
+            raise InvalidInput("text", f"needs {info.parts} SMS parts; this account allows at most "
+                                       f"{acct.limits.max_parts}")
+        opts = self._options(acct.provider, options)
+        sender = sender or acct.default_sender
+
+        msg_id = new_message_id()
+        if idempotency_key is not None:
+            bound = self.store.claim_idempotency(acct.name, idempotency_key, msg_id,
+                                                 idempotency_ttl_s)
+            if bound != msg_id:
+                return bound
+        created = now_ms()
+        fields: dict[str, Any] = {
+            "account": acct.name, "provider": acct.provider, "lane": lane_v.value,
+            "kind": kind_v.value, "phone": phone, "text": text, "sender": sender,
+            "encoding": info.encoding, "parts": info.parts, "validity_min": validity,
+            "options": opts or None, "idempotency_key": idempotency_key,
+        }
+        if validity is not None:
+            fields["expires_ms"] = created + validity * 60_000
+        self.store.create(msg_id, fields, next_check_ms=created + FIRST_CHECK_S * 1000)
+        try:
+            enqueue(self.broker, send_queue(acct.name, lane_v), SEND_SMS, msg_id)
+        except Exception:
+            # nothing half-done: no record without a job
+            self.store.delete(msg_id)
+            if idempotency_key is not None:
+                self.store.release_idempotency(acct.name, idempotency_key, msg_id)
+            raise
+        return msg_id
+
+    def _options(self, provider: str, options: dict[str, Any] | None) -> dict[str, Any]:
+        if not options:
+            return {}
+        if not isinstance(options, dict):
+            raise InvalidInput("options", "must be a mapping")
+        model = OPTIONS.get(provider)
+        if model is None:
+            raise InvalidInput("options", f"provider {provider} takes no per-message options")
+        try:
+            return model.model_validate(options).model_dump(exclude_defaults=True)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+            raise InvalidInput(f"options.{where}", msg) from None
+
+    def poll_status(self, msg_id: str) -> None:
+        """Ask the provider for the status of ``msg_id`` now (enqueues a status-poll job)."""
+        rec = self.store.get(msg_id)
+        enqueue(self.broker, status_queue(rec["account"]), POLL_STATUS, msg_id)
+
+    def status(self, msg_id: str) -> dict[str, Any]:
+        """The record (without the text) and its status history."""
+        rec = dict(self.store.get(msg_id))
+        rec.pop("text", None)
+        rec["history"] = self.store.history(msg_id)
+        return rec
+
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def get_producer() -> Producer:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Producer(get_settings())
+        return _default
+
+
+def send_sms(to: str, text: str, **kw: Any) -> str:
+    """Queue one SMS with the process-wide settings. See Producer.send_sms."""
+    return get_producer().send_sms(to, text, **kw)
+
+
+def poll_status(msg_id: str) -> None:
+    get_producer().poll_status(msg_id)
+
+
+def status(msg_id: str) -> dict[str, Any]:
+    return get_producer().status(msg_id)

@@ -1,0 +1,50 @@
+"""``python -m sandbox``: every provider sandbox in one process, on free ports.
+
+Prints one JSON line mapping each sandbox to its URLs (or host:port), then serves until
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from typing import Any, Callable
+
+from sandbox import smsc_http
+
+#: name -> starter returning (stop function, address info). Sandboxes of later providers add
+#: themselves here.
+STARTERS: dict[str, Callable[[str], tuple[Callable[[], None], Any]]] = {}
+
+
+def _smsc_http(host: str) -> tuple[Callable[[], None], Any]:
+    _, server = smsc_http.serve(host, [0, 0])
+    return server.stop, server.urls()
+
+
+STARTERS["smsc_http"] = _smsc_http
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Run every provider sandbox")
+    ap.add_argument("--host", default="127.0.0.1")
+    args = ap.parse_args()
+    stops = []
+    info = {}
+    for name, start in STARTERS.items():
+        stop, where = start(args.host)
+        stops.append(stop)
+        info[name] = where
+    print(json.dumps(info), flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
+    done.wait()
+    for stop in stops:
+        stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The scheduler role (APScheduler): status sweeps, pending payments, balances. See issue 7."""

@@ -1,0 +1,1 @@
+"""dramatiq actors and the provider modules behind them. One worker pool per provider account."""

@@ -1,0 +1,165 @@
+"""The SMS actors: ``send_sms(id)`` and ``poll_status(id)``.
+
+Both are idempotent by message id: a job delivered twice (dramatiq is at-least-once) finds the
+record already past the point it would move it to and does nothing.  A send whose outcome is
+unknown leaves ``inflight_ms`` on the record; the next attempt looks the message up at the
+provider before it sends anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from core.broker import enqueue
+from core.contracts import POLL_STATUS, SEND_SMS, Status, status_queue
+from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.store import now_ms
+from workers.providers.base import PollPlan, StatusReport
+from workers.runtime import get_runtime, outgoing
+
+log = logging.getLogger("gonets.worker")
+
+#: how long to wait before retrying a transient failure without a hint from the provider
+RETRY_DELAY_S = 5.0
+
+
+def _retry(reason: str, delay_s: float) -> dramatiq.Retry:
+    return dramatiq.Retry(reason, delay=int(delay_s * 1000))
+
+
+def send_sms(msg_id: str) -> None:
+    rt = get_runtime()
+    store = rt.store
+    rec = store.find(msg_id)
+    if rec is None:
+        log.warning("send %s: no such record (expired or deleted); nothing to send", msg_id)
+        return
+    status = Status(rec["status"])
+    if status == Status.SUBMITTED:
+        # sent already; this job came back (its worker died after the send): make sure the
+        # status is followed, superseding any poll chain the dead worker may have started
+        account = rt.settings.account(rec["account"])
+        _schedule_poll(msg_id, account.name, rt.provider(account).poll_plan.first_s)
+        return
+    if status.final:
+        return
+    expires = int(rec.get("expires_ms") or 0)
+    if expires and now_ms() >= expires:
+        store.transition(msg_id, Status.EXPIRED, reason="validity ended before it could be sent")
+        return
+    account = rt.settings.account(rec["account"])
+    left = rt.pause_left_s(account.name)
+    if left > 0:
+        raise _retry(f"account {account.name} paused", left + 0.5)
+    provider = rt.provider(account)
+    if not rec.get("seq"):
+        rec["seq"] = str(store.next_seq(account.name))
+        store.update(msg_id, seq=rec["seq"])
+    out = outgoing(rec)
+    try:
+        if rec.get("inflight_ms"):
+            found = provider.lookup(out)
+            if found is not None:
+                _apply_submitted(msg_id, found.raw, provider_id=out.provider_id or str(out.seq))
+                _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
+                return
+        store.update(msg_id, inflight_ms=now_ms())
+        store.incr(msg_id, "attempts")
+        sub = provider.send(out)
+    except Permanent as exc:
+        store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
+                         reason=exc.detail, error_code=exc.code, inflight_ms="")
+        return
+    except AccountProblem as exc:
+        store.update(msg_id, inflight_ms="")
+        rt.pause(account.name, exc)
+        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) from exc
+    except OutcomeUnknown as exc:
+        raise _retry("outcome unknown; will look it up first", exc.delay_s or RETRY_DELAY_S) \
+            from exc
+    except RetryLater as exc:
+        store.update(msg_id, inflight_ms="")
+        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
+    rt.resume(account.name)
+    _apply_submitted(msg_id, "accepted", provider_id=sub.provider_id, parts_billed=sub.parts,
+                     cost=sub.cost)
+    _schedule_poll(msg_id, account.name, provider.poll_plan.first_s)
+
+
+def _apply_submitted(msg_id: str, raw: str, **fields: object) -> None:
+    get_runtime().store.transition(msg_id, Status.SUBMITTED, provider_status=raw,
+                                   submitted_ms=now_ms(), inflight_ms="", **fields)
+
+
+def _schedule_poll(msg_id: str, account: str, delay_s: float) -> None:
+    """Enqueue the next status poll. Each poll carries a token; only the newest token's poll
+    runs, so a poll chain never forks into two."""
+    rt = get_runtime()
+    at = now_ms() + int(delay_s * 1000)
+    token = str(uuid.uuid4())[:8]
+    rt.store.update(msg_id, poll_token=token)
+    rt.store.schedule_check(msg_id, at)
+    broker = dramatiq.get_broker()
+    assert isinstance(broker, RedisBroker)
+    enqueue(broker, status_queue(account), POLL_STATUS, msg_id, token,
+            delay_ms=int(delay_s * 1000))
+
+
+def _apply_status(msg_id: str, rep: StatusReport, plan: PollPlan, polls_done: int) -> None:
+    rt = get_runtime()
+    fields = {f"hlr_{k}": v for k, v in rep.extra.items()}
+    rt.store.transition(msg_id, rep.status, provider_status=rep.raw, error_code=rep.error_code,
+                        **fields)
+    if not rep.status.final:
+        rec = rt.store.find(msg_id)
+        if rec is None:
+            return
+        _schedule_poll(msg_id, rec["account"], plan.next_delay_s(polls_done))
+
+
+def poll_status(msg_id: str, token: str | None = None) -> None:
+    """Ask the provider for the status. ``token`` is set by the worker's own poll chain; a
+    poll without one (a producer's or the scheduler's) always runs but starts no chain."""
+    rt = get_runtime()
+    rec = rt.store.find(msg_id)
+    if rec is None or Status(rec["status"]).final:
+        return
+    if token is not None and rec.get("poll_token") != token:
+        return  # superseded by a newer poll chain
+    if Status(rec["status"]) != Status.SUBMITTED:
+        return  # not sent yet: its send job owns it
+    account = rt.settings.account(rec["account"])
+    provider = rt.provider(account)
+    plan = provider.poll_plan
+    age_s = (now_ms() - int(rec.get("submitted_ms") or rec["created_ms"])) / 1000
+    if age_s > plan.give_up_after_s:
+        rt.store.transition(msg_id, Status.UNKNOWN,
+                            reason="the provider gave no final status in time")
+        return
+    try:
+        rep = provider.status(outgoing(rec))
+    except (RetryLater, AccountProblem) as exc:
+        raise _retry(exc.detail, getattr(exc, "delay_s", None) or RETRY_DELAY_S) from exc
+    except Permanent as exc:
+        rt.store.transition(msg_id, Status.UNKNOWN, reason=exc.detail, error_code=exc.code)
+        return
+    polls = rt.store.incr(msg_id, "polls")
+    if token is None and rep.status.final is False:
+        rt.store.transition(msg_id, rep.status, provider_status=rep.raw,
+                            error_code=rep.error_code)
+        return
+    _apply_status(msg_id, rep, plan, polls)
+
+
+def register(broker: RedisBroker) -> None:
+    """Declare the actors on ``broker`` (their default queue is never used: jobs name theirs)."""
+    dramatiq.actor(send_sms, actor_name=SEND_SMS, queue_name="sms.unrouted", broker=broker,
+                   max_retries=10_000, time_limit=5 * 60 * 1000)
+    dramatiq.actor(poll_status, actor_name=POLL_STATUS, queue_name="sms.unrouted", broker=broker,
+                   max_retries=1_000, time_limit=5 * 60 * 1000)
+
+

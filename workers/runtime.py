@@ -1,0 +1,98 @@
+"""Per-process state of a worker: settings, store, provider instances, account pauses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import AccountProblem
+from core.settings import Account, Settings, get_settings
+from core.store import Store, redis_client
+from workers import providers
+from workers.providers.base import Outgoing, Provider, ProviderContext
+
+log = logging.getLogger("gonets.worker")
+
+#: one alert per account problem per this long
+ALERT_EVERY_S = 3600
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+
+    def __post_init__(self) -> None:
+        self._providers: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+        self.ctx = ProviderContext(self.settings, self.store.r)
+
+    def provider(self, account: Account) -> Provider:
+        with self._lock:
+            p = self._providers.get(account.name)
+            if p is None:
+                p = self._providers[account.name] = providers.build(account, self.ctx)
+            return p
+
+    def close(self) -> None:
+        with self._lock:
+            for p in self._providers.values():
+                p.close()
+            self._providers.clear()
+
+    # --- account pause and alerts
+    def pause_left_s(self, account: str) -> float:
+        ttl = self.store.r.pttl(self.store.key("pause", account))
+        return max(ttl, 0) / 1000.0
+
+    def pause(self, account: str, exc: AccountProblem) -> bool:
+        """Pause the account's pool; returns True the first time in an incident (alert then)."""
+        info = json.dumps({"alert": exc.alert, "code": exc.code, "detail": exc.detail,
+                           "since": time.time()})
+        self.store.r.set(self.store.key("pause", account), info,
+                         px=int(self.settings.account_pause_s * 1000))
+        first = bool(self.store.r.set(self.store.key("alert", account, exc.alert), info,
+                                      nx=True, ex=ALERT_EVERY_S))
+        if first:
+            log.error("account %s paused: %s (code %s); messages are kept and retried",
+                      account, exc.detail, exc.code,
+                      extra={"gonets_alert": exc.alert, "account": account})
+        return first
+
+    def resume(self, account: str) -> None:
+        """The account works again: clear the pause and the alert so a new incident alerts."""
+        r = self.store.r
+        if r.delete(self.store.key("pause", account)):
+            for key in r.scan_iter(self.store.key("alert", account, "*")):
+                r.delete(key)
+            log.warning("account %s works again; pool resumed", account)
+
+
+def outgoing(rec: dict[str, str]) -> Outgoing:
+    opts: dict[str, Any] = json.loads(rec["options"]) if rec.get("options") else {}
+    return Outgoing(
+        id=rec["id"], seq=int(rec.get("seq", "0")), phone=rec["phone"], text=rec.get("text", ""),
+        sender=rec.get("sender") or None, parts=int(rec.get("parts", "1")),
+        encoding=rec.get("encoding", "gsm7"), kind=rec.get("kind", "transactional"),
+        lane=rec.get("lane", "bulk"),
+        validity_min=int(rec["validity_min"]) if rec.get("validity_min") else None,
+        options=opts, provider_id=rec.get("provider_id") or None)
+
+
+_runtime: Runtime | None = None
+_rt_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _rt_lock:
+        if _runtime is None:
+            s = get_settings()
+            _runtime = Runtime(s, Store(redis_client(s.redis_url), namespace=s.namespace,
+                                        retention_s=s.retention_s,
+                                        events_maxlen=s.events_maxlen))
+        return _runtime
