@@ -46,12 +46,21 @@ class Limits(_Strict):
     max_parts: int = Field(10, gt=0, le=255, description="longest message accepted, in parts")
 
 
-def _expand(value: str) -> str:
+#: account keys whose string values may contain ${VAR}
+_EXPANDED = ("base_urls", "smpp_host", "smpp_port", "smpp_backup_host")
+
+
+def _expand(value: Any, env: dict[str, str], where: str) -> Any:
+    if isinstance(value, list):
+        return [_expand(v, env, where) for v in value]
+    if not isinstance(value, str):
+        return value
+
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"endpoint refers to ${{{name}}}, which is not set in the environment")
-        return os.environ[name]
+        if name not in env:
+            raise ConfigError(f"{where} refers to ${{{name}}}, which is not set in the environment")
+        return env[name]
 
     return _VAR.sub(sub, value)
 
@@ -86,23 +95,6 @@ class Account(_Strict):
                     "never the secret itself"
                 )
         return v
-
-    @field_validator("base_urls", mode="before")
-    @classmethod
-    def _expand_urls(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [_expand(x) if isinstance(x, str) else x for x in v]
-        return v
-
-    @field_validator("smpp_host", "smpp_backup_host", mode="before")
-    @classmethod
-    def _expand_host(cls, v: Any) -> Any:
-        return _expand(v) if isinstance(v, str) else v
-
-    @field_validator("smpp_port", mode="before")
-    @classmethod
-    def _expand_port(cls, v: Any) -> Any:
-        return _expand(v) if isinstance(v, str) else v
 
     def secret(self, key: str) -> str:
         """Resolve credential ``key`` now. Raises ConfigError naming the key, never the value."""
@@ -219,6 +211,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         accounts = raw.pop("accounts", [])
         if isinstance(accounts, dict):  # [accounts.NAME] tables
             accounts = [{"name": k, **v} for k, v in accounts.items()]
+        for acct in accounts:
+            if isinstance(acct, dict):
+                for key in _EXPANDED:
+                    if key in acct:
+                        acct[key] = _expand(acct[key], env,
+                                            f"accounts.{acct.get('name', '?')}.{key}")
         data.update(raw)
         data["accounts"] = accounts
         data["config"] = config

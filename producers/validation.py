@@ -22,7 +22,8 @@ def normalise_phone(raw: object, default_region: str) -> str:
     try:
         num = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidInput("to", f"not a phone number ({exc.error_type.name.lower()})") from None
+        reason = str(exc).split(") ", 1)[-1].rstrip(".").lower()
+        raise InvalidInput("to", f"not a phone number: {reason}") from None
     if not phonenumbers.is_valid_number(num):
         raise InvalidInput("to", "not a valid phone number for its country")
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164).lstrip("+")

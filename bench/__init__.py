@@ -1,0 +1,1 @@
+"""``make bench``: the figures that matter, each beside a baseline measured in the same run."""

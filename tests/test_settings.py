@@ -1,0 +1,93 @@
+"""Settings: typed, from GONETS_* and a TOML file; unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import load_settings
+
+GOOD = """
+default_account = "a"
+[accounts.a]
+provider = "smsc_http"
+base_urls = ["${SMSC_URL}"]
+credentials = { login = "env:A_LOGIN", password = "file:/run/secrets/a" }
+route_prefixes = ["375"]
+"""
+
+
+def cfg(tmp_path: Path, text: str) -> dict[str, str]:
+    p = tmp_path / "g.toml"
+    p.write_text(text)
+    return {"GONETS_CONFIG": str(p), "SMSC_URL": "http://127.0.0.1:1"}
+
+
+def test_file_and_env_are_read(tmp_path: Path) -> None:
+    s = load_settings({**cfg(tmp_path, GOOD), "GONETS_REDIS_URL": "redis://h:1/2",
+                       "GONETS_RETENTION_S": "60"})
+    assert s.redis_url == "redis://h:1/2" and s.retention_s == 60
+    assert s.account("a").base_urls == ["http://127.0.0.1:1"]
+    assert s.route("375291234567").name == "a"
+
+
+@pytest.mark.parametrize("text, key", [
+    (GOOD + "colour = 'blue'\n", "colour"),
+    (GOOD.replace("route_prefixes", "route_prefix"), "route_prefix"),
+    (GOOD + "[accounts.a.limits]\nrate_per_sec = 3\n", "rate_per_sec"),
+])
+def test_unknown_key_in_file_is_an_error_naming_it(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key) as e:
+        load_settings(cfg(tmp_path, text))
+    assert "unknown key" in str(e.value)
+
+
+def test_unknown_env_setting_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="GONETS_REDIS_ULR"):
+        load_settings({**cfg(tmp_path, GOOD), "GONETS_REDIS_ULR": "redis://x"})
+
+
+def test_secret_in_the_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="never the secret itself"):
+        load_settings(cfg(tmp_path, GOOD.replace("env:A_LOGIN", "hunter2")))
+
+
+def test_secrets_resolve_from_env_and_files_and_name_what_is_missing(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    s = load_settings(cfg(tmp_path, GOOD.replace("/run/secrets/a", str(secret))))
+    a = s.account("a")
+    assert a.secret("password") == "s3cret"
+    monkeypatch.delenv("A_LOGIN", raising=False)
+    with pytest.raises(ConfigError, match="A_LOGIN is not set"):
+        a.secret("login")
+    monkeypatch.setenv("A_LOGIN", "me")
+    assert a.secret("login") == "me"
+
+
+def test_missing_endpoint_variable_is_named(tmp_path: Path) -> None:
+    env = cfg(tmp_path, GOOD)
+    del env["SMSC_URL"]
+    with pytest.raises(ConfigError, match="SMSC_URL"):
+        load_settings(env)
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(cfg(tmp_path, "this is = = not toml"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings({"GONETS_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_shipped_sandbox_config_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {"GONETS_CONFIG": str(root / "config" / "sandbox.toml")}
+    import re
+
+    for var in set(re.findall(r"\$\{(\w+)\}", (root / "config" / "sandbox.toml").read_text())):
+        env[var] = "http://127.0.0.1:1"
+    s = load_settings(env)
+    assert s.accounts

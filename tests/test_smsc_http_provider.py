@@ -1,0 +1,121 @@
+"""The SMSC HTTP provider against the SMSC sandbox over real sockets, and its parsers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from core.contracts import Status
+from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.settings import Account
+from tests.conftest import control
+from workers.providers.base import Outgoing
+from workers.providers.smsc_http import STATUS_MAP, SmscHttp, parse_answer
+
+
+def account(urls, fmt=1, **creds):
+    creds = creds or {"login": "env:TEST_SMSC_LOGIN", "password": "env:TEST_SMSC_PASSWORD"}
+    return Account(name="smsc", provider="smsc_http", base_urls=urls, credentials=creds,
+                   timeout_s=2, options={"fmt": fmt})
+
+
+def msg(seq=1, phone="375291234567", text="Hello", **kw):
+    return Outgoing(id=f"m{seq}", seq=seq, phone=phone, text=text, sender="Gonets", parts=1,
+                    encoding="gsm7", **kw)
+
+
+@pytest.fixture(autouse=True)
+def creds(monkeypatch):
+    monkeypatch.setenv("TEST_SMSC_LOGIN", "gonets")
+    monkeypatch.setenv("TEST_SMSC_PASSWORD", "sandbox")
+    monkeypatch.setenv("TEST_SMSC_KEY", "sandbox-key")
+
+
+@pytest.mark.parametrize("fmt", [1, 3])
+def test_send_status_cost_balance_in_both_formats(smsc, fmt) -> None:
+    p = SmscHttp(account(smsc.urls, fmt))
+    sub = p.send(msg(7, validity_min=10, options={"translit": 1, "maxsms": 3}))
+    assert sub.provider_id == "7" and sub.parts == 1 and sub.cost == "1.50"
+    assert Decimal(sub.balance) == Decimal("998.50")
+    sent = smsc.log.items()[-1]["params"]
+    assert sent["valid"] == "00:10" and sent["translit"] == "1" and sent["maxsms"] == "3"
+    assert sent["psw"] == "***"  # the sandbox log masks it; it was sent
+    assert p.status(msg(7)).status in (Status.SUBMITTED, Status.DELIVERED)
+    cost, cnt = p.cost(msg(8, text="П" * 71))
+    assert (cost, cnt) == (Decimal("3.00"), 2)
+    assert p.balance().amount == Decimal("998.50")
+    p.close()
+
+
+def test_api_key_instead_of_login(smsc) -> None:
+    p = SmscHttp(account(smsc.urls, apikey="env:TEST_SMSC_KEY"))
+    assert p.send(msg(3)).provider_id == "3"
+    assert "apikey" in smsc.log.items()[-1]["params"]
+
+
+def test_hlr_status_carries_hlr_fields(smsc) -> None:
+    control(smsc.urls[0], progress_s=[0, 0])
+    p = SmscHttp(account(smsc.urls))
+    p.send(msg(11, text="", options={"format": "hlr"}))
+    assert smsc.log.items()[-1]["params"]["hlr"] == "1"
+    rep = p.status(msg(11))
+    assert rep.status == Status.DELIVERED
+    assert rep.extra["mcc"] == "257" and rep.extra["imsi"].startswith("25702")
+
+
+@pytest.mark.parametrize("setup, exc, code", [
+    ({"balance": 0}, AccountProblem, "3"),
+    ({"phone_error": {"375291234567": 7}}, Permanent, "7"),
+    ({"force_error": {"send": [4, 1]}}, RetryLater, "4"),
+    ({"force_error": {"send": [6, 1]}}, Permanent, "6"),
+])
+def test_error_codes_map_into_the_error_tree(smsc, setup, exc, code) -> None:
+    control(smsc.urls[0], **setup)
+    with pytest.raises(exc) as e:
+        SmscHttp(account(smsc.urls)).send(msg(5))
+    assert e.value.code == code
+
+
+def test_bad_credentials_are_an_account_problem(smsc, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_SMSC_PASSWORD", "wrong")
+    with pytest.raises(AccountProblem) as e:
+        SmscHttp(account(smsc.urls)).send(msg(5))
+    assert e.value.alert == "credentials"
+
+
+def test_lost_answer_is_looked_up_on_the_fallback_not_resent(smsc) -> None:
+    # primary takes the request, then hangs up without answering (5xx after sending)
+    control(smsc.urls[0], down=[0], down_mode="503")
+    p = SmscHttp(account(smsc.urls))
+    assert p.send(msg(21)).provider_id == "21"
+    assert smsc.counters["accepted"] == 1
+
+
+def test_every_server_down_is_retry_later(smsc) -> None:
+    control(smsc.urls[0], down=[0, 1], down_mode="drop")
+    with pytest.raises(OutcomeUnknown):
+        SmscHttp(account(smsc.urls)).send(msg(9))
+    with pytest.raises(RetryLater):
+        SmscHttp(account(["http://127.0.0.1:9"])).send(msg(9))
+
+
+@given(st.text(max_size=200), st.sampled_from([1, 3]))
+@hsettings(max_examples=300, deadline=None)
+def test_answer_parser_fails_only_with_value_error(body: str, fmt: int) -> None:
+    try:
+        parse_answer(body, fmt)
+    except ValueError:
+        pass
+
+
+@given(st.integers(-10, 300), st.integers(0, 300))
+@hsettings(max_examples=200, deadline=None)
+def test_any_status_code_maps_without_crashing(code: int, err: int) -> None:
+    p = SmscHttp(account(["http://127.0.0.1:9"]))
+    rep = p._status_answer(parse_answer(f"{code},1700000000,{err}", 1))
+    if code in STATUS_MAP and STATUS_MAP[code] is None:
+        assert rep is None
+    else:
+        assert rep is not None and rep.raw == str(code)
