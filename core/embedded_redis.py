@@ -32,7 +32,7 @@ class RedisServer:
 
     def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False,
                  binary: str | None = None) -> None:
-        self.dir = Path(directory)
+        self.dir = Path(directory).resolve()
         self.port = port or free_port()
         self.persist = persist
         self.binary = binary or redis_server_binary()
