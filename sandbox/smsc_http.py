@@ -21,8 +21,8 @@ Behaviour: a message moves ``-1 → 0 → final`` over ``progress_s`` seconds; t
 ``price`` per part.  Identical send requests within 60 s get error 9.
 
 Control (JSON over HTTP, on every listener):
-    POST /_sandbox/control  {"balance": 10.0, "down": [0], "down_mode": "drop"|"503",
-                              "delay_s": 0.0, "force_error": {"send": [3, 5]} (code, count),
+    POST /_sandbox/control  {"balance": 10.0, "down": [0], "down_mode": "drop"|"503"|"accept_then_503"|"accept_then_drop",
+                              "delay_s": 0.0 (answers late; the request is processed at once), "force_error": {"send": [3, 5]} (code, count),
                               "phone_error": {"375...": 7}, "final_status": {"375...": [20, 1]},
                               "progress_s": [0.2, 0.5], "reset": true}
     GET  /_sandbox/state    counters, balance, messages
@@ -38,6 +38,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,7 @@ class SmscHttpSandbox:
         self.messages: dict[tuple[str, int], Message] = {}
         self.next_id = 100000
         self.recent: dict[str, float] = {}
+        self.recent_order: deque[tuple[float, str]] = deque()
         self.down: set[int] = set()
         self.down_mode = "drop"
         self.delay_s = 0.0
@@ -121,10 +123,21 @@ class SmscHttpSandbox:
         if req.path.startswith("/_sandbox/"):
             return self.control(req)
         if req.listener in self.down:
-            self.log.add(listener=req.listener, path=req.path, dropped=True)
-            return DROP if self.down_mode == "drop" else Response(503, "Service Unavailable")
-        if self.delay_s:
-            time.sleep(self.delay_s)
+            if self.down_mode.startswith("accept_then_"):
+                self._handle(req)  # processed, but the answer is lost
+            else:
+                self.log.add(listener=req.listener, path=req.path, dropped=True)
+            return DROP if self.down_mode.endswith("drop") else Response(503,
+                                                                        "Service Unavailable")
+        delay = self.delay_s
+        resp = self._handle(req)
+        if delay:
+            # the request is processed at once; only the answer is late (the dangerous case:
+            # a client that gives up or dies has still sent the message)
+            time.sleep(delay)
+        return resp
+
+    def _handle(self, req: Request) -> Response:
         charset = req.form().get("charset", "utf-8").lower()
         enc = {"utf-8": "utf-8", "windows-1251": "cp1251", "koi8-r": "koi8-r",
                "utf-16": "utf-8"}.get(charset, "utf-8")
@@ -212,12 +225,16 @@ class SmscHttpSandbox:
         now = time.time()
         fingerprint = json.dumps({k: v for k, v in sorted(p.items())
                                   if k not in ("psw", "apikey", "login")})
-        self.recent = {k: t for k, t in self.recent.items() if now - t < 60}
+        while self.recent_order and now - self.recent_order[0][0] >= 60:
+            _, old = self.recent_order.popleft()
+            if now - self.recent.get(old, 0) >= 60:
+                self.recent.pop(old, None)
         if fingerprint in self.recent:
             return self._error("send", fmt, 9, charset)
         if cost > self.balance:
             return self._error("send", fmt, 3, charset)
         self.recent[fingerprint] = now
+        self.recent_order.append((now, fingerprint))
         if client_id and client_id != "0":
             msg_id = int(client_id)
         else:

@@ -85,11 +85,23 @@ def test_bad_credentials_are_an_account_problem(smsc, monkeypatch) -> None:
     assert e.value.alert == "credentials"
 
 
-def test_lost_answer_is_looked_up_on_the_fallback_not_resent(smsc) -> None:
-    # primary takes the request, then hangs up without answering (5xx after sending)
-    control(smsc.urls[0], down=[0], down_mode="503")
+@pytest.mark.parametrize("mode", ["accept_then_503", "accept_then_drop"])
+def test_lost_answer_is_looked_up_on_the_fallback_not_resent(smsc, mode) -> None:
+    # the primary takes the message, then the answer is lost (5xx, or the link drops)
+    control(smsc.urls[0], down=[0], down_mode=mode)
     p = SmscHttp(account(smsc.urls))
     assert p.send(msg(21)).provider_id == "21"
+    assert smsc.counters["accepted"] == 1  # sent once, not twice
+    fallback = [r["path"] for r in smsc.log.items() if r["listener"] == 1]
+    assert fallback == ["/sys/status.php"]
+
+
+def test_primary_not_answering_at_all_sends_on_the_fallback(smsc) -> None:
+    control(smsc.urls[0], down=[0], down_mode="503")
+    p = SmscHttp(account(smsc.urls))
+    assert p.send(msg(22)).provider_id == "22"
+    fallback = [r["path"] for r in smsc.log.items() if r["listener"] == 1]
+    assert fallback == ["/sys/status.php", "/sys/send.php"]
     assert smsc.counters["accepted"] == 1
 
 
