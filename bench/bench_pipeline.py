@@ -131,7 +131,7 @@ def kill_recovery(env: dict[str, str], url: str, *, cap_s: float) -> float:
     broker = build_broker(settings)
     producer = Producer(settings, broker=broker)
     store = Store(redis_client(settings.redis_url), namespace=settings.namespace)
-    httpx.post(f"{url}/_sandbox/control", json={"delay_s": 2.0}).raise_for_status()
+    httpx.post(f"{url}/_sandbox/control", json={"delay_s": 30.0}).raise_for_status()
     a = Worker(env, "smsc", 4)
     ids = [producer.send_sms(f"+37544{3000000 + i}", f"kill {i}") for i in range(4)]
     deadline = time.monotonic() + 30

@@ -171,6 +171,24 @@ class Store:
         current = self.r.hget(self.msg_key(msg_id), "status") or status.value
         return Transition(changed=False, status=Status(current))
 
+    def begin_attempt(self, msg_id: str, *, seq: str | None = None) -> None:
+        """Mark a send attempt as in flight (one round trip): until it is settled, a retry
+        must look the message up at the provider before sending it again."""
+        key = self.msg_key(msg_id)
+        pipe = self.r.pipeline(transaction=False)
+        if seq is not None:
+            pipe.hset(key, "seq", seq)
+        pipe.hset(key, "inflight_ms", str(now_ms()))
+        pipe.hincrby(key, "attempts", 1)
+        pipe.execute()
+
+    def set_poll(self, msg_id: str, token: str, at_ms: int) -> None:
+        """Record the current poll chain's token and when the status is next asked for."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.msg_key(msg_id), "poll_token", token)
+        pipe.zadd(self.nonfinal_key, {msg_id: at_ms}, xx=True)
+        pipe.execute()
+
     def schedule_check(self, msg_id: str, at_ms: int) -> None:
         """Set when the status of a non-final record should next be asked for."""
         self.r.zadd(self.nonfinal_key, {msg_id: at_ms}, xx=True)

@@ -56,9 +56,9 @@ def send_sms(msg_id: str) -> None:
     if left > 0:
         raise _retry(f"account {account.name} paused", left + 0.5)
     provider = rt.provider(account)
-    if not rec.get("seq"):
+    new_seq = not rec.get("seq")
+    if new_seq:
         rec["seq"] = str(store.next_seq(account.name))
-        store.update(msg_id, seq=rec["seq"])
     out = outgoing(rec)
     try:
         if rec.get("inflight_ms"):
@@ -67,8 +67,7 @@ def send_sms(msg_id: str) -> None:
                 _apply_submitted(msg_id, found.raw, provider_id=out.provider_id or str(out.seq))
                 _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
                 return
-        store.update(msg_id, inflight_ms=now_ms())
-        store.incr(msg_id, "attempts")
+        store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
         sub = provider.send(out)
     except Permanent as exc:
         store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
@@ -101,8 +100,7 @@ def _schedule_poll(msg_id: str, account: str, delay_s: float) -> None:
     rt = get_runtime()
     at = now_ms() + int(delay_s * 1000)
     token = str(uuid.uuid4())[:8]
-    rt.store.update(msg_id, poll_token=token)
-    rt.store.schedule_check(msg_id, at)
+    rt.store.set_poll(msg_id, token, at)
     broker = dramatiq.get_broker()
     assert isinstance(broker, RedisBroker)
     enqueue(broker, status_queue(account), POLL_STATUS, msg_id, token,

@@ -29,6 +29,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
+        self._incident: dict[str, bool] = {}
         self.ctx = ProviderContext(self.settings, self.store.r)
 
     def provider(self, account: Account) -> Provider:
@@ -46,7 +47,13 @@ class Runtime:
 
     # --- account pause and alerts
     def pause_left_s(self, account: str) -> float:
-        ttl = self.store.r.pttl(self.store.key("pause", account))
+        """Seconds the account's pool stays paused (0: not paused). Also notes whether an
+        incident is open, so ``resume`` costs nothing in the common case."""
+        pipe = self.store.r.pipeline(transaction=False)
+        pipe.pttl(self.store.key("pause", account))
+        pipe.exists(self.store.key("incident", account))
+        ttl, incident = pipe.execute()
+        self._incident[account] = bool(incident)
         return max(ttl, 0) / 1000.0
 
     def pause(self, account: str, exc: AccountProblem) -> bool:
@@ -55,6 +62,7 @@ class Runtime:
                            "since": time.time()})
         self.store.r.set(self.store.key("pause", account), info,
                          px=int(self.settings.account_pause_s * 1000))
+        self.store.r.set(self.store.key("incident", account), info)
         first = bool(self.store.r.set(self.store.key("alert", account, exc.alert), info,
                                       nx=True, ex=ALERT_EVERY_S))
         if first:
@@ -65,8 +73,12 @@ class Runtime:
 
     def resume(self, account: str) -> None:
         """The account works again: clear the pause and the alert so a new incident alerts."""
+        if not self._incident.get(account):
+            return
         r = self.store.r
-        if r.delete(self.store.key("pause", account)):
+        self._incident[account] = False
+        if r.delete(self.store.key("incident", account)):
+            r.delete(self.store.key("pause", account))
             for key in r.scan_iter(self.store.key("alert", account, "*")):
                 r.delete(key)
             log.warning("account %s works again; pool resumed", account)
