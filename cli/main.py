@@ -56,7 +56,7 @@ def _demo(producer: Any, n: int, account: str | None, to: str | None) -> int:
     from core.contracts import Status
 
     ids = []
-    base = 375290000000
+    base = 375291000000
     for i in range(n):
         phone = to or f"+{base + 1000 + i}"
         ids.append(producer.send_sms(phone, f"Gonets demo message {i + 1} of {n}",

@@ -12,13 +12,19 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_run_sends_a_message_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("external_redis", [False, True], ids=["embedded", "GONETS_REDIS_URL"])
+def test_run_sends_a_message_and_ctrl_c_stops_everything(tmp_path: Path, request,
+                                                         external_redis: bool) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
     env.update(PYTHONPATH=str(ROOT), GONETS_CONFIG=str(ROOT / "config" / "sandbox.toml"))
+    if external_redis:
+        env["GONETS_REDIS_URL"] = request.getfixturevalue("redis_url")
     log = tmp_path / "run.log"
     with open(log, "wb") as fh:
         run = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--threads", "2"],
@@ -32,8 +38,10 @@ def test_run_sends_a_message_and_ctrl_c_stops_everything(tmp_path: Path) -> None
         out = log.read_text()
         exports = dict(re.findall(r"export (\w+)=(\S+)", out.replace(" GONETS_", "\nexport GONETS_")))
         assert exports["GONETS_REDIS_URL"].startswith("redis://127.0.0.1:")
+        if external_redis:
+            assert exports["GONETS_REDIS_URL"] == env["GONETS_REDIS_URL"]
         children = psutil.Process(run.pid).children(recursive=True)
-        assert len(children) >= 3  # redis, sandboxes, a worker
+        assert len(children) >= (2 if external_redis else 3)  # redis, sandboxes, a worker
         cli_env = {**env, **exports}
         # wait for the workers to be ready before sending
         while out.count("ready") < 1:
@@ -54,7 +62,10 @@ def test_run_sends_a_message_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             assert time.monotonic() < deadline, st.stdout + st.stderr
             time.sleep(0.5)
         assert "375291234567" not in st.stdout  # the number is masked
-        assert (tmp_path / ".gonets" / "redis").is_dir()
+        assert (tmp_path / ".gonets" / "redis").is_dir() != external_redis
+        if external_redis:
+            r = redis.Redis.from_url(env["GONETS_REDIS_URL"])
+            assert r.hget(f"gonets:msg:{msg_id}", "status") == b"delivered"
     finally:
         run.send_signal(signal.SIGINT)
         try:
