@@ -125,13 +125,16 @@ def _handler_for(app: App, index: int) -> type[BaseHTTPRequestHandler]:
                     pass
                 return
             assert isinstance(resp, Response)
-            self.send_response(resp.status)
-            self.send_header("Content-Type", resp.content_type)
-            self.send_header("Content-Length", str(len(resp.body)))
-            for k, v in resp.headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(resp.body)
+            try:
+                self.send_response(resp.status)
+                self.send_header("Content-Type", resp.content_type)
+                self.send_header("Content-Length", str(len(resp.body)))
+                for k, v in resp.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(resp.body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client went away (or was killed)
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 
