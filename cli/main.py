@@ -116,7 +116,7 @@ def cmd_poll(a: argparse.Namespace) -> int:
 def cmd_worker(a: argparse.Namespace) -> int:
     from workers.pool import run_pool
 
-    return run_pool(a.pool, threads=a.threads, processes=a.processes)
+    return run_pool(a.pool, threads=a.threads, processes=a.processes, health_port=a.health_port)
 
 
 @command("run")
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", required=True, help="account name")
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--health-port", type=int, metavar="PORT",
+                   help="serve /healthz (liveness) and /readyz (readiness) on this port")
 
     p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers")
     p.add_argument("--threads", type=int, default=8)

@@ -19,6 +19,7 @@ from core.broker import get_broker
 from core.contracts import pool_queues
 from core.errors import ConfigError
 from core.settings import Settings, get_settings
+from workers import health
 
 log = logging.getLogger("gonets.worker")
 
@@ -30,9 +31,10 @@ def queues_for(settings: Settings, pool: str) -> list[str]:
     return pool_queues(account.name)
 
 
-def run_pool(pool: str, *, threads: int = 8, processes: int = 1) -> int:
+def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
+             health_port: int | None = None) -> int:
     if processes > 1:
-        return _supervise(pool, threads, processes)
+        return _supervise(pool, threads, processes, health_port)
     settings = get_settings()
     queues = queues_for(settings, pool)
     broker = get_broker(settings, worker=True)
@@ -46,16 +48,20 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1) -> int:
 
     def on_signal(signum: int, frame: object) -> None:
         log.info("signal %s: draining in-flight work", signal.Signals(signum).name)
+        health.set_draining()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    health_server = _start_health(health_port, settings.redis_url, worker)
     log.info("worker pool=%s pid=%s threads=%s queues=%s", pool, os.getpid(), threads, queues)
     print(f"gonets worker: pool {pool} ready (pid {os.getpid()}, {threads} threads)", flush=True)
     stop.wait()
     worker.stop(timeout=int(settings.drain_timeout_s * 1000))
     broker.close()
+    if health_server is not None:
+        health_server.stop()
     from workers.runtime import get_runtime
 
     get_runtime().close()
@@ -63,12 +69,29 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1) -> int:
     return 0
 
 
-def _supervise(pool: str, threads: int, processes: int) -> int:
-    """Run ``processes`` single-process workers and pass signals on to them."""
+def _start_health(port: int | None, redis_url: str, worker: Worker) -> health.HealthServer | None:
+    """``--health-port``: /healthz and /readyz fail when Redis or the worker threads are dead
+    (other parts, e.g. an SMPP session, register checks of their own in workers.health)."""
+    if port is None:
+        return None
+    health.register_check("redis", health.redis_check(redis_url))
+    health.register_check("dramatiq", health.dramatiq_check(worker))
+    return health.HealthServer(port).start()
+
+
+def _supervise(pool: str, threads: int, processes: int, health_port: int | None = None) -> int:
+    """Run ``processes`` single-process workers and pass signals on to them.  With a health
+    port, the supervisor answers it: healthy while every child runs and Redis answers."""
     cmd = [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--threads", str(threads)]
     children = [subprocess.Popen(cmd) for _ in range(processes)]
+    if health_port is not None:
+        health.register_check("redis", health.redis_check(get_settings().redis_url))
+        health.register_check("children", lambda: (
+            None if all(c.poll() is None for c in children) else "a worker process has exited"))
+        health.HealthServer(health_port).start()
 
     def forward(signum: int, frame: object) -> None:
+        health.set_draining()
         for c in children:
             if c.poll() is None:
                 c.send_signal(signum)
