@@ -37,8 +37,11 @@ from core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
-OVERLAYS = ["dev", "prod", "external-redis", "hpa"]
+#: the shipped overlays, and "all-components": prod with every optional component at once
+OVERLAYS = ["dev", "prod", "external-redis", "hpa", "all-components"]
 KEDA_OVERLAYS = ["dev", "prod", "external-redis"]
+EXTERNAL_REDIS = {"external-redis", "all-components"}
+COMPONENTS = ["external-redis", "hpa", "sentry-egress"]
 #: the oldest Kubernetes the manifests promise to work on, and the newest the schemas know
 K8S_VERSIONS = ["1.30.0", "1.33.0"]
 SECRETS_MOUNT = "/var/run/secrets/gonets/"
@@ -60,16 +63,25 @@ def _tool(name: str) -> str:
 # --- rendering ---------------------------------------------------------------------------
 
 
-def render(overlay: str) -> list[dict[str, Any]]:
-    res = subprocess.run([_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
+def render(path: Path) -> list[dict[str, Any]]:
+    res = subprocess.run([_tool("kubectl"), "kustomize", str(path)],
                          capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, f"kubectl kustomize overlays/{overlay} failed:\n{res.stderr}"
+    assert res.returncode == 0, f"kubectl kustomize {path} failed:\n{res.stderr}"
     return [d for d in yaml.safe_load_all(res.stdout) if d]
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {o: render(o) for o in OVERLAYS}
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    out = {o: render(K8S / "overlays" / o) for o in OVERLAYS if o != "all-components"}
+    # what a platform engineer's own overlay would do: prod plus every component
+    site = tmp_path_factory.mktemp("site")
+    up = os.path.relpath(K8S, site)
+    (site / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": "gonets", "resources": [f"{up}/overlays/prod"],
+        "components": [f"{up}/components/{c}" for c in COMPONENTS]}), encoding="utf-8")
+    out["all-components"] = render(site)
+    return out
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -439,7 +451,7 @@ def test_no_secret_value_is_in_a_manifest(rendered: dict[str, list[dict[str, Any
             referenced.setdefault(ref["name"], set()).add(ref["key"])
     # every key a pod or KEDA needs is in the example file an operator fills in
     examples = {
-        "gonets-redis": "redis.external.example.env" if overlay == "external-redis"
+        "gonets-redis": "redis.external.example.env" if overlay in EXTERNAL_REDIS
         else "redis.example.env",
         "gonets-credentials": "credentials.example.env",
     }
@@ -801,8 +813,15 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
             assert net.allowed(pod, PUBLIC, port), f"pool {pool} cannot reach its provider :{port}"
     for name, pod in all_pods.items():
         if pod.labels.get("app.kubernetes.io/component") in ("scheduler", "api"):
-            assert not net.allowed(pod, PUBLIC, 443), f"{name} reaches the internet"
+            reaches = net.allowed(pod, PUBLIC, 443)
+            assert reaches == (overlay == "all-components"), \
+                f"{name}: HTTPS out only with the sentry-egress component"
     if redis_pod:
         assert not net.allowed(stranger, redis_pod, 6379), "redis open to any pod"
         assert net.allowed(keda, redis_pod, 6379) == (overlay in KEDA_OVERLAYS), \
             "KEDA's operator reads the queue depths"
+
+
+def test_every_component_is_rendered_by_the_suite() -> None:
+    assert sorted(p.name for p in (K8S / "components").iterdir() if p.is_dir()) == \
+        sorted(COMPONENTS)
