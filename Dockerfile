@@ -15,15 +15,18 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/gonets
-# dependencies first (a layer that survives code changes), then the code
+# the pinned dependencies first (a layer that survives code changes), then the code
 COPY pyproject.toml README.md ./
+RUN /opt/gonets/bin/python -c "import subprocess, sys, tomllib; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
 COPY core/ core/
 COPY producers/ producers/
 COPY workers/ workers/
 COPY scheduler/ scheduler/
 COPY sandbox/ sandbox/
 COPY cli/ cli/
-RUN /opt/gonets/bin/pip install --no-cache-dir . \
+RUN /opt/gonets/bin/pip install --no-cache-dir --no-deps . \
  && /opt/gonets/bin/python -m compileall -q /opt/gonets/lib \
  && /opt/gonets/bin/gonets --help > /dev/null
 
