@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE")
 
     sub.add_parser("config", help="show the effective configuration (no secrets)")
+
+    from cli import consent, sms2  # each registers its own subcommands
+
+    for extra in (consent, sms2):
+        COMMANDS[extra.add_parser(sub)] = extra.run
     return ap
 
 

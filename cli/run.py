@@ -24,6 +24,10 @@ SANDBOX_CONFIG = Path("config/sandbox.toml")
 SANDBOX_ENV = {
     "GONETS_SANDBOX_SMSC_LOGIN": "gonets",
     "GONETS_SANDBOX_SMSC_PASSWORD": "sandbox",
+    "GONETS_SANDBOX_MTS_CLIENT_ID": "gonets",
+    "GONETS_SANDBOX_MTS_CLIENT_SECRET": "sandbox",
+    "GONETS_SANDBOX_SMS2_USER": "gonets",
+    "GONETS_SANDBOX_SMS2_PASS": "sandbox",
 }
 
 

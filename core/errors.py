@@ -7,7 +7,9 @@
           ├── RetryLater         network trouble, 5xx, throttled, queue overflow: try again later
           │    ├── SlowDown      the provider asked us to slow down (MTS 5, SMPP 0x58, SMSC 251)
           │    └── OutcomeUnknown the request may have reached the provider: look it up before resending
-          ├── Permanent          this message can never go (bad number, spam filter, blacklist)
+          ├── Permanent          this message can never go (bad number, spam filter, blacklist);
+          │                      with ``alert`` set it also raises an account alert and pauses
+          │                      the pool (MTS 10: sender name not registered)
           └── AccountProblem     the account is unusable (no funds, unregistered sender, forbidden
                                  IP, bad credentials): alert, pause the pool, keep the messages
 
@@ -77,11 +79,14 @@ class Permanent(ProviderError):
     """This message can never be delivered as it is. The record fails (or is rejected)."""
 
     def __init__(self, detail: str, *, code: str | None = None, provider: str = "",
-                 rejected: bool = False) -> None:
+                 rejected: bool = False, alert: str | None = None) -> None:
         super().__init__(detail, code=code, provider=provider)
         #: True when the provider refused it up front (bad number, forbidden) rather than
         #: failing to deliver it; the record's status becomes ``rejected`` instead of ``failed``.
         self.rejected = rejected
+        #: when set, the failure says something about the account too (an unregistered sender
+        #: name): the message fails AND the account is alerted once and its pool pauses
+        self.alert = alert
 
 
 class AccountProblem(ProviderError):

@@ -15,6 +15,7 @@ from core.provider_options import OPTIONS
 from core.settings import Settings, get_settings
 from core.sms_text import analyse
 from core.store import Store, now_ms
+from producers import consent
 from producers import validation as v
 
 #: first status check after a message is queued, if no receipt arrives before
@@ -51,6 +52,10 @@ class Producer:
             kind_v = Kind(kind)
         except ValueError:
             raise InvalidInput("kind", "must be 'transactional' or 'promotional'") from None
+        if kind_v is Kind.PROMOTIONAL and not consent.consent_granted(self.store, phone):
+            raise InvalidInput("to", "no recorded opt-in consent for promotional SMS to this "
+                                     "number (record it with producers.consent.record_consent "
+                                     "or `gonets consent grant`)")
         validity = v.check_validity(validity)
         idempotency_key = v.check_idempotency_key(idempotency_key)
         try:

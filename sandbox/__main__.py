@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any, Callable
 
-from sandbox import smsc_http
+from sandbox import mts_rest, sms2_http, smsc_http
 
 #: name -> starter returning (stop function, address info). Sandboxes of later providers add
 #: themselves here.
@@ -25,6 +25,20 @@ def _smsc_http(host: str) -> tuple[Callable[[], None], Any]:
 
 
 STARTERS["smsc_http"] = _smsc_http
+
+
+def _mts_rest(host: str) -> tuple[Callable[[], None], Any]:
+    _, server = mts_rest.serve(host, 0)
+    return server.stop, server.urls()
+
+
+def _sms2_http(host: str) -> tuple[Callable[[], None], Any]:
+    _, server = sms2_http.serve(host, 0)
+    return server.stop, server.urls()
+
+
+STARTERS["mts_rest"] = _mts_rest
+STARTERS["sms2_http"] = _sms2_http
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ def send_sms(msg_id: str) -> None:
     except Permanent as exc:
         store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
                          reason=exc.detail, error_code=exc.code, inflight_ms="")
+        if exc.alert:  # e.g. sender not registered: this message fails, the account pauses
+            rt.pause(account.name, AccountProblem(exc.detail, code=exc.code,
+                                                  provider=exc.provider, alert=exc.alert))
         return
     except AccountProblem as exc:
         store.update(msg_id, inflight_ms="")

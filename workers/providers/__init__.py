@@ -11,6 +11,8 @@ from workers.providers.base import Provider, ProviderContext
 #: provider type -> "module:factory"; a factory takes (account, context) and returns a Provider
 REGISTRY: dict[str, str] = {
     "smsc_http": "workers.providers.smsc_http:SmscHttp",
+    "mts_rest": "workers.providers.mts_rest:MtsRest",
+    "sms2_http": "workers.providers.sms2_http:Sms2Http",
 }
 
 

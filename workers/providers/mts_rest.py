@@ -1,0 +1,398 @@
+"""MTS Belarus SMS Pro REST provider (shared/providers/mts-belarus-sms-pro-and-bitrix.md).
+
+* OAuth 2.0 ``client_credentials`` against ``/oauth/token``.  The token is cached **in Redis,
+  keyed by client_id** (``<ns>:oauth:mts_rest:<client_id>``), so every thread of every worker
+  of every pod shares one token.  It is kept for its lifetime (``expires_in``, 3600 s) less a
+  margin, so it is refreshed a little before it expires, by one caller holding the lock
+  ``<key>:lock`` while the others wait and then read what it stored (no stampede).
+* On a 401 the token that failed is dropped (only if it is still the cached one, so a burst
+  of 401s refreshes once), a token is fetched, and the send is retried **once**, without
+  recursion.  A second 401 with a fresh token is an account problem (credentials).
+* ``POST /sms/v1/messages`` with ``phone``, ``text``, ``sender``, ``validity`` (minutes): the
+  message's own validity, else by kind (``transactional_validity_min``, default 10, for codes;
+  ``promotional_validity_min``, default 1440).
+* The API answers HTTP 200 even when the message failed: the per-message status in the body
+  decides.  The document names the error codes but shows no body, so the reader accepts the
+  shapes ``{"messages": [item]}``, ``[item]`` or ``item``, where an item carries ``message_id``
+  (or ``id``), ``status``, and on failure ``error_code`` (or ``code``, or ``error.code``).
+* ``GET /sms/v1/messages/{id}/status``: ``DELIVERED``, ``EXPIRED``, ``REJECTED`` are final;
+  ``UNKNOWN`` (and anything unrecognised, kept raw) stays ``submitted`` and is polled again.
+
+What each error code does (``SEND_ERRORS``): 1 rejected (the producer checks numbers first,
+so it is rare); 5 ``SlowDown`` with a delay (requeued, never lost); 10 the message fails and
+the account is alerted once and its pool pauses; 20 ``AccountProblem`` (alert, pause, the
+messages stay queued); any other code is kept raw and fails the message.
+
+The API has no way to look a message up by a reference of ours, so a send whose answer was
+lost (read timeout) is sent again on the next attempt (at-least-once); a 5xx answer is taken
+as "not accepted" and retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Callable
+
+import httpx
+import redis
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.contracts import Status
+from core.errors import (
+    AccountProblem,
+    ConfigError,
+    OutcomeUnknown,
+    Permanent,
+    ProviderError,
+    RetryLater,
+    SlowDown,
+)
+from core.privacy import scrub_text
+from core.settings import Account
+from workers.providers.base import (
+    Balance,
+    Outgoing,
+    PollPlan,
+    ProviderContext,
+    StatusReport,
+    Submitted,
+)
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "mts_rest"
+DEFAULT_URL = "https://api.mts.by"
+TOKEN_PATH = "/oauth/token"
+SEND_PATH = "/sms/v1/messages"
+STATUS_PATH = "/sms/v1/messages/{id}/status"
+#: the document's token lifetime, used when the token answer has no ``expires_in``
+DEFAULT_TOKEN_TTL_S = 3600.0
+
+# --- protocol knowledge as data ------------------------------------------------------------
+
+#: MTS per-message error code -> (error class, kwargs)
+SEND_ERRORS: dict[str, tuple[type[ProviderError], dict[str, Any]]] = {
+    "1": (Permanent, {"detail": "invalid phone format", "rejected": True}),
+    "5": (SlowDown, {"detail": "MTS limit exceeded; requeued and slowed down"}),
+    "10": (Permanent, {"detail": "sender name not registered with MTS", "alert": "sender"}),
+    "20": (AccountProblem, {"detail": "insufficient funds on the MTS account",
+                            "alert": "no_funds"}),
+}
+#: MTS message state -> Gonets status; anything else stays ``submitted`` (kept raw)
+STATUS_MAP: dict[str, Status] = {
+    "DELIVERED": Status.DELIVERED,
+    "EXPIRED": Status.EXPIRED,
+    "REJECTED": Status.REJECTED,
+    "UNKNOWN": Status.SUBMITTED,
+}
+#: item states that mean the message was not accepted, even without an error code
+_FAILED_STATES = {"ERROR", "FAILED", "REJECTED"}
+
+
+class MtsRestAccountOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: validity (minutes) when the message names none: codes live 5–10 minutes
+    transactional_validity_min: int = Field(10, ge=1, le=1440)
+    promotional_validity_min: int = Field(1440, ge=1, le=1440)
+    #: how long a code-5 (limit exceeded) message waits before it is tried again
+    slow_down_delay_s: float = Field(10.0, gt=0)
+    #: how long a message waits after a 5xx or an unreachable API
+    retry_delay_s: float = Field(5.0, gt=0)
+    #: the cached token is refreshed this long before MTS would expire it
+    token_refresh_margin_s: float = Field(60.0, ge=0)
+    first_poll_s: float = Field(60.0, gt=0)
+    max_poll_interval_s: float = Field(3600.0, gt=0)
+    give_up_after_s: float = Field(3 * 24 * 3600.0, gt=0)
+
+
+# --- pure readers (table-tested, property-tested) ------------------------------------------
+
+
+class SendAnswer:
+    """One message's outcome in a send answer: ``message_id`` or ``error_code``."""
+
+    def __init__(self, message_id: str | None, status: str, error_code: str | None,
+                 error_message: str) -> None:
+        self.message_id = message_id
+        self.status = status
+        self.error_code = error_code
+        self.error_message = error_message
+
+
+def _scalar(v: Any) -> str | None:
+    if v is None or isinstance(v, (dict, list, bool)):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def parse_send_answer(body: str) -> SendAnswer:
+    """Read a ``POST /sms/v1/messages`` answer. Raises ValueError when it is unreadable."""
+    data = json.loads(body)
+    if isinstance(data, dict) and "messages" in data:
+        data = data["messages"]
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise ValueError(f"expected the outcome of one message, got {len(data)}")
+        data = data[0]
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not an object")
+    err = data.get("error")
+    code = _scalar(data.get("error_code")) or _scalar(data.get("code"))
+    message = _scalar(data.get("error_message")) or _scalar(data.get("message")) or ""
+    if isinstance(err, dict):
+        code = code or _scalar(err.get("code"))
+        message = message or _scalar(err.get("message")) or ""
+    elif err is not None and not message:
+        message = _scalar(err) or ""
+    status = (_scalar(data.get("status")) or "").upper()
+    if code == "0":
+        code = None
+    if code is None and status in _FAILED_STATES:
+        code = "unknown"
+    if code is not None:
+        return SendAnswer(None, status or "ERROR", code, message)
+    msg_id = _scalar(data.get("message_id")) or _scalar(data.get("id"))
+    if msg_id is None:
+        raise ValueError("the answer has neither a message id nor an error code")
+    return SendAnswer(msg_id, status or "ACCEPTED", None, "")
+
+
+def parse_status_answer(body: str) -> str:
+    """Read a status answer; returns the MTS state, upper-cased. Raises ValueError."""
+    data = json.loads(body)
+    if isinstance(data, dict) and isinstance(data.get("messages"), list) \
+            and len(data["messages"]) == 1:
+        data = data["messages"][0]
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not an object")
+    state = _scalar(data.get("status")) or _scalar(data.get("state"))
+    if state is None:
+        raise ValueError("the answer has no status")
+    return state.upper()
+
+
+def status_report(state: str) -> StatusReport:
+    return StatusReport(status=STATUS_MAP.get(state, Status.SUBMITTED), raw=state)
+
+
+def send_error(ans: SendAnswer, slow_down_delay_s: float) -> ProviderError:
+    """The Gonets error for a failed message; unknown codes are kept raw and are permanent."""
+    entry = SEND_ERRORS.get(ans.error_code or "")
+    if entry is None:
+        detail = "MTS refused the message"
+        if ans.error_message:
+            detail += f": {scrub_text(ans.error_message)[:200]}"
+        return Permanent(detail, code=ans.error_code, provider=PROVIDER)
+    cls, kw = entry
+    kw = dict(kw)
+    if cls is SlowDown:
+        kw["delay_s"] = slow_down_delay_s
+    return cls(code=ans.error_code, provider=PROVIDER, **kw)
+
+
+# --- the token cache -----------------------------------------------------------------------
+
+
+class TokenCache:
+    """One OAuth token per client_id, shared through Redis, refreshed by one caller at a time."""
+
+    def __init__(self, r: redis.Redis, key: str, fetch: Callable[[], tuple[str, float]],
+                 margin_s: float, lock_timeout_s: float = 30.0) -> None:
+        self.r = r
+        self.key = key
+        self.fetch = fetch
+        self.margin_s = margin_s
+        self.lock_timeout_s = lock_timeout_s
+
+    def get(self) -> str:
+        token = self.r.get(self.key)
+        if token:
+            return str(token)
+        lock = self.r.lock(self.key + ":lock", timeout=self.lock_timeout_s,
+                           blocking_timeout=self.lock_timeout_s + 5)
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise RetryLater("cannot take the MTS token lock", provider=PROVIDER) from exc
+        if not acquired:
+            raise RetryLater("another worker is still fetching the MTS token",
+                             provider=PROVIDER)
+        try:
+            token = self.r.get(self.key)  # someone refreshed it while we waited
+            if token:
+                return str(token)
+            token, expires_in_s = self.fetch()
+            keep_s = expires_in_s - min(self.margin_s, expires_in_s / 10)
+            self.r.set(self.key, token, px=max(1, int(keep_s * 1000)))
+            return token
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                pass  # it expired meanwhile; the token is stored all the same
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` if it is still the cached one (so a burst of 401s refreshes once)."""
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(self.key)
+                if pipe.get(self.key) == token:
+                    pipe.multi()
+                    pipe.delete(self.key)
+                    pipe.execute()
+            except redis.WatchError:
+                pass  # it changed under us: someone refreshed it already
+
+
+# --- the provider --------------------------------------------------------------------------
+
+
+class MtsRest:
+    def __init__(self, account: Account, ctx: ProviderContext, *,
+                 client: httpx.Client | None = None) -> None:
+        self.account = account
+        try:
+            self.opts = MtsRestAccountOptions.model_validate(account.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"accounts.{account.name}.options."
+                              f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
+                                  self.opts.give_up_after_s)
+        self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")
+        self.client_id = account.secret("client_id")
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.tokens = TokenCache(ctx.redis, f"{ctx.settings.namespace}:oauth:{PROVIDER}:"
+                                            f"{self.client_id}",
+                                 self._fetch_token, self.opts.token_refresh_margin_s)
+
+    # --- OAuth
+    def _fetch_token(self) -> tuple[str, float]:
+        data = {"grant_type": "client_credentials", "client_id": self.client_id,
+                "client_secret": self.account.secret("client_secret")}
+        try:
+            resp = self.client.post(self.url + TOKEN_PATH, data=data)
+        except httpx.TransportError as exc:
+            raise RetryLater("MTS token endpoint unreachable", provider=PROVIDER) from exc
+        if resp.status_code in (400, 401, 403):
+            raise AccountProblem("MTS refused the client credentials",
+                                 code=f"http {resp.status_code}", provider=PROVIDER,
+                                 alert="credentials")
+        if resp.status_code != 200:
+            raise RetryLater(f"MTS token endpoint answered HTTP {resp.status_code}",
+                             provider=PROVIDER)
+        try:
+            body = resp.json()
+            token = body["access_token"]
+            if not isinstance(token, str) or not token:
+                raise ValueError("empty access_token")
+            expires_in = float(body.get("expires_in") or DEFAULT_TOKEN_TTL_S)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetryLater("MTS token answer is unreadable", provider=PROVIDER) from exc
+        log.info("MTS token fetched for client %s…, valid %.0f s", self.client_id[:4], expires_in)
+        return token, expires_in
+
+    def _authorised(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request with the shared token; on 401 one new token and exactly one retry."""
+        token = self.tokens.get()
+        resp = self.client.request(method, self.url + path,
+                                   headers={"Authorization": f"Bearer {token}"}, **kw)
+        if resp.status_code != 401:
+            return resp
+        self.tokens.invalidate(token)
+        token = self.tokens.get()
+        resp = self.client.request(method, self.url + path,
+                                   headers={"Authorization": f"Bearer {token}"}, **kw)
+        if resp.status_code == 401:
+            raise AccountProblem("MTS refused a freshly issued token", code="http 401",
+                                 provider=PROVIDER, alert="credentials")
+        return resp
+
+    # --- protocol
+    def body_of(self, msg: Outgoing) -> dict[str, Any]:
+        validity = msg.validity_min or (self.opts.promotional_validity_min
+                                        if msg.kind == "promotional"
+                                        else self.opts.transactional_validity_min)
+        body: dict[str, Any] = {"phone": msg.phone, "text": msg.text, "validity": validity}
+        if msg.sender:
+            body["sender"] = msg.sender
+        return body
+
+    def send(self, msg: Outgoing) -> Submitted:
+        if not re.fullmatch(r"\d{10,15}", msg.phone):
+            raise Permanent("invalid phone format (checked before sending)", code="1",
+                            provider=PROVIDER, rejected=True)
+        try:
+            resp = self._authorised("POST", SEND_PATH, json=self.body_of(msg))
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RetryLater("MTS API unreachable", provider=PROVIDER,
+                             delay_s=self.opts.retry_delay_s) from exc
+        except httpx.TransportError as exc:
+            raise OutcomeUnknown("MTS did not answer the send", provider=PROVIDER) from exc
+        if resp.status_code == 429:
+            raise SlowDown("MTS answered HTTP 429", code="http 429", provider=PROVIDER,
+                           delay_s=_retry_after(resp) or self.opts.slow_down_delay_s)
+        if resp.status_code >= 500:
+            raise RetryLater(f"MTS answered HTTP {resp.status_code}",
+                             code=f"http {resp.status_code}", provider=PROVIDER,
+                             delay_s=self.opts.retry_delay_s)
+        if resp.status_code == 403:
+            raise AccountProblem("MTS forbids this client (HTTP 403)", code="http 403",
+                                 provider=PROVIDER, alert="forbidden")
+        if resp.status_code != 200:
+            raise Permanent(f"MTS refused the request (HTTP {resp.status_code})",
+                            code=f"http {resp.status_code}", provider=PROVIDER, rejected=True)
+        try:
+            ans = parse_send_answer(resp.text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise OutcomeUnknown("MTS answered the send with something unreadable",
+                                 provider=PROVIDER) from exc
+        if ans.error_code is not None:
+            raise send_error(ans, self.opts.slow_down_delay_s)
+        assert ans.message_id is not None
+        return Submitted(provider_id=ans.message_id, parts=msg.parts)
+
+    def lookup(self, msg: Outgoing) -> StatusReport | None:
+        # the API cannot find a message by a reference of ours; with an id we can ask
+        if not msg.provider_id:
+            return None
+        return self.status(msg)
+
+    def status(self, msg: Outgoing) -> StatusReport:
+        if not msg.provider_id:
+            return StatusReport(status=Status.UNKNOWN, raw="", extra={"reason": "no MTS id"})
+        try:
+            resp = self._authorised("GET", STATUS_PATH.format(id=msg.provider_id))
+        except httpx.TransportError as exc:
+            raise RetryLater("MTS did not answer the status request", provider=PROVIDER) \
+                from exc
+        if resp.status_code == 404:
+            raise Permanent("MTS has no such message", code="http 404", provider=PROVIDER)
+        if resp.status_code != 200:
+            raise RetryLater(f"MTS answered the status request with HTTP {resp.status_code}",
+                             code=f"http {resp.status_code}", provider=PROVIDER)
+        try:
+            return status_report(parse_status_answer(resp.text))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RetryLater("MTS answered a status request with something unreadable",
+                             provider=PROVIDER) from exc
+
+    def balance(self) -> Balance:
+        raise ProviderError("MTS SMS Pro's API has no balance request; see the MTS personal "
+                            "account", provider=PROVIDER)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    try:
+        return float(resp.headers.get("retry-after", ""))
+    except ValueError:
+        return None
