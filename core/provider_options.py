@@ -28,6 +28,16 @@ class SmscHttpOptions(BaseModel):
     tz: int | None = Field(None, ge=-12, le=12)
 
 
+class Sms2HttpOptions(BaseModel):
+    """SMS2 ``sms.cgi`` options (see sms2-http-gate.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: a Flash SMS, shown at once on the phone's screen
+    flash: bool = False
+
+
 OPTIONS: dict[str, type[BaseModel]] = {
     "smsc_http": SmscHttpOptions,
+    "sms2_http": Sms2HttpOptions,
 }

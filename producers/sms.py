@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, SEND_SMS, Kind, Lane, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
+from core import provider_checks
 from core.provider_options import OPTIONS
 from core.settings import Settings, get_settings
 from core.sms_text import analyse
@@ -70,6 +71,7 @@ class Producer:
                                        f"{acct.limits.max_parts}")
         opts = self._options(acct.provider, options)
         sender = sender or acct.default_sender
+        provider_checks.check(acct.provider, phone, text, sender)
 
         msg_id = new_message_id()
         if idempotency_key is not None:
