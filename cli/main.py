@@ -224,9 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="show the effective configuration (no secrets)")
 
-    from cli import consent, sms2  # each registers its own subcommands
+    from cli import consent, sms2, usage  # each registers its own subcommands
 
-    for extra in (consent, sms2):
+    for extra in (consent, sms2, usage):
         COMMANDS[extra.add_parser(sub)] = extra.run
     return ap
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from core import usage
 from core.errors import AccountProblem
 from producers.consent import record_consent
 from sandbox import mts_rest
@@ -90,6 +91,12 @@ def test_delivered_with_validity_by_kind_and_unknown_polled_again(
     assert [p["status"] for p in polls][0] == "UNKNOWN" and polls[-1]["status"] == "DELIVERED"
     assert store.get(promo)["kind"] == "promotional" and store.get(code)["kind"] == \
         "transactional"
+    # billed and reported apart
+    totals: dict[str, int] = {}
+    for kinds in usage.report(store, "mts", days=2).values():
+        for kind, n in kinds.items():
+            totals[kind] = totals.get(kind, 0) + n["messages"]
+    assert totals == {"transactional": 2, "promotional": 1}
     assert mts.counters["accepted"] == 3
 
 

@@ -14,6 +14,7 @@ import uuid
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from core import usage
 from core.broker import enqueue
 from core.contracts import POLL_STATUS, SEND_SMS, Status, status_queue
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
@@ -65,6 +66,7 @@ def send_sms(msg_id: str) -> None:
             found = provider.lookup(out)
             if found is not None:
                 _apply_submitted(msg_id, found.raw, provider_id=out.provider_id or str(out.seq))
+                usage.count(store, account.name, out.kind, out.parts)
                 _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
                 return
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
@@ -89,6 +91,7 @@ def send_sms(msg_id: str) -> None:
     rt.resume(account.name)
     _apply_submitted(msg_id, "accepted", provider_id=sub.provider_id, parts_billed=sub.parts,
                      cost=sub.cost)
+    usage.count(store, account.name, out.kind, sub.parts or out.parts)
     _schedule_poll(msg_id, account.name, provider.poll_plan.first_s)
 
 

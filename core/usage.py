@@ -1,0 +1,48 @@
+"""What each account sent, per day and per kind, so transactional and promotional SMS are
+billed and reported apart (MTS Belarus charges them separately).
+
+Counted by the worker when a message is accepted by the provider (``submitted``); read by
+``gonets usage``.  Key layout (``ns`` is ``Settings.namespace``, the day is UTC):
+
+    ns:usage:<account>:<YYYY-MM-DD>   hash  "<kind>:messages" -> n, "<kind>:parts" -> n
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from core.store import Store
+
+#: how long a day's counters are kept
+KEEP_S = 400 * 24 * 3600
+
+
+def _day(at_s: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if at_s is None else at_s,
+                                  tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def count(store: Store, account: str, kind: str, parts: int) -> None:
+    """One accepted message of ``kind`` with ``parts`` SMS parts (one pipelined round trip)."""
+    key = store.key("usage", account, _day())
+    pipe = store.r.pipeline(transaction=False)
+    pipe.hincrby(key, f"{kind}:messages", 1)
+    pipe.hincrby(key, f"{kind}:parts", max(1, parts))
+    pipe.expire(key, KEEP_S)
+    pipe.execute()
+
+
+def report(store: Store, account: str, days: int = 1,
+           today: date | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """``{day: {kind: {"messages": n, "parts": n}}}`` for the last ``days`` days (UTC)."""
+    end = today or datetime.now(timezone.utc).date()
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for i in range(days - 1, -1, -1):
+        day = (end - timedelta(days=i)).isoformat()
+        per_kind: dict[str, dict[str, int]] = {}
+        for field, value in store.r.hgetall(store.key("usage", account, day)).items():
+            kind, _, what = field.partition(":")
+            per_kind.setdefault(kind, {"messages": 0, "parts": 0})[what] = int(value)
+        out[day] = per_kind
+    return out
