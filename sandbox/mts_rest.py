@@ -18,7 +18,8 @@ Built from shared/providers/mts-belarus-sms-pro-and-bitrix.md:
   Codes: 1 invalid phone format, 5 limit exceeded, 10 sender name not registered,
   20 insufficient funds.  An absent sender is allowed (the message goes from a number).
 * ``GET /sms/v1/messages/{id}/status`` → ``{"message_id", "status"}``; the status is
-  ``UNKNOWN`` for ``progress_s`` seconds after the send, then ``DELIVERED`` (or what
+  ``UNKNOWN`` for ``progress_s`` seconds after the send (and for its first
+  ``unknown_polls`` status requests), then ``DELIVERED`` (or what
   ``final_status`` says for that phone: ``EXPIRED``, ``REJECTED``); 404 for an unknown id.
 
 Control (JSON over HTTP):
@@ -30,6 +31,7 @@ Control (JSON over HTTP):
                             "final_status": {"375…": "EXPIRED"},
                             "fail_5xx": [503, 1],        # the next N requests get this HTTP status
                             "delay_s": 0.0, "progress_s": 0.3, "max_per_s": 0,
+                            "unknown_polls": 1,          # each message's first N polls: UNKNOWN
                             "senders": ["Gonets"]}
     GET  /_sandbox/state      counters, balance, messages
     GET  /_sandbox/requests   every request received (secrets and tokens masked)
@@ -65,6 +67,7 @@ class Message:
     validity: int
     created: float
     final: str
+    polls: int = 0
 
 
 class MtsRestSandbox:
@@ -94,6 +97,7 @@ class MtsRestSandbox:
         self.fail_5xx: list[int] = [0, 0]
         self.delay_s = 0.0
         self.max_per_s = 0
+        self.unknown_polls = 0
         self.recent_sends: deque[float] = deque()
         self.counters = {"token": 0, "send": 0, "accepted": 0, "status": 0, "unauthorized": 0,
                          "errors": 0}
@@ -221,7 +225,9 @@ class MtsRestSandbox:
         if m is None:
             self.log.add(**entry, http=404)
             return Response.json({"error": "not_found"}, 404)
-        state = "UNKNOWN" if time.time() - m.created < self.progress_s else m.final
+        m.polls += 1
+        state = ("UNKNOWN" if time.time() - m.created < self.progress_s
+                 or m.polls <= self.unknown_polls else m.final)
         self.log.add(**entry, http=200, status=state)
         return Response.json({"message_id": m.id, "status": state})
 
@@ -249,7 +255,7 @@ class MtsRestSandbox:
                 for key in ("balance", "token_ttl_s", "delay_s", "progress_s"):
                     if key in c:
                         setattr(self, key, float(c[key]))
-                for key in ("force_401", "max_per_s"):
+                for key in ("force_401", "max_per_s", "unknown_polls"):
                     if key in c:
                         setattr(self, key, int(c[key]))
                 if "force_code" in c:

@@ -101,7 +101,8 @@ class MtsRestAccountOptions(BaseModel):
     slow_down_delay_s: float = Field(10.0, gt=0)
     #: how long a message waits after a 5xx or an unreachable API
     retry_delay_s: float = Field(5.0, gt=0)
-    #: the cached token is refreshed this long before MTS would expire it
+    #: the cached token is refreshed this long (at most a quarter of its life) before MTS
+    #: would expire it
     token_refresh_margin_s: float = Field(60.0, ge=0)
     first_poll_s: float = Field(60.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
@@ -226,7 +227,7 @@ class TokenCache:
             if token:
                 return str(token)
             token, expires_in_s = self.fetch()
-            keep_s = expires_in_s - min(self.margin_s, expires_in_s / 10)
+            keep_s = expires_in_s - min(self.margin_s, expires_in_s / 4)
             self.r.set(self.key, token, px=max(1, int(keep_s * 1000)))
             return token
         finally:
