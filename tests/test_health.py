@@ -143,3 +143,34 @@ def test_worker_probes_follow_its_redis_connection(gonets_env: dict[str, str],
             proc.kill()
             proc.wait()
         redis_srv.stop()
+
+
+def test_supervisor_probes_fail_when_a_worker_process_dies(gonets_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    """``--processes 2``: the supervisor answers the probes for its children."""
+    import psutil
+
+    port = free_port()
+    log = tmp_path / "supervisor.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "--pool", "smsc", "--processes", "2",
+             "--threads", "1", "--health-port", str(port)],
+            env=gonets_env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ok = _wait_status(base + "/healthz", 200, 30)
+        assert ok.json()["checks"] == {"children": "ok", "redis": "ok"}
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 2
+        children[0].kill()
+        dead = _wait_status(base + "/healthz", 503)
+        assert dead.json()["checks"]["children"] == "a worker process has exited"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 1, "a killed worker process makes the pool exit non-zero"
+    finally:
+        for c in psutil.Process(proc.pid).children() if proc.poll() is None else []:
+            c.kill()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -99,4 +99,4 @@ def _supervise(pool: str, threads: int, processes: int, health_port: int | None 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [c.wait() for c in children]
-    return max(codes)
+    return 0 if all(c == 0 for c in codes) else 1  # a killed child (-9) is a failure too
