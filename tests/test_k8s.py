@@ -34,6 +34,7 @@ import yaml
 from cli.main import build_parser
 from core.contracts import pool_queues
 from core.settings import Settings, load_settings
+from workers.pool import queues_for
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -607,8 +608,8 @@ def test_scaledobjects_watch_every_queue_of_their_pool(
         (pool,) = [p for p, d in deployments.items()
                    if d["metadata"]["name"] == so["spec"]["scaleTargetRef"]["name"]]
         ns = f"{settings.namespace}-q"
-        want = {f"{ns}:{q}.msgs" for q in pool_queues(pool)} | \
-            {f"{ns}:{q}.DQ.msgs" for q in pool_queues(pool)}
+        queues = queues_for(settings, pool)  # exactly what `gonets worker --pool` consumes
+        want = {f"{ns}:{q}.msgs" for q in queues} | {f"{ns}:{q}.DQ.msgs" for q in queues}
         triggers = so["spec"]["triggers"]
         assert {t["metadata"]["listName"] for t in triggers} == want
         for t in triggers:
