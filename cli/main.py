@@ -177,6 +177,47 @@ def cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("api")
+def cmd_api(a: argparse.Namespace) -> int:
+    from producers.http.serve import serve
+
+    return serve(a.host, a.port, workers=a.workers)
+
+
+@command("callbacks")
+def cmd_callbacks(a: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from producers.http.callbacks import run_dispatcher
+
+    return run_dispatcher(get_settings(), threads=a.threads)
+
+
+@command("token")
+def cmd_token(a: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from core.store import redis_client
+    from producers.http.auth import Tokens
+
+    s = get_settings()
+    tokens = Tokens(redis_client(s.redis_url), s.namespace)
+    if a.token_command == "create":
+        t = tokens.create(a.producer, a.scopes)
+        print(json.dumps({"token": t.token, "id": t.id, "producer": t.producer,
+                          "scopes": list(t.scopes), "callback_secret": t.callback_secret},
+                         indent=2))
+        print("Keep the token: only its hash is stored.", file=sys.stderr)
+        return 0
+    if a.token_command == "revoke":
+        if not tokens.revoke(a.id):
+            print(f"gonets: no token {a.id}", file=sys.stderr)
+            return 1
+        print(f"revoked {a.id}")
+        return 0
+    for t in tokens.list():
+        print(f"{t['id']}  producer={t['producer']}  scopes={t['scopes']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gonets", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -223,6 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE")
 
     sub.add_parser("config", help="show the effective configuration (no secrets)")
+
+    p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+
+    p = sub.add_parser("callbacks", help="deliver status callbacks (webhooks out)")
+    p.add_argument("--threads", type=int, default=16)
+
+    p = sub.add_parser("token", help="create, revoke or list HTTP API tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    tp = tsub.add_parser("create", help="create a token and print it (once)")
+    tp.add_argument("--producer", required=True, help="who owns the messages sent with it")
+    tp.add_argument("--scopes", default="send,read", help="comma-separated: send,pay,read,consent")
+    tp = tsub.add_parser("revoke", help="revoke a token by id (or by the token itself)")
+    tp.add_argument("id")
+    tsub.add_parser("list", help="list tokens (ids, producers, scopes; never the tokens)")
 
     from cli import consent, sms2, usage  # each registers its own subcommands
 

@@ -8,6 +8,7 @@ Key layout (``ns`` is ``Settings.namespace``):
     ns:nonfinal            zset    id -> next status check time (ms), non-final records only
     ns:idem:<acct>:<key>   string  idempotency key -> message id
     ns:seq:<acct>          string  counter for provider-side numeric ids
+    ns:pid:<acct>:<pid>    string  provider's message id -> message id (receipts, webhooks)
 
 Status changes go through one Lua script (``lua/transition.lua``): a final status never
 changes, a status never moves back (a late ``submitted`` cannot undo ``delivered``), and every
@@ -194,6 +195,13 @@ class Store:
         self.r.zadd(self.nonfinal_key, {msg_id: at_ms}, xx=True)
 
     # --- ids and idempotency
+    def bind_provider_id(self, account: str, provider_id: str, msg_id: str) -> None:
+        """Remember which message a provider id belongs to (for receipts and webhooks)."""
+        self.r.set(self.key("pid", account, provider_id), msg_id, ex=self.retention_s)
+
+    def by_provider_id(self, account: str, provider_id: str) -> str | None:
+        return self.r.get(self.key("pid", account, provider_id))
+
     def next_seq(self, account: str) -> int:
         """A numeric id unique per account, 1..2**31-1 (SMSC accepts client ids in this range)."""
         n = int(self.r.incr(self.key("seq", account)))

@@ -39,9 +39,13 @@ class Producer:
                  account: str | None = None, lane: str = "bulk",
                  kind: str = "transactional", validity: int | None = None,
                  idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
-                 options: dict[str, Any] | None = None) -> str:
+                 options: dict[str, Any] | None = None, producer: str | None = None,
+                 callback_url: str | None = None) -> str:
         """Queue one SMS and return its id. Raises InvalidInput naming the field; on any error
-        nothing is enqueued."""
+        nothing is enqueued.
+
+        ``producer`` names who sent it (the HTTP API's token holder; it sees only its own
+        messages); ``callback_url`` receives every status change (producers/http/callbacks.py)."""
         phone = v.normalise_phone(to, self.settings.default_region)
         text = v.check_text(text)
         sender = v.check_sender(sender)
@@ -59,6 +63,7 @@ class Producer:
                                      "or `gonets consent grant`)")
         validity = v.check_validity(validity)
         idempotency_key = v.check_idempotency_key(idempotency_key)
+        callback_url = v.check_callback_url(callback_url)
         try:
             acct = self.settings.account(account) if account else self.settings.route(phone)
         except ConfigError as exc:
@@ -85,6 +90,7 @@ class Producer:
             "kind": kind_v.value, "phone": phone, "text": text, "sender": sender,
             "encoding": info.encoding, "parts": info.parts, "validity_min": validity,
             "options": opts or None, "idempotency_key": idempotency_key,
+            "producer": producer, "callback_url": callback_url,
         }
         if validity is not None:
             fields["expires_ms"] = created + validity * 60_000

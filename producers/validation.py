@@ -66,3 +66,21 @@ def check_idempotency_key(key: object) -> str | None:
     if not isinstance(key, str) or not (1 <= len(key) <= 200) or not key.isprintable():
         raise InvalidInput("idempotency_key", "must be 1–200 printable characters")
     return key
+
+
+def check_callback_url(url: object) -> str | None:
+    """An absolute http(s) URL that status changes are POSTed to."""
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or len(url) > 2000 or not url.isprintable() or " " in url:
+        raise InvalidInput("callback_url", "must be an http(s) URL of at most 2000 characters")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise InvalidInput("callback_url", "is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("callback_url", "must be an absolute http:// or https:// URL")
+    return url

@@ -65,6 +65,7 @@ def send_sms(msg_id: str) -> None:
         if rec.get("inflight_ms"):
             found = provider.lookup(out)
             if found is not None:
+                store.bind_provider_id(account.name, out.provider_id or str(out.seq), msg_id)
                 _apply_submitted(msg_id, found.raw, provider_id=out.provider_id or str(out.seq))
                 usage.count(store, account.name, out.kind, out.parts)
                 _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
@@ -89,6 +90,7 @@ def send_sms(msg_id: str) -> None:
         store.update(msg_id, inflight_ms="")
         raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
     rt.resume(account.name)
+    store.bind_provider_id(account.name, sub.provider_id, msg_id)
     _apply_submitted(msg_id, "accepted", provider_id=sub.provider_id, parts_billed=sub.parts,
                      cost=sub.cost)
     usage.count(store, account.name, out.kind, sub.parts or out.parts)

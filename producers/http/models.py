@@ -1,0 +1,126 @@
+"""Request and response shapes of the HTTP API, as pydantic models.
+
+Requests are validated with these (strictly: no ``"5"`` for 5, unknown fields refused), then
+by the producer itself (phone numbers, sender names, parts), so the HTTP API accepts exactly
+what ``Producer.send_sms`` accepts.  The OpenAPI document (``openapi.py``) is generated from
+the same models, so what is documented is what is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: most messages in one ``POST /v1/sms/batch``
+MAX_BATCH = 10_000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmsIn(_In):
+    """One SMS: the fields of ``Producer.send_sms``."""
+
+    to: str = Field(min_length=1, max_length=32, description="phone number; +375…, 8029…, 7…",
+                    examples=["+375291234567"])
+    text: str = Field(min_length=1, max_length=5000, examples=["Your code is 4711"])
+    sender: str | None = Field(None, max_length=15, description="sender name; the account's "
+                               "default when absent")
+    account: str | None = Field(None, max_length=40, description="provider account; routed by "
+                                "number prefix when absent")
+    lane: Literal["urgent", "bulk"] = Field("bulk", description="urgent messages (codes) go "
+                                            "before bulk mailings")
+    kind: Literal["transactional", "promotional"] = "transactional"
+    validity: int | None = Field(None, ge=1, le=1440, description="minutes the message may "
+                                 "wait; 5–10 for codes")
+    options: dict[str, Any] | None = Field(None, description="provider options, e.g. "
+                                           "{\"translit\": 1} for SMSC")
+    callback_url: str | None = Field(None, max_length=2000, description="every status change "
+                                     "is POSTed here, signed (X-Gonets-Signature)")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200,
+                                        description="the same key within 24 h returns the "
+                                        "first message's id instead of sending again")
+
+
+class BatchIn(_In):
+    # items are validated one by one (a bad item is an error in the answer, not a 422)
+    messages: list[Any] = Field(min_length=1, max_length=MAX_BATCH,
+                                description="each item is an SmsIn, validated on its own",
+                                json_schema_extra={"items": {"$ref":
+                                                             "#/components/schemas/SmsIn"}})
+
+
+class Accepted(_Out):
+    id: str
+    status: Literal["queued"]
+
+
+class ItemError(_Out):
+    field: str
+    detail: str
+
+
+class BatchItem(_Out):
+    index: int
+    id: str | None = None
+    error: ItemError | None = None
+
+
+class BatchOut(_Out):
+    accepted: int
+    rejected: int
+    results: list[BatchItem]
+
+
+class Event(_Out):
+    status: str
+    at: str = Field(description="ISO 8601, UTC")
+    reason: str | None = None
+    provider_status: str | None = None
+    error_code: str | None = None
+
+
+class SmsOut(_Out):
+    id: str
+    status: Literal["queued", "deferred", "submitted", "delivered", "failed", "expired",
+                    "rejected", "unknown"]
+    account: str
+    to: str
+    sender: str | None = None
+    lane: str
+    kind: str
+    parts: int
+    encoding: str | None = None
+    validity: int | None = None
+    provider_id: str | None = None
+    provider_status: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    callback_url: str | None = None
+    created_at: str
+    updated_at: str
+    history: list[Event] | None = None
+
+
+class SmsPage(_Out):
+    items: list[SmsOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at "
+                                    "the end")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(None, description="the request field that is wrong")

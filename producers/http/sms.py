@@ -1,0 +1,238 @@
+"""SMS routes: send one, send a batch, read one, list.
+
+A message sent through the API carries its producer (the token's) on the record, and its id is
+added to the producer's index, which lists it:
+
+    ns:producer:<name>:sms   zset   message id -> created (ms); trimmed past retention
+
+A producer sees only its own messages: another producer's id answers 404, as an unknown one.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from starlette.routing import Route
+
+from core.contracts import Status
+from core.errors import InvalidInput
+from core.store import now_ms
+from producers.http.app import MAX_BATCH_BODY_BYTES, Call, Reply
+from producers.http.models import BatchIn, SmsIn
+from producers.http.problem import ApiError, field_path, from_validation
+
+if TYPE_CHECKING:
+    from producers.http.app import Api
+
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
+#: entries of the index looked at per list call when filters skip most of them
+SCAN_MAX = 5000
+
+
+def iso(ms: int | str | None) -> str:
+    value = int(ms or 0)
+    return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def parse_since(raw: str) -> int:
+    """An ISO 8601 date-time (``2026-11-22T10:00:00Z``) or a date, as ms."""
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "must be an ISO 8601 date-time, e.g. 2026-11-22T10:00:00Z",
+                       field="since") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        return int(dt.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        raise ApiError(422, "out of range", field="since") from None
+
+
+class SmsRoutes:
+    def __init__(self, api: "Api") -> None:
+        self.api = api
+        self.store = api.store
+
+    def index_key(self, producer: str) -> str:
+        return self.store.key("producer", producer, "sms")
+
+    # --- sending
+    def _send(self, call: Call, item: Any, prefix: str = "") -> str:
+        try:
+            m = SmsIn.model_validate(item)
+        except ValidationError as exc:
+            raise from_validation(exc, prefix) from None
+        key = f"{call.producer}:{m.idempotency_key}" if m.idempotency_key else None
+        try:
+            return self.api.producer.send_sms(
+                m.to, m.text, sender=m.sender, account=m.account, lane=m.lane, kind=m.kind,
+                validity=m.validity, idempotency_key=key, options=m.options,
+                producer=call.producer, callback_url=m.callback_url)
+        except InvalidInput as exc:
+            raise ApiError(422, exc.reason, field=field_path([exc.field], prefix)) from None
+
+    def _index(self, producer: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        key = self.index_key(producer)
+        now = now_ms()
+        pipe = self.store.r.pipeline(transaction=False)
+        pipe.zadd(key, {i: now for i in ids}, nx=True)
+        if len(ids) > 1 or random.random() < 0.01:
+            pipe.zremrangebyscore(key, "-inf", now - self.store.retention_s * 1000)
+        pipe.execute()
+
+    def send_one(self, call: Call) -> Reply:
+        msg_id = self._send(call, call.json())
+        self._index(call.producer, [msg_id])
+        return Reply(202, {"id": msg_id, "status": "queued"}, {"Location": f"/v1/sms/{msg_id}"})
+
+    def send_batch(self, call: Call) -> Reply:
+        try:
+            batch = BatchIn.model_validate(call.json())
+        except ValidationError as exc:
+            raise from_validation(exc) from None
+        results: list[dict[str, Any]] = []
+        ids: list[str] = []
+        for i, item in enumerate(batch.messages):
+            try:
+                msg_id = self._send(call, item)
+            except ApiError as exc:
+                results.append({"index": i, "error": {"field": exc.field or "body",
+                                                      "detail": exc.detail}})
+                continue
+            ids.append(msg_id)
+            results.append({"index": i, "id": msg_id})
+        self._index(call.producer, ids)
+        return Reply(200, {"accepted": len(ids), "rejected": len(results) - len(ids),
+                           "results": results})
+
+    # --- reading
+    def _own(self, call: Call, msg_id: str) -> dict[str, str]:
+        rec = self.store.find(msg_id) if len(msg_id) <= 64 else None
+        if rec is None or rec.get("producer") != call.producer:
+            raise ApiError(404, "no such message (or not yours, or expired after retention)")
+        return rec
+
+    def get_one(self, call: Call) -> Reply:
+        msg_id = call.path_params["id"]
+        rec = self._own(call, msg_id)
+        out = record_out(rec)
+        out["history"] = [event_out(e) for e in self.store.history(msg_id)]
+        return Reply(200, out)
+
+    def list(self, call: Call) -> Reply:
+        q = call.query
+        unknown = set(q.keys()) - {"status", "account", "since", "limit", "cursor"}
+        if unknown:
+            raise ApiError(422, "unknown query parameter", field=sorted(unknown)[0])
+        status = q.get("status")
+        if status is not None and status not in {s.value for s in Status}:
+            raise ApiError(422, f"one of {', '.join(s.value for s in Status)}", field="status")
+        account = q.get("account")
+        limit_raw = q.get("limit", str(PAGE_DEFAULT))
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= PAGE_MAX:
+            raise ApiError(422, f"a whole number from 1 to {PAGE_MAX}", field="limit")
+        limit = int(limit_raw)
+        key = self.index_key(call.producer)
+        r = self.store.r
+        cursor = q.get("cursor")
+        if cursor:
+            start = self._cursor_start(key, cursor)
+        elif q.get("since"):
+            start = int(r.zcount(key, "-inf", f"({parse_since(q['since'])}"))
+        else:
+            start = 0
+        items: list[dict[str, Any]] = []
+        scanned = 0
+        last: tuple[str, float] | None = None
+        exhausted = False
+        while len(items) < limit and scanned < SCAN_MAX:
+            chunk = r.zrange(key, start + scanned, start + scanned + min(500, SCAN_MAX) - 1,
+                             withscores=True)
+            if not chunk:
+                exhausted = True
+                break
+            pipe = r.pipeline(transaction=False)
+            for msg_id, _ in chunk:
+                pipe.hgetall(self.store.msg_key(msg_id))
+            recs = pipe.execute()
+            for (msg_id, score), rec in zip(chunk, recs):
+                scanned += 1
+                last = (msg_id, score)
+                if not rec:
+                    continue  # expired after retention
+                if (status and rec.get("status") != status) or \
+                        (account and rec.get("account") != account):
+                    continue
+                items.append(record_out(rec))
+                if len(items) == limit:
+                    break
+        if not exhausted and last is not None and \
+                r.zcard(key) <= start + scanned:
+            exhausted = True
+        next_cursor = None if exhausted or last is None else _encode_cursor(*last)
+        return Reply(200, {"items": items, "next_cursor": next_cursor})
+
+    def _cursor_start(self, key: str, cursor: str) -> int:
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
+            msg_id, _, score_s = raw.partition(" ")
+            score = float(score_s)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(422, "not a cursor this API gave out", field="cursor") from None
+        rank = self.store.r.zrank(key, msg_id)
+        if rank is not None:
+            return int(rank) + 1
+        # the entry was trimmed since: continue after its time
+        return int(self.store.r.zcount(key, "-inf", score))
+
+
+def _encode_cursor(msg_id: str, score: float) -> str:
+    return base64.urlsafe_b64encode(f"{msg_id} {int(score)}".encode()).decode().rstrip("=")
+
+
+_OUT_FIELDS = ("provider_id", "provider_status", "error_code", "reason", "callback_url",
+               "sender", "encoding")
+
+
+def record_out(rec: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": rec["id"], "status": rec["status"], "account": rec.get("account", ""),
+        "to": "+" + rec.get("phone", ""), "lane": rec.get("lane", "bulk"),
+        "kind": rec.get("kind", "transactional"), "parts": int(rec.get("parts") or 1),
+        "created_at": iso(rec.get("created_ms")), "updated_at": iso(rec.get("updated_ms")),
+    }
+    if rec.get("validity_min"):
+        out["validity"] = int(rec["validity_min"])
+    for k in _OUT_FIELDS:
+        if rec.get(k):
+            out[k] = rec[k]
+    return out
+
+
+def event_out(ev: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": ev["status"], "at": iso(ev.get("at_ms"))}
+    for k in ("reason", "provider_status", "error_code"):
+        if ev.get(k):
+            out[k] = str(ev[k])
+    return out
+
+
+def routes(api: "Api") -> list[Route]:
+    s = SmsRoutes(api)
+    return [
+        api.route("/v1/sms", s.send_one, methods=["POST"], scope="send", idempotent=True,
+                  name="send_sms"),
+        api.route("/v1/sms/batch", s.send_batch, methods=["POST"], scope="send",
+                  idempotent=True, max_body=MAX_BATCH_BODY_BYTES, name="send_sms_batch"),
+        api.route("/v1/sms", s.list, methods=["GET"], scope="read", name="list_sms"),
+        api.route("/v1/sms/{id}", s.get_one, methods=["GET"], scope="read", name="get_sms"),
+    ]

@@ -1,0 +1,107 @@
+"""Webhook in: SMSC's HTTP status callbacks (``POST /v1/webhooks/smsc/{account}/{secret}``).
+
+SMSC can POST each status change of a message to a handler URL set in the SMSC account
+(``application/x-www-form-urlencoded``: ``id`` — the message id, which is Gonets' own numeric
+``seq`` because Gonets sends ``id=``; ``phone``; ``status`` — SMSC's status code; ``err`` —
+its error code).  shared/providers/smsc-http-api-1c-library.txt says nothing about callbacks
+and SMSC signs nothing we could check, so the URL itself is the credential: it ends in a
+secret from the account's credentials (``callback_secret = "env:VAR"``), compared in constant
+time.  Set the handler URL at SMSC to ``https://<gonets>/v1/webhooks/smsc/<account>/<secret>``.
+
+A callback moves the record through ``Store.transition`` exactly as a status poll would (the
+same status table; a final status never changes, a late one never moves it back), so a
+callback and a poll racing each other agree.  An id Gonets does not know is acknowledged and
+ignored (SMSC would otherwise retry it forever).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from starlette.routing import Route
+
+from core.contracts import Status
+from core.errors import ConfigError
+from producers.http.app import Call, Reply
+from producers.http.problem import ApiError
+
+if TYPE_CHECKING:
+    from producers.http.app import Api
+
+log = logging.getLogger("gonets.api.smsc")
+
+#: SMSC message status -> Gonets status (None: SMSC has no such message). The same table as
+#: workers/providers/smsc_http.py STATUS_MAP (producers do not import workers; a test checks
+#: that the two agree).
+STATUS_MAP: dict[int, Status | None] = {
+    -3: None, -2: Status.SUBMITTED, -1: Status.SUBMITTED, 0: Status.SUBMITTED,
+    1: Status.DELIVERED, 2: Status.DELIVERED, 3: Status.EXPIRED, 4: Status.DELIVERED,
+    20: Status.FAILED, 22: Status.REJECTED, 23: Status.REJECTED, 24: Status.FAILED,
+    25: Status.FAILED,
+}
+
+
+def parse_callback(body: bytes) -> tuple[str, int, str | None, str | None]:
+    """``(id, status, err, phone)`` from the form body. Raises ApiError(422) naming the field."""
+    try:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True,
+                                             max_num_fields=50).items()}
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(422, "not a UTF-8 form body", field="body") from None
+    msg_id = form.get("id", "").strip()
+    if not msg_id.isdigit() or len(msg_id) > 20:
+        raise ApiError(422, "a numeric message id is required", field="id")
+    raw_status = form.get("status", "").strip()
+    try:
+        status = int(raw_status)
+    except ValueError:
+        raise ApiError(422, "a numeric SMSC status code is required", field="status") from None
+    if not -10 <= status <= 1000:
+        raise ApiError(422, "not an SMSC status code", field="status")
+    err = form.get("err", "").strip() or None
+    if err is not None and (not err.lstrip("-").isdigit() or len(err) > 6):
+        raise ApiError(422, "must be a numeric error code", field="err")
+    phone = form.get("phone", "").strip().lstrip("+") or None
+    return msg_id, status, (None if err in (None, "0") else err), phone
+
+
+class SmscWebhook:
+    def __init__(self, api: "Api") -> None:
+        self.api = api
+
+    def _authenticate(self, account: str, secret: str) -> None:
+        try:
+            acct = self.api.settings.account(account)
+            expected = acct.secret("callback_secret") if acct.provider == "smsc_http" else ""
+        except ConfigError:
+            expected = ""
+        # the same 404 for an unknown account, one without callbacks and a wrong secret
+        if not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
+            raise ApiError(404, "no such webhook")
+
+    def receive(self, call: Call) -> Reply:
+        account = call.path_params["account"]
+        self._authenticate(account, call.path_params["secret"])
+        seq, code, err, phone = parse_callback(call.body)
+        store = self.api.store
+        msg_id = store.by_provider_id(account, seq)
+        rec = store.find(msg_id) if msg_id else None
+        if rec is None:
+            log.info("SMSC callback for unknown id %s on %s: ignored", seq, account)
+            return Reply(200, "OK", media_type="text/plain")
+        if phone is not None and phone != rec.get("phone"):
+            raise ApiError(422, "does not match the message's number", field="phone")
+        status = STATUS_MAP.get(code, Status.SUBMITTED)
+        if status is None:
+            return Reply(200, "OK", media_type="text/plain")
+        store.transition(msg_id, status, provider_status=str(code), error_code=err)
+        return Reply(200, "OK", media_type="text/plain")
+
+
+def routes(api: "Api") -> list[Route]:
+    hook = SmscWebhook(api)
+    return [api.route("/v1/webhooks/smsc/{account}/{secret}", hook.receive, methods=["POST"],
+                      scope=None, json_body=False, name="smsc_callback")]
