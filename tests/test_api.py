@@ -10,6 +10,7 @@ import httpx
 from hypothesis import given, settings as hsettings, strategies as st
 
 from producers.http.callbacks import verify
+from producers.http.models import BatchOut, SmsOut
 from producers.http.smsc_webhook import parse_callback
 from producers.http.problem import ApiError
 from tests.api_support import (  # noqa: F401 - fixtures
@@ -41,6 +42,7 @@ def test_send_one_through_a_worker_to_delivered_with_history(client, store, star
     assert resp.headers["location"] == f"/v1/sms/{msg_id}"
     assert wait_final(store, [msg_id])[msg_id] == "delivered"
     got = client.get(f"/v1/sms/{msg_id}").json()
+    SmsOut.model_validate(got)  # the documented shape
     assert got["status"] == "delivered" and got["to"] == "+375291234567"
     assert got["lane"] == "urgent" and got["validity"] == 5 and got["parts"] == 1
     assert [e["status"] for e in got["history"]] == ["queued", "submitted", "delivered"]
@@ -63,6 +65,7 @@ def test_batch_with_mixed_items_queues_the_valid_ones_and_names_each_error(
     resp = client.post("/v1/sms/batch", json={"messages": items})
     assert resp.status_code == 200, resp.text
     out = resp.json()
+    BatchOut.model_validate(out)
     assert out["accepted"] == 2 and out["rejected"] == 5
     res = out["results"]
     assert [r["index"] for r in res] == list(range(7))
