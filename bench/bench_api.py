@@ -1,0 +1,181 @@
+"""Issue 8 figures: messages accepted per second through the HTTP API — ``POST /v1/sms/batch``
+and single ``POST /v1/sms`` from 16 concurrent clients — beside the Python API's
+``send_sms`` in a loop, in the same run, on the same Redis.
+
+The API runs as ``gonets api`` (uvicorn, one process) in a subprocess; accepted means the
+record is written and the job is on its queue (no worker runs: this measures intake).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.embedded_redis import RedisServer
+from core.settings import load_settings
+from core.store import Store, redis_client
+
+ROOT = Path(__file__).resolve().parent.parent
+N_PY = int(os.environ.get("BENCH_API_PY_N", "3000"))
+N_SINGLE = int(os.environ.get("BENCH_API_SINGLE_N", "3000"))
+N_BATCH = int(os.environ.get("BENCH_API_BATCH_N", "20000"))
+BATCH = 10_000
+CLIENTS = 16
+
+
+def _result(name: str, value: float, unit: str, *, baseline: float | None = None,
+            target: str | None = None, note: str | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {"name": name, "value": round(value, 4), "unit": unit,
+                         "baseline": None if baseline is None else round(baseline, 4),
+                         "ratio": round(value / baseline, 4) if baseline else None,
+                         "target": target}
+    if note:
+        r["note"] = note
+    return r
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(d: Path) -> Path:
+    cfg = d / "bench.toml"
+    cfg.write_text("""
+default_account = "smsc"
+[accounts.smsc]
+provider = "smsc_http"
+base_urls = ["http://127.0.0.1:9"]
+credentials = { login = "env:BENCH_SMSC_LOGIN", password = "env:BENCH_SMSC_PASSWORD" }
+default_sender = "Gonets"
+""")
+    return cfg
+
+
+def _phone(i: int) -> str:
+    return f"+37529{1000000 + i % 8999999}"
+
+
+def python_send(env: dict[str, str], n: int) -> float:
+    from core.broker import build_broker
+    from producers import Producer
+
+    settings = load_settings(env)
+    broker = build_broker(settings)
+    p = Producer(settings, store=Store.from_settings(settings), broker=broker)
+    t0 = time.monotonic()
+    for i in range(n):
+        p.send_sms(_phone(i), f"python {i}")
+    rate = n / (time.monotonic() - t0)
+    broker.close()
+    return rate
+
+
+def api_single(url: str, token: str, n: int) -> float:
+    per = n // CLIENTS
+    errors: list[str] = []
+
+    def loop(c_i: int) -> None:
+        with httpx.Client(base_url=url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as c:
+            for i in range(per):
+                r = c.post("/v1/sms", json={"to": _phone(c_i * per + i), "text": f"single {i}"})
+                if r.status_code != 202:
+                    errors.append(r.text)
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=loop, args=(k,)) for k in range(CLIENTS)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    rate = per * CLIENTS / (time.monotonic() - t0)
+    if errors:
+        raise RuntimeError(f"{len(errors)} single sends failed, e.g. {errors[0][:300]}")
+    return rate
+
+
+def api_batch(url: str, token: str, n: int) -> float:
+    sent = 0
+    t0 = time.monotonic()
+    with httpx.Client(base_url=url, timeout=300,
+                      headers={"Authorization": f"Bearer {token}"}) as c:
+        while sent < n:
+            k = min(BATCH, n - sent)
+            r = c.post("/v1/sms/batch", json={"messages": [
+                {"to": _phone(sent + i), "text": f"batch {sent + i}"} for i in range(k)]})
+            r.raise_for_status()
+            if r.json()["accepted"] != k:
+                raise RuntimeError(f"batch accepted {r.json()['accepted']} of {k}")
+            sent += k
+    return n / (time.monotonic() - t0)
+
+
+def run() -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="gonets-bench-api-") as tmp:
+        d = Path(tmp)
+        srv = RedisServer(d / "redis").start()
+        api: subprocess.Popen[bytes] | None = None
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
+            env.update(GONETS_REDIS_URL=srv.url, GONETS_CONFIG=str(_config(d)),
+                       PYTHONPATH=str(ROOT), BENCH_SMSC_LOGIN="x", BENCH_SMSC_PASSWORD="y")
+            py_rate = python_send(env, N_PY)
+            redis_client(srv.url).flushall()
+
+            from producers.http.auth import Tokens
+
+            token = Tokens(redis_client(srv.url)).create("bench", "send,read").token
+            port = _free_port()
+            log = open(d / "api.log", "wb")
+            api = subprocess.Popen([sys.executable, "-m", "cli.main", "api", "--port",
+                                    str(port)], env=env, cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT)
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gonets api did not start: "
+                                       + (d / "api.log").read_text(errors="replace")[-2000:])
+                time.sleep(0.1)
+            single = api_single(url, token, N_SINGLE)
+            batch = api_batch(url, token, N_BATCH)
+        finally:
+            if api is not None:
+                api.terminate()
+                try:
+                    api.wait(15)
+                except subprocess.TimeoutExpired:
+                    api.kill()
+                    api.wait()
+            srv.stop()
+    return [
+        _result("python_send_msgs_per_s", py_rate, "msg/s",
+                note=f"Producer.send_sms in a loop, one thread, {N_PY} messages"),
+        _result("api_single_msgs_per_s", single, "msg/s", baseline=py_rate,
+                target="≥ 0.5× python_send",
+                note=f"POST /v1/sms, {CLIENTS} concurrent clients, {N_SINGLE} messages"),
+        _result("api_batch_msgs_per_s", batch, "msg/s", baseline=py_rate,
+                target="≥ 1× python_send",
+                note=f"POST /v1/sms/batch of {BATCH}, {N_BATCH} messages"),
+    ]
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
