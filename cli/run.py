@@ -96,9 +96,15 @@ def run(threads: int = 8) -> int:
             p = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", acct.name,
                                   "--threads", str(threads)], env=env)
             procs.append((f"worker {acct.name}", p))
-        for name, extra in EXTRA_ROLES:
+        from producers.http.serve import demo_token, pick_port
+
+        api_port = pick_port(8080)
+        roles = [*EXTRA_ROLES, ("api", ["api", "--port", str(api_port)]),
+                 ("callbacks", ["callbacks"])]
+        for name, extra in roles:
             procs.append((name, subprocess.Popen([sys.executable, "-m", "cli.main", *extra],
                                                  env=env)))
+        token = demo_token(env["GONETS_REDIS_URL"], settings.namespace, STATE_DIR / "demo_token")
 
         print("\n=== Gonets is running ===")
         print(f"Redis:     {env['GONETS_REDIS_URL']}"
@@ -115,6 +121,12 @@ def run(threads: int = 8) -> int:
         print("  .venv/bin/gonets send --to +375291234567 --text 'Hello from Gonets'")
         print("  .venv/bin/gonets status <id>")
         print("  .venv/bin/gonets send --demo 50")
+        print(f"\nHTTP API:  http://127.0.0.1:{api_port}  (OpenAPI: /openapi.json)")
+        print(f"Demo token (producer 'demo', every scope; kept in {STATE_DIR}/demo_token):")
+        print(f"  {token}")
+        print(f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
+              f" -d '{{\"to\": \"+375291234567\", \"text\": \"Hello\"}}'"
+              f" http://127.0.0.1:{api_port}/v1/sms")
         print("Ctrl-C stops everything.\n", flush=True)
         while True:
             for name, p in procs:
