@@ -322,3 +322,25 @@ def test_served_openapi_equals_the_checked_in_file(api):
     served = httpx.get(f"{api.url}/openapi.json").json()
     assert served == json.loads((ROOT / "openapi.json").read_text(encoding="utf-8")), \
         "regenerate: python -m producers.http.openapi > openapi.json"
+
+
+def test_token_cli_create_list_revoke(api, gonets_env):
+    import subprocess
+    import sys
+
+    def gonets(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli.main", "token", *args], env=gonets_env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    made = gonets("create", "--producer", "crm", "--scopes", "read")
+    assert made.returncode == 0, made.stderr
+    t = json.loads(made.stdout)
+    assert t["producer"] == "crm" and t["scopes"] == ["read"] and t["callback_secret"]
+    auth = {"Authorization": f"Bearer {t['token']}"}
+    assert httpx.get(f"{api.url}/v1/sms", headers=auth).status_code == 200
+    listed = gonets("list").stdout
+    assert t["id"] in listed and t["token"] not in listed
+    assert gonets("create", "--producer", "crm", "--scopes", "root").returncode == 2
+    assert gonets("revoke", t["id"]).returncode == 0
+    assert httpx.get(f"{api.url}/v1/sms", headers=auth).status_code == 401
+    assert gonets("revoke", t["id"]).returncode == 1
