@@ -111,7 +111,7 @@ class Api:
 
     # --- the one wrapper every route goes through
     def route(self, path: str, handler: Handler, *, methods: list[str],
-              scope: str | None, idempotent: bool = False,
+              scope: str | tuple[str, ...] | None, idempotent: bool = False,
               max_body: int = MAX_BODY_BYTES, json_body: bool = True,
               name: str | None = None) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -120,7 +120,7 @@ class Api:
                 if length is not None and (not length.isdigit() or int(length) > max_body):
                     raise ApiError(413, f"bodies of this call are limited to {max_body} bytes")
                 body = b""
-                if request.method in ("POST", "PUT", "PATCH"):
+                if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                     body = await _read_capped(request, max_body)
                     if json_body and body:
                         ctype = request.headers.get("content-type", "").split(";")[0].strip()
@@ -136,7 +136,8 @@ class Api:
 
         return Route(path, endpoint, methods=methods, name=name)
 
-    def _handle(self, request: Request, body: bytes, handler: Handler, scope: str | None,
+    def _handle(self, request: Request, body: bytes, handler: Handler,
+                scope: str | tuple[str, ...] | None,
                 idempotent: bool) -> Reply:
         principal = self.authenticate(request.headers, scope) if scope else None
         call = Call(principal, body, dict(request.path_params), request.query_params,
@@ -180,7 +181,8 @@ class Api:
             raise ApiError(503, "the store is unavailable; try again",
                            headers={"Retry-After": "5"}) from exc
 
-    def authenticate(self, headers: Headers, scope: str) -> Principal:
+    def authenticate(self, headers: Headers, scope: str | tuple[str, ...]) -> Principal:
+        """The caller, if the token is valid and has ``scope`` (or one of them)."""
         auth = headers.get("authorization", "")
         kind, _, token = auth.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="gonets"'}
@@ -196,9 +198,10 @@ class Api:
             raise ApiError(401, "the token is unknown or revoked",
                            headers={**challenge, "WWW-Authenticate":
                                     'Bearer realm="gonets", error="invalid_token"'})
-        if scope not in principal.scopes:
-            raise ApiError(403, f"this call needs the '{scope}' scope; the token has "
-                                f"{', '.join(sorted(principal.scopes))}", field="scope")
+        wanted = (scope,) if isinstance(scope, str) else scope
+        if not principal.scopes.intersection(wanted):
+            raise ApiError(403, f"this call needs the '{' or '.join(wanted)}' scope; the token "
+                                f"has {', '.join(sorted(principal.scopes))}", field="scope")
         return principal
 
 

@@ -124,3 +124,91 @@ class Problem(BaseModel):
     status: int
     detail: str
     field: str | None = Field(None, description="the request field that is wrong")
+
+
+# --- consent -----------------------------------------------------------------------------
+
+class ConsentIn(_In):
+    source: str = Field(min_length=1, max_length=200, description="where the consent (or its "
+                        "withdrawal) came from: \"web form\", \"STOP reply\"…")
+
+
+class ConsentEvent(_Out):
+    action: str
+    source: str
+    at: str
+
+
+class ConsentOut(_Out):
+    phone: str
+    granted: bool
+    source: str
+    updated_at: str
+    history: list[ConsentEvent]
+
+
+# --- MTS Money payments --------------------------------------------------------------------
+
+class CheckIn(_In):
+    phone: str = Field(min_length=1, max_length=32, description="an MTS Belarus number")
+    account: str | None = Field(None, max_length=40, description="the bePaid account; the "
+                                "only one when absent")
+    wait_s: float | None = Field(None, ge=0, le=25, description="wait up to this long for the "
+                                 "result (200 with it; 202 while still queued)")
+
+
+class CheckOut(_Out):
+    id: str
+    status: str = Field(description="queued, done or error")
+    phone: str
+    account: str
+    created_at: str
+    result: str | None = Field(None, description="active, must_accept_terms, not_mts, "
+                               "invalid_phone, refused")
+    code: str | None = None
+    message: str | None = None
+    friendly_message: str | None = None
+    reason: str | None = None
+    error_code: str | None = None
+
+
+class PaymentIn(_In):
+    phone: str = Field(min_length=1, max_length=32)
+    amount: int = Field(ge=1, description="minor units: 1050 is 10.50 BYN")
+    description: str = Field(min_length=1, max_length=255)
+    currency: str = Field("BYN", min_length=3, max_length=3)
+    customer_answer: Literal["accept", "decline"] | None = Field(
+        None, description="the customer's answer to the MTS Money terms, when the check says "
+        "they must be accepted")
+    check_id: str | None = Field(None, max_length=64, description="a finished check of this "
+                                 "number to reuse")
+    account: str | None = Field(None, max_length=40)
+    return_url: str | None = Field(None, max_length=2000)
+    expired_at: str | None = Field(None, max_length=40, description="ISO 8601")
+    test: bool | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    callback_url: str | None = Field(None, max_length=2000, description="every status change "
+                                     "is POSTed here, signed")
+
+
+class PaymentOut(_Out):
+    id: str
+    status: str = Field(description="queued, pending, successful, failed, expired, rejected, "
+                        "declined")
+    account: str
+    phone: str
+    amount: int
+    currency: str
+    description: str
+    test: bool
+    created_at: str
+    updated_at: str
+    provider_status: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    uid: str | None = None
+    check_result: str | None = None
+    customer_answer: str | None = None
+    callback_url: str | None = None
+    expired_at: str | None = None
+    history: list[Event] | None = None
