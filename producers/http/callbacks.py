@@ -4,7 +4,9 @@ signed, retried with backoff for 24 h, in order per message (``gonets callbacks`
 Driven by the event stream (core/store.py) through a consumer group, so nothing is lost
 across restarts:
 
-    ns:events              stream  every status change; group ``callbacks`` reads it
+    ns:events              stream  every status change of messages; group ``callbacks``
+    ns:payments:events     stream  every status change of payments (and checks, which have
+                                   no callbacks); the same group
     ns:cb:q:<id>           zset    the message's undelivered callbacks: score = event time
                                    (ms), member = "<seq, 10 digits>|<JSON>"; oldest first
     ns:cb:due              zset    message id -> when its oldest callback is next tried (ms)
@@ -21,7 +23,8 @@ first; the next one goes only after the previous one got a 2xx.  A failure (netw
 puts the message back with exponential backoff (1 s, 2 s … capped at 1 h); a callback still
 failing 24 h after its first try is dropped and logged, and the next one goes.
 
-Each POST: ``Content-Type: application/json``, ``X-Gonets-Event-Id``, and
+Payments (``ns:pay:<id>`` with a ``callback_url``) are sent the same way, ``"type":
+"payment.status"``.  Each POST: ``Content-Type: application/json``, ``X-Gonets-Event-Id``, and
 ``X-Gonets-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` keyed with the producer's
 callback secret (printed by ``gonets token create``).  The body::
 
@@ -105,6 +108,9 @@ class Dispatcher:
         self.threads = threads
         self.claim_idle_ms = claim_idle_ms
         self.consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
+        #: event stream -> (callback ``type``, record key prefix)
+        self.streams = {self.store.events_key: ("sms.status", "msg"),
+                        self.store.key("payments", "events"): ("payment.status", "pay")}
         self.client = httpx.Client(timeout=timeout_s, follow_redirects=False,
                                    headers={"User-Agent": "gonets-callbacks/1"},
                                    limits=httpx.Limits(max_connections=threads * 2))
@@ -122,35 +128,42 @@ class Dispatcher:
 
     # --- ingest
     def ensure_group(self) -> None:
-        try:
-            # from the start of the stream: a first start takes what is still in it
-            self.r.xgroup_create(self.store.events_key, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self.streams:
+            try:
+                # from the start of the stream: a first start takes what is still in it
+                self.r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def ingest_once(self, block_ms: int = 1000) -> int:
         """Read one batch of events; returns how many were read."""
-        entries: list[tuple[str, dict[str, str]]] = []
-        # entries other consumers read and never acknowledged (they died)
-        claimed = self.r.xautoclaim(self.store.events_key, GROUP, self.consumer,
-                                    min_idle_time=self.claim_idle_ms, start_id="0-0", count=500)
-        entries += claimed[1] if claimed else []
+        entries: list[tuple[str, str, dict[str, str]]] = []
+        for stream in self.streams:
+            # entries other consumers read and never acknowledged (they died)
+            claimed = self.r.xautoclaim(stream, GROUP, self.consumer,
+                                        min_idle_time=self.claim_idle_ms, start_id="0-0",
+                                        count=500)
+            entries += [(stream, eid, f) for eid, f in (claimed[1] if claimed else [])]
         if not entries:
-            got = self.r.xreadgroup(GROUP, self.consumer, {self.store.events_key: ">"},
+            got = self.r.xreadgroup(GROUP, self.consumer, {s: ">" for s in self.streams},
                                     count=500, block=block_ms)
-            for _, items in got or []:
-                entries += items
-        entries = [(eid, f) for eid, f in entries if f]  # trimmed entries come back empty
-        if not entries:
+            for stream, items in got or []:
+                entries += [(stream, eid, f) for eid, f in items]
+        acks: dict[str, list[str]] = {}
+        for stream, eid, _ in entries:
+            acks.setdefault(stream, []).append(eid)
+        entries = [e for e in entries if e[2]]  # trimmed entries come back empty
+        if not acks:
             return 0
         pipe = self.r.pipeline(transaction=False)
-        for _, f in entries:
-            pipe.hmget(self.store.msg_key(f.get("id", "")), "callback_url", "producer")
+        for stream, _, f in entries:
+            pipe.hmget(self.store.key(self.streams[stream][1], f.get("id", "")),
+                       "callback_url", "producer")
         targets = pipe.execute()
         tx = self.r.pipeline(transaction=True)
         due: dict[str, int] = {}
-        for (eid, f), (url, producer) in zip(entries, targets):
+        for (stream, eid, f), (url, producer) in zip(entries, targets):
             if not url:
                 continue
             ms_s, _, seq = eid.partition("-")
@@ -159,7 +172,7 @@ class Dispatcher:
                 at = int(ev.get("at_ms") or ms_s)
             except (ValueError, TypeError, AttributeError):
                 ev, at = {}, int(ms_s)
-            body = {"type": "sms.status", "id": f["id"], "status": f.get("status"),
+            body = {"type": self.streams[stream][0], "id": f["id"], "status": f.get("status"),
                     "at": _iso(at), "event_id": eid,
                     "provider_status": ev.get("provider_status"),
                     "error_code": ev.get("error_code"), "reason": ev.get("reason")}
@@ -169,11 +182,12 @@ class Dispatcher:
             due[f["id"]] = now_ms()
         for msg_id, at in due.items():
             tx.zadd(self._k("due"), {msg_id: at}, nx=True)
-        tx.xack(self.store.events_key, GROUP, *[eid for eid, _ in entries])
+        for stream, ids in acks.items():
+            tx.xack(stream, GROUP, *ids)
         tx.execute()
         if due:
             self._wake.set()
-        return len(entries)
+        return sum(len(ids) for ids in acks.values())
 
     # --- delivery
     def due_ids(self, limit: int = 200) -> list[str]:
