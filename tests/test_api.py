@@ -344,3 +344,28 @@ def test_token_cli_create_list_revoke(api, gonets_env):
     assert gonets("revoke", t["id"]).returncode == 0
     assert httpx.get(f"{api.url}/v1/sms", headers=auth).status_code == 401
     assert gonets("revoke", t["id"]).returncode == 1
+
+
+# --- consent ---------------------------------------------------------------------------------
+
+def test_consent_put_delete_gates_promotional_sms(api, client, tokens):
+    crm = tokens.create("crm", "consent")
+    promo = {"to": "+375295550011", "text": "Sale -20%", "kind": "promotional"}
+    _problem(client.post("/v1/sms", json=promo), 422, "to")  # no consent yet
+    _problem(client.put("/v1/consents/+375295550011", json={"source": "web form"}), 403,
+             "scope")  # the shop's token has no consent scope
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {crm.token}"}) as c:
+        _problem(c.get("/v1/consents/+375295550011"), 404)
+        r = c.put("/v1/consents/+375 29 555-00-11", json={"source": "web form"})
+        assert r.status_code == 200, r.text
+        assert r.json()["granted"] is True and r.json()["phone"] == "+375295550011"
+        assert client.post("/v1/sms", json=promo).status_code == 202
+        r = c.delete("/v1/consents/+375295550011", params={"source": "STOP reply"})
+        assert r.status_code == 200 and r.json()["granted"] is False
+        assert [(h["action"], h["source"]) for h in c.get("/v1/consents/+375295550011")
+                .json()["history"]] == [("grant", "web form"), ("withdraw", "STOP reply")]
+        _problem(client.post("/v1/sms", json=promo), 422, "to")
+        _problem(c.put("/v1/consents/12", json={"source": "x"}), 422, "phone")
+        _problem(c.put("/v1/consents/+375295550011", json={}), 422, "source")
+    # transactional messages need no consent
+    assert client.post("/v1/sms", json={**promo, "kind": "transactional"}).status_code == 202

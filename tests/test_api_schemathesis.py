@@ -19,11 +19,18 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from schemathesis.checks import not_a_server_error
-from tests.api_support import api, api_settings, token, tokens  # noqa: F401 - fixtures
+from producers.http.auth import SCOPES
+from tests.api_support import api, api_settings, tokens  # noqa: F401 - fixtures
 
 
 ROOT = Path(__file__).resolve().parent.parent
 schema = schemathesis.openapi.from_path(ROOT / "openapi.json")
+
+
+@pytest.fixture
+def token(tokens):
+    """Every scope, so each operation is exercised beyond its 403."""
+    return tokens.create("shop", SCOPES)
 
 
 @pytest.fixture

@@ -258,8 +258,25 @@ def create_app(settings: Settings, *, store: Store | None = None,
 
 
 def _optional_routes(api: Api) -> list[BaseRoute]:
-    """Routes of features that land separately (payments, consent), when they are present."""
-    return []
+    """Consent routes, and payment routes when the payments producer is installed."""
+    from producers.http import consents
+
+    routes: list[BaseRoute] = [*consents.routes(api)]
+    if PAYMENTS:
+        from producers.http import payments
+
+        routes += payments.routes(api)
+    return routes
+
+
+def _has_payments() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("producers.payments") is not None
+
+
+#: the MTS Money producer (producers/payments.py) is present
+PAYMENTS = _has_payments()
 
 
 async def _openapi_endpoint(request: Request) -> Response:

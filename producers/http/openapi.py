@@ -52,9 +52,9 @@ BEARER = [{"bearer": []}]
 
 def document() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(x, "validation") for x in (m.SmsIn, m.BatchIn)]
+        [(x, "validation") for x in (m.SmsIn, m.BatchIn, m.ConsentIn)]
         + [(x, "serialization") for x in (m.Accepted, m.BatchOut, m.SmsOut, m.SmsPage,
-                                          m.Problem)],
+                                          m.ConsentOut, m.Problem)],
         ref_template="#/components/schemas/{model}")
     schemas = defs.get("$defs", {})
     send_errors = _errors(400, 401, 403, 409, 413, 415, 422, 503)
@@ -134,6 +134,35 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "taken", "content": {
                     "text/plain": {"schema": {"type": "string"}}}},
                     **_errors(404, 413, 422, 503)},
+            },
+        },
+        "/v1/consents/{phone}": {
+            "parameters": [{"name": "phone", "in": "path", "required": True,
+                            "schema": {"type": "string", "maxLength": 32},
+                            "description": "the subscriber's number, e.g. +375291234567"}],
+            "put": {
+                "operationId": "grantConsent",
+                "summary": "Record the subscriber's opt-in to promotional SMS",
+                "security": BEARER, "requestBody": _body("ConsentIn"),
+                "responses": {"200": _json("ConsentOut", "the consent and its history"),
+                              **_errors(400, 401, 403, 413, 415, 422, 503)},
+            },
+            "delete": {
+                "operationId": "withdrawConsent",
+                "summary": "Record the subscriber's opt-out (source in the body or ?source=)",
+                "security": BEARER,
+                "parameters": [{"name": "source", "in": "query", "required": False,
+                                "schema": {"type": "string", "maxLength": 200}}],
+                "requestBody": {"required": False, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ConsentIn"}}}},
+                "responses": {"200": _json("ConsentOut", "the consent and its history"),
+                              **_errors(400, 401, 403, 413, 415, 422, 503)},
+            },
+            "get": {
+                "operationId": "getConsent", "summary": "The subscriber's consent",
+                "security": BEARER,
+                "responses": {"200": _json("ConsentOut", "the consent and its history"),
+                              **_errors(401, 403, 404, 422, 503)},
             },
         },
         "/healthz": {
