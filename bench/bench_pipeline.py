@@ -38,6 +38,8 @@ base_urls = ["{urls[0]}", "{urls[1]}"]
 credentials = {{ login = "env:BENCH_SMSC_LOGIN", password = "env:BENCH_SMSC_PASSWORD" }}
 default_sender = "Gonets"
 options = {{ first_poll_s = {first_poll_s} }}
+# no pacing: this bench measures the pipeline itself (bench_traffic measures the pacing)
+limits = {{ rate_per_s = 1000000 }}
 """)
     return cfg
 

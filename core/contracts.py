@@ -64,6 +64,8 @@ class Kind(StrEnum):
 # --- actors and queues -------------------------------------------------------------------
 
 SEND_SMS = "send_sms"
+#: the same job for the urgent lane; workers run it before bulk jobs they hold
+SEND_SMS_URGENT = "send_sms_urgent"
 POLL_STATUS = "poll_status"
 
 
@@ -78,3 +80,8 @@ def status_queue(account: str) -> str:
 def pool_queues(account: str) -> list[str]:
     """Every queue the worker pool of one SMS account consumes (urgent first)."""
     return [send_queue(account, Lane.URGENT), send_queue(account, Lane.BULK), status_queue(account)]
+
+
+def send_actor(lane: Lane | str) -> str:
+    """The actor name a send job of this lane is enqueued under."""
+    return SEND_SMS_URGENT if Lane(lane) == Lane.URGENT else SEND_SMS

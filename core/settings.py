@@ -44,6 +44,24 @@ class Limits(_Strict):
     flood_gap_s: float = Field(30.0, gt=0, description="a burst lasts while gaps stay under this")
     duplicate_window_s: float = Field(60.0, ge=0)
     max_parts: int = Field(10, gt=0, le=255, description="longest message accepted, in parts")
+    #: how much later than its pacing slot a send may reach the provider; every 1-second
+    #: window is kept under the cap by this much (see workers/traffic/pacing.py)
+    pacing_jitter_ms: float = Field(15.0, ge=0, le=500)
+    #: optional hours, in ``timezone``, when bulk and promotional messages may go:
+    #: ``"HH:MM[:SS]-HH:MM[:SS]"`` (may wrap midnight); outside them they wait (``deferred``)
+    send_window: str | None = Field(None, pattern=r"^\d{2}:\d{2}(:\d{2})?-\d{2}:\d{2}(:\d{2})?$")
+    timezone: str = "Europe/Minsk"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
 
 
 #: account keys whose string values may contain ${VAR}

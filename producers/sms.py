@@ -9,14 +9,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.broker import enqueue, get_broker
-from core.contracts import POLL_STATUS, SEND_SMS, Kind, Lane, send_queue, status_queue
+from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
 from core import provider_checks
 from core.provider_options import OPTIONS
 from core.settings import Settings, get_settings
 from core.sms_text import analyse
 from core.store import Store, now_ms
-from producers import consent
+from producers import consent, duplicates
 from producers import validation as v
 
 #: first status check after a message is queued, if no receipt arrives before
@@ -84,6 +84,12 @@ class Producer:
                                                  idempotency_ttl_s)
             if bound != msg_id:
                 return bound
+        first = duplicates.claim(self.store, acct, phone, sender, text, msg_id)
+        if first != msg_id:  # the same content within the window: that message, not a new one
+            if idempotency_key is not None:
+                self.store.release_idempotency(acct.name, idempotency_key, msg_id)
+                self.store.claim_idempotency(acct.name, idempotency_key, first, idempotency_ttl_s)
+            return first
         created = now_ms()
         fields: dict[str, Any] = {
             "account": acct.name, "provider": acct.provider, "lane": lane_v.value,
@@ -96,10 +102,11 @@ class Producer:
             fields["expires_ms"] = created + validity * 60_000
         self.store.create(msg_id, fields, next_check_ms=created + FIRST_CHECK_S * 1000)
         try:
-            enqueue(self.broker, send_queue(acct.name, lane_v), SEND_SMS, msg_id)
+            enqueue(self.broker, send_queue(acct.name, lane_v), send_actor(lane_v), msg_id)
         except Exception:
             # nothing half-done: no record without a job
             self.store.delete(msg_id)
+            duplicates.release(self.store, acct.name, phone, sender, text, msg_id)
             if idempotency_key is not None:
                 self.store.release_idempotency(acct.name, idempotency_key, msg_id)
             raise

@@ -24,7 +24,11 @@ Control (JSON over HTTP, on every listener):
     POST /_sandbox/control  {"balance": 10.0, "down": [0], "down_mode": "drop"|"503"|"accept_then_503"|"accept_then_drop",
                               "delay_s": 0.0 (answers late; the request is processed at once), "force_error": {"send": [3, 5]} (code, count),
                               "phone_error": {"375...": 7}, "final_status": {"375...": [20, 1]},
-                              "progress_s": [0.2, 0.5], "reset": true}
+                              "progress_s": [0.2, 0.5], "throttle_per_s": 20 | null,
+                              "reset": true}
+    ``throttle_per_s``: sends beyond this many SMS parts in the last second get error 9 (the
+    HTTP API's "too many requests"), the way SMSC's speed control answers a client that sends
+    too fast.
     GET  /_sandbox/state    counters, balance, messages
     GET  /_sandbox/counters counters and balance only (cheap, for benchmarks)
     GET  /_sandbox/requests the request log (passwords masked)
@@ -114,8 +118,10 @@ class SmscHttpSandbox:
         self.phone_error: dict[str, int] = {}
         self.final_status: dict[str, tuple[int, int]] = {}
         self.progress_s = self.default_progress
+        self.throttle_per_s: float | None = None
+        self.recent_parts: deque[tuple[float, int]] = deque()
         self.counters = {"send": 0, "status": 0, "balance": 0, "cost": 0, "sent_parts": 0,
-                         "accepted": 0}
+                         "accepted": 0, "throttled": 0}
         self.log.clear()
 
     # --- HTTP entry
@@ -233,6 +239,13 @@ class SmscHttpSandbox:
             return self._error("send", fmt, 9, charset)
         if cost > self.balance:
             return self._error("send", fmt, 3, charset)
+        if self.throttle_per_s is not None:
+            while self.recent_parts and now - self.recent_parts[0][0] >= 1.0:
+                self.recent_parts.popleft()
+            if sum(n for _, n in self.recent_parts) + parts > self.throttle_per_s:
+                self.counters["throttled"] += 1
+                return self._error("send", fmt, 9, charset)
+            self.recent_parts.append((now, parts * len(phones)))
         self.recent[fingerprint] = now
         self.recent_order.append((now, fingerprint))
         if client_id and client_id != "0":
@@ -321,6 +334,7 @@ class SmscHttpSandbox:
                 return Response.json({
                     "balance": self.balance, "counters": self.counters,
                     "messages": [{"id": m.id, "phone": m.phone, "parts": m.parts,
+                                  "at": m.created,
                                   "sender": m.sender, "format": m.fmt, "params": {
                                       k: v for k, v in m.params.items()
                                       if k not in ("psw", "apikey")}}
@@ -346,6 +360,10 @@ class SmscHttpSandbox:
                 self.phone_error.update({k: int(v) for k, v in c.get("phone_error", {}).items()})
                 self.final_status.update({k: (int(v[0]), int(v[1]))
                                           for k, v in c.get("final_status", {}).items()})
+                if "throttle_per_s" in c:
+                    self.throttle_per_s = (None if c["throttle_per_s"] is None
+                                           else float(c["throttle_per_s"]))
+                    self.recent_parts.clear()
                 if "progress_s" in c:
                     self.progress_s = (float(c["progress_s"][0]), float(c["progress_s"][1]))
             return Response.json({"ok": True})

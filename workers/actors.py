@@ -16,9 +16,10 @@ from dramatiq.brokers.redis import RedisBroker
 
 from core import usage
 from core.broker import enqueue
-from core.contracts import POLL_STATUS, SEND_SMS, Status, status_queue
-from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.contracts import POLL_STATUS, SEND_SMS, SEND_SMS_URGENT, Status, status_queue
+from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
 from core.store import now_ms
+from workers import traffic
 from workers.providers.base import PollPlan, StatusReport
 from workers.runtime import get_runtime, outgoing
 
@@ -55,12 +56,16 @@ def send_sms(msg_id: str) -> None:
     account = rt.settings.account(rec["account"])
     left = rt.pause_left_s(account.name)
     if left > 0:
-        raise _retry(f"account {account.name} paused", left + 0.5)
+        wait_s = left + 0.5
+        if expires:  # come back when the validity ends, to be expired then, if sooner
+            wait_s = min(wait_s, max((expires - now_ms()) / 1000 + 0.02, 0.001))
+        raise _retry(f"account {account.name} paused", wait_s)
     provider = rt.provider(account)
     new_seq = not rec.get("seq")
     if new_seq:
         rec["seq"] = str(store.next_seq(account.name))
     out = outgoing(rec)
+    rules = traffic.get_traffic(store)
     try:
         if rec.get("inflight_ms"):
             found = provider.lookup(out)
@@ -71,7 +76,16 @@ def send_sms(msg_id: str) -> None:
                 _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
                 return
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
+        # window, flood rule, pacing slot (the send follows it at once); may hold or expire it
+        rules.admit(account, rec)
         sub = provider.send(out)
+    except traffic.Hold as hold:
+        _not_sent(msg_id)
+        raise traffic.defer(store, msg_id, rec, hold.delay_s, hold.reason) from None
+    except traffic.Expired as exc:
+        _not_sent(msg_id)
+        store.transition(msg_id, Status.EXPIRED, reason=str(exc))
+        return
     except Permanent as exc:
         store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
                          reason=exc.detail, error_code=exc.code, inflight_ms="")
@@ -86,6 +100,11 @@ def send_sms(msg_id: str) -> None:
     except OutcomeUnknown as exc:
         raise _retry("outcome unknown; will look it up first", exc.delay_s or RETRY_DELAY_S) \
             from exc
+    except SlowDown as exc:
+        store.update(msg_id, inflight_ms="")
+        rules.slowed(account)
+        raise traffic.defer(store, msg_id, rec, exc.delay_s or traffic.SLOWDOWN_DELAY_S,
+                            f"provider asked to slow down: {exc.detail}") from exc
     except RetryLater as exc:
         store.update(msg_id, inflight_ms="")
         raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
@@ -95,6 +114,13 @@ def send_sms(msg_id: str) -> None:
                      cost=sub.cost)
     usage.count(store, account.name, out.kind, sub.parts or out.parts)
     _schedule_poll(msg_id, account.name, provider.poll_plan.first_s)
+
+
+def _not_sent(msg_id: str) -> None:
+    """A traffic rule stopped the message before it went out: no attempt, nothing in flight."""
+    store = get_runtime().store
+    store.update(msg_id, inflight_ms="")
+    store.incr(msg_id, "attempts", -1)
 
 
 def _apply_submitted(msg_id: str, raw: str, **fields: object) -> None:
@@ -163,8 +189,12 @@ def poll_status(msg_id: str, token: str | None = None) -> None:
 
 def register(broker: RedisBroker) -> None:
     """Declare the actors on ``broker`` (their default queue is never used: jobs name theirs)."""
+    # the same actor under two names: a worker's threads take urgent-lane jobs before
+    # bulk ones it has fetched already (dramatiq serves lower priority numbers first)
+    dramatiq.actor(send_sms, actor_name=SEND_SMS_URGENT, queue_name="sms.unrouted",
+                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000, priority=0)
     dramatiq.actor(send_sms, actor_name=SEND_SMS, queue_name="sms.unrouted", broker=broker,
-                   max_retries=10_000, time_limit=5 * 60 * 1000)
+                   max_retries=10_000, time_limit=5 * 60 * 1000, priority=10)
     dramatiq.actor(poll_status, actor_name=POLL_STATUS, queue_name="sms.unrouted", broker=broker,
                    max_retries=1_000, time_limit=5 * 60 * 1000)
 

@@ -43,7 +43,9 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     actors.register(broker)
     for q in queues:
         broker.declare_queue(q)
-    worker = Worker(broker, queues=set(queues), worker_threads=threads)
+    # idle queues are polled at least every 100 ms (dramatiq's default backs off to 1 s), so
+    # an urgent message on a quiet urgent queue is picked up at once
+    worker = Worker(broker, queues=set(queues), worker_threads=threads, worker_timeout=100)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -28,6 +28,7 @@ from core.errors import (
     Permanent,
     ProviderError,
     RetryLater,
+    SlowDown,
 )
 from core.settings import Account
 from workers.providers.base import (
@@ -58,8 +59,10 @@ SEND_ERRORS: dict[int, tuple[type[ProviderError], dict[str, Any]]] = {
     6: (Permanent, {"detail": "message forbidden by text or sender name", "rejected": True}),
     7: (Permanent, {"detail": "bad phone number format", "rejected": True}),
     8: (Permanent, {"detail": "cannot be delivered to this number", "rejected": True}),
-    9: (RetryLater, {"detail": "identical request within a minute or too many requests",
-                     "delay_s": 60.0}),
+    # 9 is also "too many requests": when the lookup shows it was not our own request
+    # repeated, SMSC says we send too fast
+    9: (SlowDown, {"detail": "too many requests (or an identical one within a minute)",
+                   "delay_s": 2.0}),
 }
 STATUS_ERRORS: dict[int, tuple[type[ProviderError], dict[str, Any]]] = {
     **SEND_ERRORS,

@@ -1,0 +1,151 @@
+"""Traffic rules that hold across the whole cluster, apart from any provider.
+
+One call before ``provider.send`` (``Traffic.admit``) applies them in this order:
+
+1. the account's sending window (bulk and promotional only);
+2. pacing per account, urgent before bulk (``pacing.py``): books the slot, then
+3. the flood rule per subscriber (``flood.py``), counted at the instant of that slot (the gaps
+   the provider sees are between sends, however long a message waited for its slot; a
+   message it holds leaves its slot unused), then sleeps until the slot.
+
+A rule that holds a message raises ``Hold``; the actor turns it into status ``deferred`` and a
+requeue with a delay (``defer``), never a drop.  A message whose validity ends while it waits
+raises ``Expired`` (the actor marks it ``expired`` and sends nothing).  When a provider says
+"too fast" (``core.errors.SlowDown``) the actor calls ``slowed``: the account's rate drops for
+every pod and the message is requeued, not failed.
+
+Duplicates are refused earlier, at the producer (``producers/duplicates.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import dramatiq
+import redis
+
+from core.contracts import Kind, Lane, Status
+from core.settings import Account
+from core.store import Store, now_ms
+from workers.traffic.flood import FloodGuard
+from workers.traffic.pacing import Pacer, Slot
+from workers.traffic.window import SendWindow
+
+__all__ = ["Expired", "Hold", "Traffic", "defer", "get_traffic"]
+
+log = logging.getLogger("gonets.traffic")
+
+#: a worker thread waits for a pacing slot at most this long; then the message is deferred
+MAX_WAIT_S = 20.0
+#: a message held by the flood rule comes back this long after the burst is over
+FLOOD_MARGIN_S = 1.0
+#: a message that could not get a slot in time comes back after this
+BEHIND_RATE_DELAY_S = 1.0
+#: after a slow-down the message comes back after this (its provider may hint longer)
+SLOWDOWN_DELAY_S = 1.0
+
+
+class Hold(Exception):
+    """A rule holds the message for ``delay_s``; it is deferred, not dropped."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
+
+
+class Expired(Exception):
+    """The message's validity ended while it waited; it must not be sent."""
+
+
+class Traffic:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.pacer = Pacer(client, namespace)
+        self.flood = FloodGuard(client, namespace)
+        self._windows: dict[tuple[str, str], SendWindow] = {}
+
+    def window(self, account: Account) -> SendWindow | None:
+        spec = account.limits.send_window
+        if spec is None:
+            return None
+        key = (spec, account.limits.timezone)
+        w = self._windows.get(key)
+        if w is None:
+            w = self._windows[key] = SendWindow.parse(spec, account.limits.timezone)
+        return w
+
+    def admit(self, account: Account, rec: dict[str, str]) -> Slot:
+        """Apply every rule to the message ``rec``; returns once its pacing slot has come.
+        Raises ``Hold`` or ``Expired``."""
+        urgent = rec.get("lane") == Lane.URGENT.value
+        expires_ms = int(rec.get("expires_ms") or 0)
+        if expires_ms and now_ms() >= expires_ms:
+            raise Expired("validity ended before it could be sent")
+        w = self.window(account)
+        if w is not None and (not urgent or rec.get("kind") == Kind.PROMOTIONAL.value):
+            wait = w.wait_s(datetime.now(timezone.utc))
+            if wait > 0:
+                raise Hold(wait, "outside the account's sending window")
+        return self.pace(account, rec, urgent=urgent, expires_ms=expires_ms,
+                         booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
+
+    def check_flood(self, account: Account, phone: str, in_s: float) -> None:
+        """Count a message that reaches the provider ``in_s`` from now, or hold it."""
+        wait = self.flood.admit(account, phone, in_s)
+        if wait > 0:
+            raise Hold(wait + FLOOD_MARGIN_S,
+                       f"flood rule: {account.limits.flood_max_messages} messages to this number "
+                       f"with gaps under {account.limits.flood_gap_s:g} s")
+
+    def pace(self, account: Account, rec: dict[str, str], *, urgent: bool, expires_ms: int,
+             booked: Callable[[float], None] | None = None) -> Slot:
+        """Wait for the account's next pacing slot (every part counts); ``booked`` is called
+        with the seconds until the slot before the wait (the flood rule counts there)."""
+        deadline = time.time() + MAX_WAIT_S
+        if expires_ms:
+            deadline = min(deadline, expires_ms / 1000.0)
+        slot = self.pacer.acquire(account, int(rec.get("parts") or 1), urgent=urgent,
+                                  deadline=deadline, booked=booked)
+        if slot is not None:
+            return slot
+        if expires_ms and now_ms() >= expires_ms:
+            raise Expired("validity ended while it waited behind the rate")
+        raise Hold(BEHIND_RATE_DELAY_S, "waiting behind the account's rate")
+
+    def slowed(self, account: Account) -> float:
+        """The provider said "too fast": lower the account's rate for every pod."""
+        cut, factor = self.pacer.slow_down(account.name)
+        if cut:
+            log.warning("account %s: provider asked to slow down; rate now %.1f/s",
+                        account.name, account.limits.rate_per_s * factor,
+                        extra={"account": account.name})
+        return factor
+
+
+def defer(store: Store, msg_id: str, rec: dict[str, str], delay_s: float,
+          reason: str) -> dramatiq.Retry:
+    """Mark the message ``deferred`` and return the Retry that requeues it after ``delay_s``
+    (sooner if its validity ends first: it comes back then and is marked expired)."""
+    delay_ms = max(int(delay_s * 1000), 1)
+    expires_ms = int(rec.get("expires_ms") or 0)
+    if expires_ms:
+        delay_ms = max(min(delay_ms, expires_ms - now_ms() + 20), 1)
+    store.transition(msg_id, Status.DEFERRED, reason=reason)
+    return dramatiq.Retry(reason, delay=delay_ms)
+
+
+_lock = threading.Lock()
+_instances: dict[int, Traffic] = {}
+
+
+def get_traffic(store: Store) -> Traffic:
+    """The process's Traffic for this store's Redis."""
+    with _lock:
+        t = _instances.get(id(store))
+        if t is None:
+            t = _instances[id(store)] = Traffic(store.r, store.ns)
+        return t

@@ -1,0 +1,40 @@
+"""The flood rule per subscriber (smsc-smpp.md: the provider blocks more than 50 messages to one
+number sent with gaps under 30 s). Held here, before the provider sees it.
+
+The count is kept per provider *family* and number, so it holds across every producer, every
+pod and every account that goes through the same provider (SMSC over HTTP and over SMPP are
+one provider to the subscriber's operator)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import redis
+
+from core.settings import Account
+
+#: provider type -> the provider whose flood rule it is under
+FAMILY = {
+    "smsc_http": "smsc", "smsc_smpp": "smsc",
+    "mts_rest": "mts", "mts_smpp": "mts",
+    "sms2_http": "sms2",
+}
+
+
+class FloodGuard:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.ns = namespace
+        self._script = client.register_script(
+            resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8"))
+
+    def key(self, account: Account, phone: str) -> str:
+        return f"{self.ns}:flood:{FAMILY.get(account.provider, account.provider)}:{phone}"
+
+    def admit(self, account: Account, phone: str, in_s: float = 0.0) -> float:
+        """Count one message to ``phone`` that reaches the provider ``in_s`` from now; 0.0 if
+        it may go, else the seconds from now until the burst is over (nothing counted then)."""
+        lim = account.limits
+        ok, value = self._script(keys=[self.key(account, phone)],
+                                 args=[lim.flood_max_messages, int(lim.flood_gap_s * 1000),
+                                       max(int(in_s * 1000), 0)])
+        return 0.0 if int(ok) else max(int(value), 0) / 1000.0
