@@ -176,6 +176,13 @@ def document() -> dict[str, Any]:
             },
         },
     }
+    if _payments_mounted():
+        paths.update(_payment_paths())
+        _, pay_defs = models_json_schema(
+            [(m.CheckIn, "validation"), (m.PaymentIn, "validation"),
+             (m.CheckOut, "serialization"), (m.PaymentOut, "serialization")],
+            ref_template="#/components/schemas/{model}")
+        schemas.update(pay_defs.get("$defs", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -191,6 +198,57 @@ def document() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "bearerFormat": "gnt_<id>_<secret>"}},
+        },
+    }
+
+
+def _payments_mounted() -> bool:
+    from producers.http.app import PAYMENTS
+
+    return PAYMENTS
+
+
+def _payment_paths() -> dict[str, Any]:
+    pay_id = [{"name": "id", "in": "path", "required": True,
+               "schema": {"type": "string", "maxLength": 64}}]
+    return {
+        "/v1/payments/mts-money/check": {
+            "post": {
+                "operationId": "checkMtsMoney",
+                "summary": "Check whether the number can pay with MTS Money (queued; wait_s "
+                           "waits for the result)",
+                "security": BEARER, "requestBody": _body("CheckIn"),
+                "responses": {"200": _json("CheckOut", "finished within wait_s"),
+                              "202": _json("CheckOut", "queued; GET it later"),
+                              **_errors(400, 401, 403, 413, 415, 422, 503)},
+            },
+        },
+        "/v1/payments/mts-money/check/{id}": {
+            "get": {
+                "operationId": "getMtsMoneyCheck", "summary": "A check and its result",
+                "security": BEARER, "parameters": pay_id,
+                "responses": {"200": _json("CheckOut", "the check"),
+                              **_errors(401, 403, 404, 503)},
+            },
+        },
+        "/v1/payments/mts-money": {
+            "post": {
+                "operationId": "payMtsMoney", "summary": "Queue an MTS Money payment",
+                "security": BEARER, "parameters": [IDEMPOTENCY],
+                "requestBody": _body("PaymentIn"),
+                "responses": {"202": _json("Accepted", "queued", headers={
+                    "Location": {"schema": {"type": "string"},
+                                 "description": "where its status is"}}),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+            },
+        },
+        "/v1/payments/{id}": {
+            "get": {
+                "operationId": "getPayment", "summary": "A payment and its status history",
+                "security": BEARER, "parameters": pay_id,
+                "responses": {"200": _json("PaymentOut", "the payment"),
+                              **_errors(401, 403, 404, 503)},
+            },
         },
     }
 
