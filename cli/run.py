@@ -28,6 +28,7 @@ SANDBOX_ENV = {
     "GONETS_SANDBOX_MTS_CLIENT_SECRET": "sandbox",
     "GONETS_SANDBOX_SMS2_USER": "gonets",
     "GONETS_SANDBOX_SMS2_PASS": "sandbox",
+    "GONETS_SANDBOX_SMPP_MTS_LOGIN": "gonets2",
 }
 
 

@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any, Callable
 
-from sandbox import mts_rest, sms2_http, smsc_http
+from sandbox import mts_rest, smpp_smsc, sms2_http, smsc_http
 
 #: name -> starter returning (stop function, address info). Sandboxes of later providers add
 #: themselves here.
@@ -39,6 +39,19 @@ def _sms2_http(host: str) -> tuple[Callable[[], None], Any]:
 
 STARTERS["mts_rest"] = _mts_rest
 STARTERS["sms2_http"] = _sms2_http
+
+
+def _smpp_smsc(host: str) -> tuple[Callable[[], None], Any]:
+    sb, http = smpp_smsc.serve(host, tls=True)
+
+    def stop() -> None:
+        sb.stop()
+        http.stop()
+
+    return stop, {**sb.info(), "control": http.urls()[0]}
+
+
+STARTERS["smpp_smsc"] = _smpp_smsc
 
 
 def main() -> None:

@@ -55,29 +55,46 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.start()
-    health_server = _start_health(health_port, settings.redis_url, worker)
-    log.info("worker pool=%s pid=%s threads=%s queues=%s", pool, os.getpid(), threads, queues)
+    from workers.runtime import get_runtime
+
+    provider = get_runtime().provider(settings.account(pool))
+    health_server = _start_health(health_port, settings.redis_url, provider)
+    # a provider that binds (SMPP) may have to stand by until it holds a bind lease: the
+    # pool takes no job of its account before then (and stays healthy meanwhile)
+    wait_turn = getattr(provider, "wait_turn", None)
     print(f"gonets worker: pool {pool} ready (pid {os.getpid()}, {threads} threads)", flush=True)
+    if wait_turn is not None and not wait_turn(stop):
+        broker.close()
+        if health_server is not None:
+            health_server.stop()
+        get_runtime().close()
+        return 0
+    worker.start()
+    if health_server is not None:
+        health.register_check("dramatiq", health.dramatiq_check(worker))
+    log.info("worker pool=%s pid=%s threads=%s queues=%s", pool, os.getpid(), threads, queues)
+    print(f"gonets worker: pool {pool} consuming", flush=True)
     stop.wait()
     worker.stop(timeout=int(settings.drain_timeout_s * 1000))
     broker.close()
     if health_server is not None:
         health_server.stop()
-    from workers.runtime import get_runtime
-
     get_runtime().close()
     log.info("worker pool=%s stopped", pool)
     return 0
 
 
-def _start_health(port: int | None, redis_url: str, worker: Worker) -> health.HealthServer | None:
+def _start_health(port: int | None, redis_url: str,
+                  provider: object) -> health.HealthServer | None:
     """``--health-port``: /healthz and /readyz fail when Redis or the worker threads are dead
-    (other parts, e.g. an SMPP session, register checks of their own in workers.health)."""
+    (the dramatiq check is added once the worker consumes) or the provider's own session is
+    (``is_alive()``, e.g. the SMPP session)."""
     if port is None:
         return None
     health.register_check("redis", health.redis_check(redis_url))
-    health.register_check("dramatiq", health.dramatiq_check(worker))
+    is_alive = getattr(provider, "is_alive", None)
+    if is_alive is not None:
+        health.register_check("smpp", lambda: None if is_alive() else "SMPP session dead")
     return health.HealthServer(port).start()
 
 

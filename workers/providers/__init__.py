@@ -13,6 +13,8 @@ REGISTRY: dict[str, str] = {
     "smsc_http": "workers.providers.smsc_http:SmscHttp",
     "mts_rest": "workers.providers.mts_rest:MtsRest",
     "sms2_http": "workers.providers.sms2_http:Sms2Http",
+    "smsc_smpp": "workers.providers.smsc_smpp:SmscSmpp",
+    "mts_smpp": "workers.providers.mts_smpp:MtsSmpp",
 }
 
 
