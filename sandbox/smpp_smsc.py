@@ -30,7 +30,8 @@ Control (HTTP JSON on the control port):
     POST /_sandbox/control {"reset": true, "down": ["primary"], "drop": true,
         "drop_after_submits": 5, "resp_delay_s": 0.02, "mute_enquire_link": true,
         "receipt_delay_s": 0.1, "rate_per_s": 30, "phone_error": {"375291112233": 1},
-        "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true}
+        "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true,
+        "inject_deliver_sm": ["<hex body>"]}
     GET  /_sandbox/state   counters, binds now and at most, messages
     GET  /_sandbox/messages every accepted message (id, phone, text, parts, status)
 """
@@ -759,6 +760,11 @@ class SmppSandbox:
             logins = list(self.undelivered)
         for c in drop:
             self._drop(c)
+        if "inject_deliver_sm" in body:  # raw deliver_sm bodies (hex) to every receiving bind
+            for hexbody in body["inject_deliver_sm"]:
+                for c in [c for c in self.conns if c.receives]:
+                    self.counters["injected"] += 1
+                    c.send(pdu("deliver_sm", next(c.seq), bytes.fromhex(hexbody)))
         if "hold_receipts" in body and not body["hold_receipts"]:
             for login in logins:
                 self._flush_receipts(login)

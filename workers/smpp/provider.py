@@ -427,8 +427,8 @@ class SmppProvider:
         provider_ids = sorted(set(v for v in ids.values() if v))
         if duplicate_parts and not provider_ids:
             # every part was taken before, answers lost: the receipt brings the id
-            self._orphan(msg)
-            return Submitted(provider_id="", parts=len(params))
+            pid = self._orphan(msg)
+            return Submitted(provider_id=pid or "", parts=len(params))
         self.remember(msg.id, provider_ids)
         return Submitted(provider_id=provider_ids[0] if provider_ids else "",
                          parts=len(params))
@@ -465,10 +465,24 @@ class SmppProvider:
             if raw:
                 self._apply(msg_id, _receipt_load(raw), early=True)
 
-    def _orphan(self, msg: Outgoing) -> None:
+    def _orphan(self, msg: Outgoing) -> str | None:
+        """Mark ``msg`` as sent with its answer lost; a receipt for its number with an unknown
+        id will be taken as its own.  Returns that receipt's id if one came already."""
+        r = self.ctx.redis
         key = self._orphan_key(msg.phone)
-        self.ctx.redis.zadd(key, {msg.id: now_ms()}, nx=True)
-        self.ctx.redis.expire(key, int(self.opts.receipt_wait_s) + 3600)
+        r.zadd(key, {msg.id: now_ms()}, nx=True)
+        r.expire(key, int(self.opts.receipt_wait_s) + 3600)
+        early = self._k("earlyphone", self.account.name, msg.phone)
+        while True:
+            pid = r.lpop(early)
+            if pid is None:
+                return None
+            if any(r.exists(self._early_key(k)) for k in id_keys(pid)):
+                r.zrem(key, msg.id)
+                log.warning("smpp %s: receipt %s matched by number to %s (its answer was lost)",
+                            self.account.name, pid, msg.id)
+                self.remember(msg.id, [pid])
+                return str(pid)
 
     # --- lookup of a send whose outcome is unknown
     def lookup(self, msg: Outgoing) -> StatusReport | None:
@@ -563,6 +577,9 @@ class SmppProvider:
         pipe = r.pipeline()
         for k in keys:
             pipe.set(self._early_key(k), raw, ex=24 * 3600)
+        if phone:  # an orphan registered later finds it by number
+            pipe.rpush(self._k("earlyphone", self.account.name, phone), rc.message_id)
+            pipe.expire(self._k("earlyphone", self.account.name, phone), 24 * 3600)
         pipe.execute()
         for k in keys:
             msg_id = r.get(self._mid_key(k))

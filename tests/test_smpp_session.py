@@ -1,0 +1,231 @@
+"""The SMPP session and provider in this process, against the sandbox on real sockets and the
+test Redis: link upkeep, bad PDUs, receipts racing their answers, leases, drain, TLS."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+from core.errors import AccountProblem
+from core.settings import load_settings
+from core.store import redis_client
+from sandbox import smpp_smsc
+from tests.conftest import control
+from workers.providers import build
+from workers.providers.base import Outgoing, ProviderContext
+from workers.smpp.lease import BindLease
+from workers.smpp.provider import SmppProvider
+from workers.smpp.receipt import Receipt
+
+PHONE = "375291234567"
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
+    sb, http = smpp_smsc.serve("127.0.0.1", tls="tls" in request.node.name)
+    sb.control_url = http.urls()[0]
+    yield sb
+    sb.stop()
+    http.stop()
+
+
+@pytest.fixture
+def make(sandbox: Any, redis_url: str, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SmppProvider]]:
+    monkeypatch.setenv("T_LOGIN", "gonets")
+    monkeypatch.setenv("T_PASSWORD", "sandbox")
+    made: list[SmppProvider] = []
+
+    def make(host: str | None = None, password: str = "T_PASSWORD",
+             provider: str = "smsc_smpp", **opts: Any) -> SmppProvider:
+        info = sandbox.info()
+        o = {"backoff_min_s": 0.1, "backoff_max_s": 0.5, "response_timeout_s": 3,
+             "bind_wait_s": 3, **opts}
+        options = ", ".join(f"{k} = {json.dumps(v)}" for k, v in o.items())
+        cfg = tmp_path / f"g{len(made)}.toml"
+        cfg.write_text(f"""
+[accounts.acct]
+provider = "{provider}"
+smpp_host = "{host or info['primary']}"
+smpp_backup_host = "{info['backup']}"
+credentials = {{ login = "env:T_LOGIN", password = "env:{password}" }}
+options = {{ {options} }}
+""")
+        s = load_settings({"GONETS_CONFIG": str(cfg), "GONETS_REDIS_URL": redis_url,
+                           "GONETS_DRAIN_TIMEOUT_S": "10"})
+        p = build(s.accounts[0], ProviderContext(s, redis_client(redis_url)))
+        assert isinstance(p, SmppProvider)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def state(sb: Any) -> dict[str, Any]:
+    return httpx.get(f"{sb.control_url}/_sandbox/state").json()
+
+
+def out(p: SmppProvider, n: int, text: str = "hello", **kw: Any) -> Outgoing:
+    p.store.create(f"m{n}", {"account": "acct", "phone": kw.get("phone", PHONE), "text": text},
+                   next_check_ms=0)
+    return Outgoing(id=f"m{n}", seq=n, phone=kw.pop("phone", PHONE), text=text,
+                    sender="Gonets", parts=1, encoding="gsm7", **kw)
+
+
+def wait(cond: Callable[[], Any], timeout_s: float = 10) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_enquire_link_keeps_an_idle_link(make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    p = make(enquire_link_s=0.3)
+    assert p.session.wait_bound(5)
+    wait(lambda: state(sandbox)["counters"].get("pdu_enquire_link", 0) >= 3, 5)
+    assert p.session.stats.binds == 1 and p.is_alive()
+
+
+def test_unanswered_enquire_link_means_a_dead_link(make: Callable[..., SmppProvider],
+                                                   sandbox: Any) -> None:
+    control(sandbox.control_url, mute_enquire_link=True)
+    p = make(enquire_link_s=0.2, response_timeout_s=0.5)
+    assert p.session.wait_bound(5)
+    wait(lambda: p.session.stats.binds >= 2, 10)  # declared dead, bound again
+    control(sandbox.control_url, mute_enquire_link=False)
+    assert p.send(out(p, 1)).provider_id
+
+
+def test_server_idle_drop_is_followed_by_a_new_bind(make: Callable[..., SmppProvider],
+                                                    sandbox: Any) -> None:
+    control(sandbox.control_url, idle_timeout_s=0.4)
+    p = make(enquire_link_s=30)
+    assert p.session.wait_bound(5)
+    wait(lambda: state(sandbox)["counters"].get("idle_drops", 0) >= 1, 5)
+    control(sandbox.control_url, idle_timeout_s=120)
+    assert p.send(out(p, 1)).provider_id
+    assert p.session.stats.binds >= 2
+
+
+def test_malformed_and_unknown_pdus_never_kill_the_session(
+        make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    p = make()
+    assert p.session.wait_bound(5)
+    bad = ["00", "0001" * 3, "00" * 40 + "ff", ""]
+    control(sandbox.control_url, inject_deliver_sm=bad)
+    wait(lambda: state(sandbox)["counters"].get("pdu_deliver_sm_resp", 0) >= len(bad), 5)
+    assert p.is_alive() and p.session.bound and p.session.stats.binds == 1
+    assert p.send(out(p, 1)).provider_id
+
+
+def test_incoming_message_is_stored_as_an_event(make: Callable[..., SmppProvider],
+                                                sandbox: Any) -> None:
+    p = make()
+    assert p.session.wait_bound(5)
+    text = "Да".encode("utf-16-be")
+    body = (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00\x00\x00\x00\x00\x00"
+            + bytes((0, 0, 8, 0, len(text))) + text)
+    control(sandbox.control_url, inject_deliver_sm=[body.hex()])
+    events = wait(lambda: p.ctx.redis.xrange("gonets:smpp:incoming"), 5)
+    assert events[0][1]["text"] == "Да" and events[0][1]["from"] == PHONE
+
+
+def test_a_receipt_before_its_answer_is_kept_and_applied(
+        make: Callable[..., SmppProvider]) -> None:
+    p = make()
+    o = out(p, 7)
+    p.store.transition("m7", "submitted")
+    p.on_receipt(Receipt(message_id="00A1B2", stat="DELIVRD", err=0), phone=PHONE)
+    assert p.store.get("m7")["status"] == "submitted"  # nobody knows the id yet
+    p.remember(o.id, ["a1b2"])  # the answer, in another case, arrives
+    rec = p.store.get("m7")
+    assert rec["status"] == "delivered" and rec["provider_id"] == "00A1B2"
+
+
+def test_hex_answers_and_decimal_receipts_meet(make: Callable[..., SmppProvider],
+                                               sandbox: Any) -> None:
+    control(sandbox.control_url, id_format="hex")
+    p = make()
+    sub = p.send(out(p, 1))
+    assert sub.provider_id == "186A1"  # 100001 written in hex
+    p.store.transition("m1", "submitted")
+    wait(lambda: p.store.get("m1")["status"] == "delivered", 5)
+
+
+def test_drain_on_close_answers_the_window_then_unbinds(
+        make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    control(sandbox.control_url, resp_delay_s=0.3)
+    p = make()
+    assert p.session.wait_bound(5)
+    futs = [p.session.request("submit_sm", params) for n in range(10)
+            for params in p.submit_params(out(p, n, f"drain {n}"))]
+    p.close()
+    assert all(f.result(0).status == 0 for f in futs)
+    assert state(sandbox)["counters"].get("pdu_unbind", 0) == 1
+    assert p.ctx.redis.keys("gonets:smpp:lease:*") == []  # lease given back
+
+
+def test_bad_password_is_an_account_problem(make: Callable[..., SmppProvider],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_WRONG", "nope")
+    p = make(password="T_WRONG")
+    wait(lambda: p.session.bind_error is not None, 5)
+    with pytest.raises(AccountProblem) as e:
+        p.send(out(p, 1))
+    assert e.value.alert == "credentials" and e.value.code == "0x0e"
+
+
+def test_tls_refuses_an_unverified_certificate(make: Callable[..., SmppProvider],
+                                               sandbox: Any) -> None:
+    p = make(tls=True, host=sandbox.info()["tls"])
+    wait(lambda: state(sandbox)["counters"].get("tls_failures", 0) >= 1, 5)
+    assert not p.session.bound
+
+
+def test_hlr_result_lands_on_the_record(make: Callable[..., SmppProvider]) -> None:
+    p = make()
+    o = out(p, 3, "check", options={"type": "hlr"})
+    p.send(o)
+    p.store.transition("m3", "submitted")
+    rec = wait(lambda: (r := p.store.get("m3"))["status"] == "delivered" and r, 5)
+    assert rec["hlr_mcc"] == "257" and rec["hlr_net"] == "MTS Belarus"
+    assert rec["dlr_message_type"] == "hlr"
+
+
+def test_typed_messages_reach_smsc_as_its_text_conventions(
+        make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    p = make()
+    p.send(out(p, 1, "Hi", options={"type": "mail", "subject": "Order", "comment": "crm#1"}))
+    p.send(out(p, 2, "123456", options={"type": "tgm"}))
+    texts = [m["text"] for m in httpx.get(f"{sandbox.control_url}/_sandbox/messages").json()]
+    assert texts == ["__MAIL__: Hi\nsubj:Order\n~~~\ncrm#1", "__TGM__: 123456"]
+    from core.errors import Permanent
+
+    with pytest.raises(Permanent):
+        p.send(out(p, 3, "12ab", options={"type": "tgm"}))
+    with pytest.raises(Permanent):
+        p.send(out(p, 4, "__HLR__"))  # a caller cannot smuggle control markers in
+
+
+def test_lease_slots_expire_and_are_never_shared(redis_url: str) -> None:
+    r = redis_client(redis_url)
+    a = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    b = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    c = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    assert a.acquire() and b.acquire() and not c.acquire()
+    assert a.slot != b.slot
+    time.sleep(1.2)  # a and b stopped renewing: their slots free themselves
+    assert c.acquire()
+    assert not a.renew() and not a.held  # a lost its slot and knows it
+    b.release()
+    c.release()
