@@ -42,10 +42,10 @@ def make(sandbox: Any, redis_url: str, tmp_path: Path,
     made: list[SmppProvider] = []
 
     def make(host: str | None = None, password: str = "T_PASSWORD",
-             provider: str = "smsc_smpp", **opts: Any) -> SmppProvider:
+             provider: str = "smsc_smpp", bound: bool = True, **opts: Any) -> SmppProvider:
         info = sandbox.info()
         o = {"backoff_min_s": 0.1, "backoff_max_s": 0.5, "response_timeout_s": 3,
-             "bind_wait_s": 3, **opts}
+             "bind_wait_s": 10, **opts}
         options = ", ".join(f"{k} = {json.dumps(v)}" for k, v in o.items())
         cfg = tmp_path / f"g{len(made)}.toml"
         cfg.write_text(f"""
@@ -61,6 +61,8 @@ options = {{ {options} }}
         p = build(s.accounts[0], ProviderContext(s, redis_client(redis_url)))
         assert isinstance(p, SmppProvider)
         made.append(p)
+        if bound:  # a loaded machine may take a while; the tests are not about that
+            assert p.session.wait_bound(15)
         return p
 
     yield make
@@ -178,7 +180,7 @@ def test_drain_on_close_answers_the_window_then_unbinds(
 def test_bad_password_is_an_account_problem(make: Callable[..., SmppProvider],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_WRONG", "nope")
-    p = make(password="T_WRONG")
+    p = make(password="T_WRONG", bound=False)
     wait(lambda: p.session.bind_error is not None, 5)
     with pytest.raises(AccountProblem) as e:
         p.send(out(p, 1))
@@ -187,7 +189,7 @@ def test_bad_password_is_an_account_problem(make: Callable[..., SmppProvider],
 
 def test_tls_refuses_an_unverified_certificate(make: Callable[..., SmppProvider],
                                                sandbox: Any) -> None:
-    p = make(tls=True, host=sandbox.info()["tls"])
+    p = make(tls=True, host=sandbox.info()["tls"], bound=False)
     wait(lambda: state(sandbox)["counters"].get("tls_failures", 0) >= 1, 5)
     assert not p.session.bound
 

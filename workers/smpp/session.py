@@ -46,6 +46,7 @@ log = logging.getLogger("gonets.smpp")
 #: command_id of the PDUs the session reads itself (SMPP v3.4 §5.1.2.1)
 GENERIC_NACK = 0x80000000
 DELIVER_SM = 0x00000005
+SUBMIT_SM_RESP = 0x80000004
 ENQUIRE_LINK = 0x00000015
 ENQUIRE_LINK_RESP = 0x80000015
 UNBIND = 0x00000006
@@ -155,13 +156,36 @@ class _Client(smpp_client.Client):  # type: ignore[misc]
     def sock(self) -> socket.socket:
         return self._socket  # type: ignore[no-any-return]
 
+    _buf = b""
+
     def read_frame(self) -> bytes:
-        """One whole PDU as bytes. Raises ConnectionError on EOF or a broken length."""
-        head = self._recv_exact(4)
-        (length,) = struct.unpack(">I", head)
+        """One whole PDU as bytes (blocking). Raises ConnectionError on EOF or a broken
+        length."""
+        while True:
+            frame = self.next_frame()
+            if frame is not None:
+                return frame
+            self.fill()
+
+    def fill(self) -> None:
+        """Read what the socket has (at least one byte; blocks up to the socket timeout)."""
+        chunk = self._socket.recv(1 << 16)
+        if not chunk:
+            raise smpp_exc.ConnectionError("the server closed the connection")
+        self._buf += chunk
+
+    def next_frame(self) -> bytes | None:
+        """The next whole PDU already read, if any."""
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        (length,) = struct.unpack_from(">I", buf)
         if length < 16 or length > MAX_PDU:
             raise smpp_exc.ConnectionError(f"PDU length {length} out of range")
-        return bytes(head + self._recv_exact(length - 4))
+        if len(buf) < length:
+            return None
+        self._buf = buf[length:]
+        return buf[:length]
 
 
 @dataclass
@@ -405,7 +429,8 @@ class Session:
                         continue
                     sock.sendall(item)
                     last_tx = now
-                # requests, while the window has room
+                # requests, while the window has room (written in one go)
+                out = bytearray()
                 while len(self._window) < self.cfg.max_pending:
                     with self._lock:
                         p = self._queue.popleft() if self._queue else None
@@ -422,16 +447,22 @@ class Session:
                         continue
                     p.sent_at = time.monotonic()
                     self._window[pdu.sequence] = p
-                    sock.sendall(data)
+                    out += data
                     last_tx = p.sent_at
                     if p.command == "submit_sm":
                         self.stats.submits += 1
+                    if len(out) > 1 << 16:
+                        sock.sendall(out)
+                        out.clear()
+                if out:
+                    sock.sendall(out)
                 # liveness
                 now = time.monotonic()
                 if link_check_seq is not None and now - link_check_at > self.cfg.response_timeout_s:
                     reason = "enquire_link unanswered"
                     return
-                oldest = min((p.sent_at for p in self._window.values()), default=None)
+                # the window is in sending order: its first entry is the oldest
+                oldest = next(iter(self._window.values())).sent_at if self._window else None
                 if oldest is not None and now - oldest > self.cfg.response_timeout_s:
                     reason = "a request went unanswered"
                     return
@@ -455,10 +486,11 @@ class Session:
                         except (BlockingIOError, OSError):
                             pass
                     ready = sock in r
-                # read every whole PDU there is
-                while ready:
-                    frame = client.read_frame()
+                if ready:
+                    client.fill()
                     last_rx = time.monotonic()
+                # act on every whole PDU read so far
+                while (frame := client.next_frame()) is not None:
                     outcome = self._on_frame(client, frame, gen, server)
                     if outcome == "unbind":
                         reason = "the server unbound us"
@@ -466,7 +498,6 @@ class Session:
                         return
                     if outcome == "link_ok":
                         link_check_seq = None
-                    ready = _pending(sock) or _readable(sock)
         except (OSError, smpp_exc.ConnectionError, smpp_exc.PDUError, socket.timeout) as exc:
             reason = f"link error: {exc!r}"
         finally:
@@ -519,7 +550,11 @@ class Session:
         self.stats.responses += 1
         fields: dict[str, Any] = {}
         name = "generic_nack"
-        if command_id != GENERIC_NACK and len(frame) > 16:
+        if command_id == SUBMIT_SM_RESP:
+            # the hot path: the body is one C-octet string (absent on some errors)
+            fields["message_id"] = frame[16:].split(b"\x00", 1)[0].decode("latin-1")
+            name = "submit_sm_resp"
+        elif command_id != GENERIC_NACK and len(frame) > 16:
             try:
                 parsed = smpp.parse_pdu(frame, client=client, allow_unknown_opt_params=True)
                 name = parsed.command
@@ -604,6 +639,3 @@ def _pending(sock: socket.socket) -> bool:
     return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
-def _readable(sock: socket.socket) -> bool:
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
