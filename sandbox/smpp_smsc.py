@@ -43,6 +43,7 @@ import heapq
 import itertools
 import json
 import os
+import shutil
 import socket
 import ssl
 import struct
@@ -325,6 +326,8 @@ class SmppSandbox:
             s.close()
         for t in self.threads:
             t.join(timeout=2)
+        if self.cert_file:
+            shutil.rmtree(os.path.dirname(self.cert_file), ignore_errors=True)
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: f"{h}:{p}" for name, (h, p) in self.addresses.items()}

@@ -231,3 +231,39 @@ def test_lease_slots_expire_and_are_never_shared(redis_url: str) -> None:
     assert not a.renew() and not a.held  # a lost its slot and knows it
     b.release()
     c.release()
+
+
+def test_failover_mid_run_moves_to_the_backup(make: Callable[..., SmppProvider],
+                                              sandbox: Any) -> None:
+    p = make()
+    control(sandbox.control_url, down=["primary"])  # primary dies with our link on it
+    wait(lambda: state(sandbox)["binds_by_listener"] == {"backup": 1}, 10)
+    assert p.send(out(p, 1)).provider_id
+
+
+def test_a_lost_lease_unbinds_and_stands_by(make: Callable[..., SmppProvider],
+                                            sandbox: Any) -> None:
+    p = make(mcon=1, lease_ttl_s=1)
+    assert p.lease.slot is not None
+    p.ctx.redis.set(p.lease.slot, "someone-else")  # taken over (e.g. after a partition)
+    wait(lambda: p.session.standing_by and not p.session.bound, 5)
+    assert state(sandbox)["counters"].get("pdu_unbind", 0) == 1
+    from core.errors import RetryLater
+
+    with pytest.raises(RetryLater):  # its jobs go back to the queue for the holder
+        p.send(out(p, 1))
+    p.ctx.redis.delete("gonets:smpp:lease:gonets:1")
+    wait(lambda: p.session.bound, 10)  # the slot is free again: it binds
+
+
+def test_insufficient_funds_receipt_pauses_the_account(
+        make: Callable[..., SmppProvider], sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import runtime
+
+    p = make()
+    monkeypatch.setattr(runtime, "_runtime", runtime.Runtime(p.ctx.settings, p.store))
+    control(sandbox.control_url, phone_error={PHONE: 224})
+    p.send(out(p, 1))
+    rec = wait(lambda: (r := p.store.get("m1"))["status"] == "failed" and r, 5)
+    assert rec["error_code"] == "224" and rec["reason"] == "insufficient funds"
+    assert runtime.get_runtime().pause_left_s("acct") > 0

@@ -290,6 +290,8 @@ class SmppProvider:
         """Block until this process may bind (holds a lease); False if ``stop`` came first.
         The worker pool starts consuming only after this returns True."""
         said = False
+        while not stop.is_set() and not self.session.lease_checked.wait(0.2):
+            pass
         while not stop.is_set():
             if not self.session.standing_by:
                 if said:

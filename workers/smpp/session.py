@@ -227,6 +227,8 @@ class Session:
         self._closing = False
         self._bound = threading.Event()
         self._standby = True
+        #: set once the session has asked for its lease (standing_by means something then)
+        self.lease_checked = threading.Event()
         self._client: _Client | None = None
         self._generation = 0
         self._host_index = 0
@@ -319,11 +321,12 @@ class Session:
         failures = 0
         while not self._stop.is_set():
             try:
-                if not self._hold_lease():
-                    self._standby = True
+                held = self._hold_lease()
+                self._standby = not held
+                self.lease_checked.set()
+                if not held:
                     self._stop.wait(min(1.0, self.lease.renew_every_s if self.lease else 1.0))
                     continue
-                self._standby = False
                 host, port = self.cfg.hosts[self._host_index % len(self.cfg.hosts)]
                 try:
                     client = self._connect(host, port)
@@ -504,12 +507,11 @@ class Session:
             self._bound.clear()
             self._since_unbound = time.monotonic()
             try:
+                client.state = consts.SMPP_CLIENT_STATE_OPEN  # we unbound or lost it: no warning
                 client.disconnect()
             except Exception:
                 pass
             self._client = None
-            if reason != "closing":
-                self._host_index += 0  # stay on this host first; _connect failure moves on
             self._link_down(reason)
 
     def _on_frame(self, client: _Client, frame: bytes, gen: int, server: str) -> str:
