@@ -508,11 +508,21 @@ class SmppProvider:
         return None  # no receipt could still come: it was never taken
 
     # --- status
+    def _provider_id(self, msg: Outgoing) -> str | None:
+        """The server's id of ``msg``: the one its submit_sm_resp (or matched receipt) gave."""
+        known = self.ctx.redis.get(self._k("gid", self.account.name, msg.id))
+        if known:
+            ids = json.loads(known)
+            if ids:
+                return str(ids[0])
+        return msg.provider_id
+
     def status(self, msg: Outgoing) -> StatusReport:
-        if not msg.provider_id:
+        pid = self._provider_id(msg)
+        if not pid:
             return StatusReport(status=Status.SUBMITTED, raw="no id yet")
         sender = msg.sender or ""
-        params = dict(message_id=msg.provider_id, source_addr=sender.lstrip("+"),
+        params = dict(message_id=pid, source_addr=sender.lstrip("+"),
                       source_addr_ton=(consts.SMPP_TON_INTL if sender.lstrip("+").isdigit()
                                        else consts.SMPP_TON_ALNUM),
                       source_addr_npi=(consts.SMPP_NPI_ISDN if sender.lstrip("+").isdigit()
