@@ -26,7 +26,7 @@ def _decode_part(enc: codec.Encoded, part: bytes) -> str:
     return codec.decode(part, enc.data_coding, iso=enc.alphabet == "latin1", udhi=enc.udh)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(gsm_text)
 def test_gsm_parts_keep_every_escape_whole(text: str) -> None:
     enc = codec.encode(text, ref=7)
@@ -41,7 +41,7 @@ def test_gsm_parts_keep_every_escape_whole(text: str) -> None:
     assert enc.count == analyse(text).parts
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(any_text)
 def test_every_part_fits_and_the_text_survives(text: str) -> None:
     enc = codec.encode(text, ref=200)

@@ -161,7 +161,10 @@ def test_mcon1_two_workers_hold_one_bind_and_the_standby_takes_over(
         assert time.monotonic() < deadline, "no worker got the bind lease"
         time.sleep(0.1)
     holder, standby = (a, b) if b"consuming" in a.log.read_bytes() else (b, a)
-    assert b"standing by" in standby.log.read_bytes()
+    while b"standing by" not in standby.log.read_bytes():
+        assert time.monotonic() < deadline, "the second worker neither binds nor stands by"
+        time.sleep(0.1)
+    assert b"consuming" not in standby.log.read_bytes()
     ids = send_many(producer, 4, "before")
     assert set(wait_final(store, ids, 30).values()) == {"delivered"}
     holder.stop(signal.SIGKILL)

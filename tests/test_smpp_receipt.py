@@ -40,7 +40,7 @@ ids = st.one_of(st.integers(0, 10**12).map(str), st.integers(0, 2**40).map(lambd
 digits = st.text("0123456789", min_size=0, max_size=12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(mid=ids, sub=st.integers(0, 255), dlvrd=st.integers(0, 255), stat=st.sampled_from(STATS),
        err=st.integers(0, 999), d1=digits, d2=digits, tail=st.text(max_size=30))
 def test_receipt_text_round_trip(mid: str, sub: int, dlvrd: int, stat: str, err: int, d1: str,
@@ -56,7 +56,7 @@ def test_receipt_text_round_trip(mid: str, sub: int, dlvrd: int, stat: str, err:
     assert rc.message_id == mid and rc.stat == stat and rc.err == err
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_are_a_deliver_sm_or_malformed(body: bytes) -> None:
     try:
@@ -71,7 +71,7 @@ def test_any_bytes_are_a_deliver_sm_or_malformed(body: bytes) -> None:
     receipt_fields(rc)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=120))
 def test_any_bytes_are_tlvs_or_malformed(data: bytes) -> None:
     try:
@@ -80,7 +80,7 @@ def test_any_bytes_are_tlvs_or_malformed(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_parses_or_is_malformed(text: str) -> None:
     try:
