@@ -60,7 +60,7 @@ options = {{ {options} }}
                            "GONETS_DRAIN_TIMEOUT_S": "10"})
         p = build(s.accounts[0], ProviderContext(s, redis_client(redis_url)))
         assert isinstance(p, SmppProvider)
-        made.append(p)
+        made.append(p.start())
         if bound:  # a loaded machine may take a while; the tests are not about that
             assert p.session.wait_bound(15)
         return p

@@ -204,7 +204,7 @@ class SmppProvider:
     DEFAULTS: dict[str, Any] = {}
 
     def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
-                 start: bool = True) -> None:
+                 start: bool = False) -> None:
         self.account = account
         try:
             self.opts = SmppAccountOptions.model_validate({**self.DEFAULTS, **account.options})
@@ -242,9 +242,19 @@ class SmppProvider:
             connect_timeout_s=min(10.0, account.timeout_s),
             backoff_min_s=self.opts.backoff_min_s, backoff_max_s=self.opts.backoff_max_s)
         self.session = Session(self.cfg, self.on_deliver, self.lease)
-        self._announced = False
+        self._start_lock = threading.Lock()
+        self._started = False
         if start:
-            self.session.start()
+            self.start()
+
+    def start(self) -> "SmppProvider":
+        """Start the session thread (once). Building a provider has no side effects; the
+        pool starts it, and so does the first send or status poll."""
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                self.session.start()
+        return self
 
     # --- configuration
     def system_type(self) -> str:
@@ -289,6 +299,7 @@ class SmppProvider:
     def wait_turn(self, stop: threading.Event) -> bool:
         """Block until this process may bind (holds a lease); False if ``stop`` came first.
         The worker pool starts consuming only after this returns True."""
+        self.start()
         said = False
         while not stop.is_set() and not self.session.lease_checked.wait(0.2):
             pass
@@ -306,7 +317,7 @@ class SmppProvider:
         return False
 
     def is_alive(self) -> bool:
-        return self.session.is_alive()
+        return not self._started or self.session.is_alive()
 
     # --- sending
     def submit_params(self, msg: Outgoing) -> list[dict[str, Any]]:
@@ -374,6 +385,7 @@ class SmppProvider:
         return out
 
     def send(self, msg: Outgoing) -> Submitted:
+        self.start()
         self._raise_if_unusable()
         params = self.submit_params(msg)
         resending = bool(self.ctx.redis.delete(self._resend_key(msg.id)))
@@ -527,6 +539,7 @@ class SmppProvider:
                                        else consts.SMPP_TON_ALNUM),
                       source_addr_npi=(consts.SMPP_NPI_ISDN if sender.lstrip("+").isdigit()
                                        else consts.SMPP_NPI_UNK))
+        self.start()
         try:
             fut = self.session.request("query_sm", params)
             resp = self._wait(fut, time.monotonic() + self.opts.bind_wait_s)
@@ -549,7 +562,8 @@ class SmppProvider:
                         provider=self.PROVIDER)
 
     def close(self) -> None:
-        self.session.close(drain_timeout_s=self.ctx.settings.drain_timeout_s)
+        if self._started:
+            self.session.close(drain_timeout_s=self.ctx.settings.drain_timeout_s)
 
     # --- receiving (dispatcher thread)
     def on_deliver(self, body: bytes) -> int:
