@@ -58,7 +58,8 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     from workers.runtime import get_runtime
 
     provider = get_runtime().provider(settings.account(pool))
-    health_server = _start_health(health_port, settings.redis_url, provider)
+    consuming = threading.Event()
+    health_server = _start_health(health_port, settings.redis_url, provider, worker, consuming)
     # a provider that binds (SMPP) may have to stand by until it holds a bind lease: the
     # pool takes no job of its account before then (and stays healthy meanwhile)
     wait_turn = getattr(provider, "wait_turn", None)
@@ -70,8 +71,7 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
         get_runtime().close()
         return 0
     worker.start()
-    if health_server is not None:
-        health.register_check("dramatiq", health.dramatiq_check(worker))
+    consuming.set()
     log.info("worker pool=%s pid=%s threads=%s queues=%s", pool, os.getpid(), threads, queues)
     print(f"gonets worker: pool {pool} consuming", flush=True)
     stop.wait()
@@ -84,14 +84,16 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     return 0
 
 
-def _start_health(port: int | None, redis_url: str,
-                  provider: object) -> health.HealthServer | None:
+def _start_health(port: int | None, redis_url: str, provider: object, worker: Worker,
+                  consuming: threading.Event) -> health.HealthServer | None:
     """``--health-port``: /healthz and /readyz fail when Redis or the worker threads are dead
-    (the dramatiq check is added once the worker consumes) or the provider's own session is
-    (``is_alive()``, e.g. the SMPP session)."""
+    (checked once the worker consumes: a process standing by for an SMPP bind lease has none
+    running, and is healthy) or the provider's own session is (``is_alive()``, SMPP)."""
     if port is None:
         return None
     health.register_check("redis", health.redis_check(redis_url))
+    threads_alive = health.dramatiq_check(worker)
+    health.register_check("dramatiq", lambda: threads_alive() if consuming.is_set() else None)
     is_alive = getattr(provider, "is_alive", None)
     if is_alive is not None:
         health.register_check("smpp", lambda: None if is_alive() else "SMPP session dead")
