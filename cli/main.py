@@ -189,7 +189,20 @@ def cmd_callbacks(a: argparse.Namespace) -> int:
     from core.settings import get_settings
     from producers.http.callbacks import run_dispatcher
 
-    return run_dispatcher(get_settings(), threads=a.threads)
+    settings = get_settings()
+    _serve_health(a.health_port, settings.redis_url)
+    return run_dispatcher(settings, threads=a.threads)
+
+
+def _serve_health(port: int | None, redis_url: str) -> None:
+    """``--health-port`` of a role without an HTTP server of its own: /healthz and /readyz
+    (workers.health) fail while the process cannot reach Redis."""
+    if port is None:
+        return
+    from workers import health
+
+    health.register_check("redis", health.redis_check(redis_url))
+    health.HealthServer(port).start()
 
 
 @command("token")
@@ -272,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("callbacks", help="deliver status callbacks (webhooks out)")
     p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--health-port", type=int, metavar="PORT",
+                   help="serve /healthz and /readyz on this port")
 
     p = sub.add_parser("token", help="create, revoke or list HTTP API tokens")
     tsub = p.add_subparsers(dest="token_command", required=True)

@@ -110,21 +110,28 @@ def _wait_status(url: str, want: int, timeout_s: float = 15) -> httpx.Response:
                          f"{last.status_code if last else None} {last.text if last else ''}")
 
 
-def test_worker_probes_follow_its_redis_connection(gonets_env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+ROLES = {
+    "worker": (["worker", "--pool", "smsc", "--threads", "2"], {"dramatiq": "ok", "redis": "ok"}),
+    "callbacks": (["callbacks", "--threads", "2"], {"redis": "ok"}),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_role_probes_follow_its_redis_connection(gonets_env: dict[str, str], tmp_path: Path,
+                                                 role: str) -> None:
+    args, healthy = ROLES[role]
     redis_srv = RedisServer(tmp_path / "redis").start()
     port = free_port()
     env = dict(gonets_env, GONETS_REDIS_URL=redis_srv.url)
-    log = tmp_path / "worker.log"
+    log = tmp_path / f"{role}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "--pool", "smsc", "--threads", "2",
-             "--health-port", str(port)],
+            [sys.executable, "-m", "cli.main", *args, "--health-port", str(port)],
             env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         ok = _wait_status(base + "/healthz", 200, 30)
-        assert ok.json()["checks"] == {"dramatiq": "ok", "redis": "ok"}
+        assert ok.json()["checks"] == healthy
         assert httpx.get(base + "/readyz").status_code == 200
 
         redis_srv.stop()  # the pod's Redis is gone
@@ -132,9 +139,9 @@ def test_worker_probes_follow_its_redis_connection(gonets_env: dict[str, str],
         assert dead.json()["checks"]["redis"] != "ok"
         assert httpx.get(base + "/readyz").status_code == 503
 
-        redis_srv.start()  # same port: the worker recovers without a restart
+        redis_srv.start()  # same port: the process recovers without a restart
         _wait_status(base + "/readyz", 200)
-        assert proc.poll() is None
+        assert proc.poll() is None, log.read_text(errors="replace")
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text(errors="replace")

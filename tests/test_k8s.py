@@ -266,24 +266,50 @@ def test_every_pool_has_a_worker_and_an_autoscaler(
         assert "replicas" not in d["spec"], "the autoscaler owns the replica count"
 
 
-def test_every_container_command_parses_with_the_real_cli(
+def test_every_container_command_parses_and_probes_what_it_serves(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The args are a real `gonets` command line, and every probe asks the port that command
+    listens on, on the path that answers there."""
     parser = build_parser()
     for overlay, docs in rendered.items():
         for d in of_kind(docs, "Deployment"):
+            name = f"{overlay} {d['metadata']['name']}"
             c = gonets_container(d)
             assert "command" not in c, "the image's entry point is `gonets`"
             args = parser.parse_args(c["args"])
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            paths = {"livenessProbe": "/healthz", "readinessProbe": "/readyz",
+                     "startupProbe": "/healthz"}
             if args.command == "worker":
                 # explicit, not defaults that might change under us
                 for flag in ("--processes", "--threads", "--health-port"):
-                    assert flag in c["args"], f"{overlay} {d['metadata']['name']}: {flag}"
-                port = args.health_port
-                assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-                assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-                ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-                for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                    assert ports[c[probe]["httpGet"]["port"]] == port
+                    assert flag in c["args"], f"{name}: {flag}"
+            if args.command == "api":
+                assert args.host == "0.0.0.0", f"{name}: listens on loopback only"
+                port = args.port
+                paths = {k: "/healthz" for k in paths}  # the API's own health route
+            else:
+                port = getattr(args, "health_port", None)
+                assert port, f"{name}: `gonets {args.command}` serves no health endpoint"
+            for probe, path in paths.items():
+                if probe in c:
+                    get = c[probe]["httpGet"]
+                    assert get["path"] == path, f"{name} {probe}"
+                    assert ports.get(get["port"], get["port"]) == port, f"{name} {probe}"
+
+
+def test_the_api_service_reaches_the_api(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, docs in rendered.items():
+        for svc in of_kind(docs, "Service"):
+            backends = [d for d in workloads(docs)
+                        if selects({"matchLabels": svc["spec"]["selector"]},
+                                   d["spec"]["template"]["metadata"]["labels"])]
+            assert backends, f"{overlay}: Service {svc['metadata']['name']} selects no pod"
+            for d in backends:
+                named = {p["name"] for c in d["spec"]["template"]["spec"]["containers"]
+                         for p in c.get("ports", [])}
+                for port in svc["spec"]["ports"]:
+                    assert port["targetPort"] in named, svc["metadata"]["name"]
 
 
 def test_the_shipped_config_builds_every_provider_from_mounted_secrets(
@@ -794,19 +820,28 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
     redis_port = 6379 if redis_pod else 6380
     settings = shipped_settings(docs, tmp_path)
     gonets_roles = {n: p for n, p in all_pods.items() if n != "gonets-redis"}
+    sentry = overlay == "all-components"  # the sentry-egress component
+    # component -> (may reach a public HTTPS address, may reach a private one)
+    expected = {"worker": (True, False), "callbacks": (True, True),
+                "api": (sentry, False), "scheduler": (sentry, False)}
     for name, pod in gonets_roles.items():
+        component = pod.labels["app.kubernetes.io/component"]
         assert net.allowed(pod, dns, 53, "UDP"), name
         if redis_pod:
             assert net.allowed(pod, redis_pod, 6379), f"{name} -> redis"
         else:
             assert net.allowed(pod, PUBLIC, redis_port), f"{name} -> external redis"
-        assert not net.allowed(pod, "10.1.2.3", 443), f"{name} -> cluster-internal address"
+        public, private = expected[component]
+        assert net.allowed(pod, PUBLIC, 443) == public, f"{name} -> internet"
+        assert net.allowed(pod, "10.1.2.3", 443) == private, f"{name} -> private address"
         assert not net.allowed(pod, "169.254.169.254", 80), f"{name} -> cloud metadata"
         assert not net.allowed(pod, PUBLIC, 22), name
         for other_name, other in gonets_roles.items():
-            if other_name != name:
+            if other_name != name and other.labels["app.kubernetes.io/component"] != "api":
                 assert not net.allowed(pod, other, 8081), f"{name} -> {other_name}"
         assert not net.allowed(stranger, pod, 9999), f"any pod -> {name}"
+        if component == "api":
+            assert net.allowed(stranger, pod, 8080), "the API is reachable"
     for pool, d in workers(docs).items():
         pod = all_pods[d["metadata"]["name"]]
         account = settings.account(pool)
@@ -816,11 +851,6 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
             ports.add(account.smpp_port)
         for port in ports:
             assert net.allowed(pod, PUBLIC, port), f"pool {pool} cannot reach its provider :{port}"
-    for name, pod in all_pods.items():
-        if pod.labels.get("app.kubernetes.io/component") in ("scheduler", "api"):
-            reaches = net.allowed(pod, PUBLIC, 443)
-            assert reaches == (overlay == "all-components"), \
-                f"{name}: HTTPS out only with the sentry-egress component"
     if redis_pod:
         assert not net.allowed(stranger, redis_pod, 6379), "redis open to any pod"
         assert net.allowed(keda, redis_pod, 6379) == (overlay in KEDA_OVERLAYS), \
