@@ -345,6 +345,29 @@ def test_the_shipped_config_builds_every_provider_from_mounted_secrets(
             f.unlink()
 
 
+#: credentials the HTTP API itself reads, to authenticate the providers' webhooks:
+#: producers/http/bepaid_webhook.py (the shop's id and key), producers/http/smsc_webhook.py
+#: (an account's optional callback_secret)
+API_READS = {"bepaid": {"shop_id", "secret_key"}}
+API_READS_ANY = {"callback_secret"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_mounts_the_credentials_its_webhooks_check(
+        rendered: dict[str, list[dict[str, Any]]], overlay: str, tmp_path: Path) -> None:
+    docs = rendered[overlay]
+    settings = shipped_settings(docs, tmp_path)
+    wanted = {credential_file(ref) for a in settings.accounts for key, ref in a.credentials.items()
+              if key in API_READS.get(a.provider, set()) | API_READS_ANY}
+    for d in of_kind(docs, "Deployment"):
+        if gonets_container(d)["args"][0] == "api":
+            mounted = credential_keys(d) if wanted else set()
+            assert wanted <= mounted, (
+                f"{overlay}: the API answers webhooks with {sorted(wanted - mounted)} unmounted; "
+                "add them to the gonets-credentials items of k8s/base/api.yaml")
+            assert mounted <= wanted, f"{overlay}: the API mounts secrets it never reads"
+
+
 # --- pod hygiene -------------------------------------------------------------------------
 
 
