@@ -267,3 +267,14 @@ def test_insufficient_funds_receipt_pauses_the_account(
     rec = wait(lambda: (r := p.store.get("m1"))["status"] == "failed" and r, 5)
     assert rec["error_code"] == "224" and rec["reason"] == "insufficient funds"
     assert runtime.get_runtime().pause_left_s("acct") > 0
+
+
+def test_throttled_parts_of_a_long_message_follow_within_the_minute(
+        make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    control(sandbox.control_url, rate_per_s=2)
+    p = make()
+    sub = p.send(out(p, 1, "Ж" * 250))  # 4 parts; the server takes 2 a second
+    assert sub.parts == 4 and sub.provider_id
+    msgs = httpx.get(f"{sandbox.control_url}/_sandbox/messages").json()
+    assert [(m["parts"], m["got_parts"]) for m in msgs] == [(4, 4)]  # one message, whole
+    assert state(sandbox)["counters"]["throttled"] >= 1

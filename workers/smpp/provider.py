@@ -393,7 +393,9 @@ class SmppProvider:
         results = self._submit_parts(params)
         ids: dict[int, str] = {}
         duplicate_parts: list[int] = []
-        for attempt in range(20):
+        attempt = -1
+        while True:  # ends in a return, a raise, or the 45 s guard below
+            attempt += 1
             retry: list[int] = []
             unknown: list[tuple[int, LinkLost]] = []
             for i, r in sorted(results.items()):
@@ -427,6 +429,9 @@ class SmppProvider:
                                          "for its receipt before any resend",
                                          provider=self.PROVIDER, delay_s=30.0)
             if not ids and not duplicate_parts and not unknown:
+                if resending:  # an earlier copy may be out: keep it marked for a lookup
+                    raise OutcomeUnknown("no SMPP bind to resend on", provider=self.PROVIDER,
+                                         delay_s=5.0)
                 # nothing went out at all: give the message back to the queue
                 raise RetryLater("no SMPP bind available", provider=self.PROVIDER,
                                  delay_s=2.0)
@@ -438,7 +443,7 @@ class SmppProvider:
                 resending = True
             time.sleep(min(1.0, 0.2 * (attempt + 1)))
             results = self._submit_parts(params, sorted(retry))
-        provider_ids = sorted(set(v for v in ids.values() if v))
+        provider_ids = list(dict.fromkeys(ids[i] for i in sorted(ids) if ids[i]))
         if duplicate_parts and not provider_ids:
             # every part was taken before, answers lost: the receipt brings the id
             pid = self._orphan(msg)
