@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from typing import Any, Callable
@@ -117,6 +116,13 @@ def cmd_worker(a: argparse.Namespace) -> int:
     from workers.pool import run_pool
 
     return run_pool(a.pool, threads=a.threads, processes=a.processes, health_port=a.health_port)
+
+
+@command("scheduler")
+def cmd_scheduler(a: argparse.Namespace) -> int:
+    from scheduler.service import run
+
+    return run()
 
 
 @command("run")
@@ -263,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /healthz (liveness) and /readyz (readiness) on this port")
 
+    sub.add_parser("scheduler", help="run the scheduler: status sweeps, pending payments, "
+                                     "balance checks (one leader at a time)")
+
     p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers")
     p.add_argument("--threads", type=int, default=8)
 
@@ -306,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from core.observability import setup
+
+    # logs and Sentry first: sentry-sdk's dramatiq integration must see the broker being built
+    setup(args.command, account=getattr(args, "pool", None))
     try:
         return COMMANDS[args.command](args)
     except InvalidInput as exc:

@@ -144,4 +144,4 @@ def run(threads: int = 8) -> int:
 
 
 #: (label, gonets arguments) of further roles started by ``gonets run`` (scheduler, HTTP API)
-EXTRA_ROLES: list[tuple[str, list[str]]] = []
+EXTRA_ROLES: list[tuple[str, list[str]]] = [("scheduler", ["scheduler"])]

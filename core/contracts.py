@@ -67,6 +67,13 @@ SEND_SMS = "send_sms"
 #: the same job for the urgent lane; workers run it before bulk jobs they hold
 SEND_SMS_URGENT = "send_sms_urgent"
 POLL_STATUS = "poll_status"
+#: one job, many ids of one account: the scheduler's status sweep (``poll_status_batch(ids)``)
+POLL_STATUS_BATCH = "poll_status_batch"
+#: ``check_balance(account)`` on the account's status queue; alerts under ``limits.min_balance``
+CHECK_BALANCE = "check_balance"
+#: the pending-payment sweep (issue 6's actor), enqueued by the scheduler every few minutes
+SWEEP_PENDING_PAYMENTS = "sweep_pending_payments"
+PAYMENTS_SWEEP_QUEUE = "payments.sweeps"
 
 
 def send_queue(account: str, lane: Lane | str) -> str:

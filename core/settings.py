@@ -44,6 +44,8 @@ class Limits(_Strict):
     flood_gap_s: float = Field(30.0, gt=0, description="a burst lasts while gaps stay under this")
     duplicate_window_s: float = Field(60.0, ge=0)
     max_parts: int = Field(10, gt=0, le=255, description="longest message accepted, in parts")
+    #: the scheduler's balance check alerts (once per incident) when the balance is under this
+    min_balance: float | None = Field(None, description="low-balance alert threshold; None: none")
     #: how much later than its pacing slot a send may reach the provider; every 1-second
     #: window is kept under the cap by this much (see workers/traffic/pacing.py)
     pacing_jitter_ms: float = Field(15.0, ge=0, le=500)
@@ -161,6 +163,23 @@ class Settings(_Strict):
     #: after an account problem (no funds, bad credentials...) its pool pauses this long, then
     #: one message tries again; messages are kept meanwhile
     account_pause_s: float = Field(60.0, gt=0)
+    # --- scheduler (``gonets scheduler``)
+    #: when the status sweep runs (cron, UTC); ``status_sweep_every_s`` overrides it
+    status_sweep_cron: str = "5 * * * *"
+    status_sweep_every_s: float | None = Field(None, gt=0)
+    #: a submitted message with no final status after this long is closed as ``unknown``
+    status_give_up_s: int = Field(3 * 24 * 3600, gt=0)
+    #: ids read from the index and enqueued per status-poll job
+    status_sweep_batch: int = Field(500, gt=0, le=10_000)
+    payment_sweep_every_s: float = Field(300.0, gt=0)
+    balance_check_every_s: float = Field(900.0, gt=0)
+    #: the leader lock expires this long after its holder stops renewing it
+    scheduler_lock_ttl_s: float = Field(30.0, gt=0)
+    #: Prometheus ``/metrics`` port of workers and the scheduler; 0 picks none (off)
+    metrics_port: int = Field(0, ge=0, lt=65536)
+    #: ``json`` (one object per line), ``text``, or ``auto`` (text in a terminal, else JSON)
+    log_format: Literal["auto", "json", "text"] = "auto"
+    release: str | None = None
     accounts: tuple[Account, ...] = ()
 
     @model_validator(mode="after")

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from core import usage
 from core.broker import enqueue
-from core.contracts import POLL_STATUS, SEND_SMS, SEND_SMS_URGENT, Status, status_queue
+from core.contracts import (
+    CHECK_BALANCE,
+    POLL_STATUS,
+    POLL_STATUS_BATCH,
+    SEND_SMS,
+    SEND_SMS_URGENT,
+    Status,
+    status_queue,
+)
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
 from core.store import now_ms
 from workers import traffic
@@ -187,6 +196,52 @@ def poll_status(msg_id: str, token: str | None = None) -> None:
     _apply_status(msg_id, rep, plan, polls)
 
 
+#: a sweep batch the provider keeps refusing is left to the next sweep after this many tries
+BATCH_MAX_HOPS = 20
+
+
+def poll_status_batch(account: str, ids: list[str], hops: int = 0) -> None:
+    """The scheduler's sweep: one poll (without a token: no chain) per id of ``account``.
+    If the provider asks to wait, the ids not yet polled go back as one delayed job; the
+    polled ones are not asked twice."""
+    for i, msg_id in enumerate(ids):
+        try:
+            poll_status(msg_id)
+        except dramatiq.Retry as exc:
+            if hops >= BATCH_MAX_HOPS:
+                log.warning("status sweep batch: %d ids left to the next sweep", len(ids) - i)
+                return
+            broker = dramatiq.get_broker()
+            assert isinstance(broker, RedisBroker)
+            enqueue(broker, status_queue(account), POLL_STATUS_BATCH, account, ids[i:],
+                    hops + 1, delay_ms=exc.delay or int(RETRY_DELAY_S * 1000))
+            return
+
+
+def check_balance(account: str) -> None:
+    """Ask the provider for the balance; alert once per incident when it is under the
+    account's ``limits.min_balance`` (a new incident alerts after it has recovered)."""
+    rt = get_runtime()
+    acct = rt.settings.account(account)
+    try:
+        bal = rt.provider(acct).balance()
+    except (RetryLater, AccountProblem) as exc:
+        log.warning("balance of %s unavailable: %s", account, exc)
+        return
+    r = rt.store.r
+    r.set(rt.store.key("balance", account), str(bal.amount))
+    key = rt.store.key("alert", account, "low_balance")
+    threshold = acct.limits.min_balance
+    if threshold is not None and bal.amount < Decimal(str(threshold)):
+        if r.set(key, str(bal.amount), nx=True):
+            log.error("account %s: balance %s %s is under the threshold %s",
+                      account, bal.amount, bal.currency, threshold,
+                      extra={"gonets_alert": "low_balance", "account": account})
+    elif r.delete(key):
+        log.warning("account %s: balance %s %s is back above the threshold %s",
+                    account, bal.amount, bal.currency, threshold)
+
+
 def register(broker: RedisBroker) -> None:
     """Declare the actors on ``broker`` (their default queue is never used: jobs name theirs)."""
     # the same actor under two names: a worker's threads take urgent-lane jobs before
@@ -197,5 +252,9 @@ def register(broker: RedisBroker) -> None:
                    max_retries=10_000, time_limit=5 * 60 * 1000, priority=10)
     dramatiq.actor(poll_status, actor_name=POLL_STATUS, queue_name="sms.unrouted", broker=broker,
                    max_retries=1_000, time_limit=5 * 60 * 1000)
+    dramatiq.actor(poll_status_batch, actor_name=POLL_STATUS_BATCH, queue_name="sms.unrouted",
+                   broker=broker, max_retries=1_000, time_limit=30 * 60 * 1000)
+    dramatiq.actor(check_balance, actor_name=CHECK_BALANCE, queue_name="sms.unrouted",
+                   broker=broker, max_retries=3, time_limit=60 * 1000)
 
 
