@@ -90,6 +90,9 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
     ]
     if worker:
         middleware.append(Liveness(settings.maintenance_interval_s))
+        from core.observability import JobTags
+
+        middleware.append(JobTags())
     broker = RedisBroker(
         url=settings.redis_url,
         namespace=f"{settings.namespace}-q",

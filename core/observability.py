@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from dramatiq.middleware import Middleware
+
 from core.privacy import scrub_text
 
 log = logging.getLogger("gonets.observability")
@@ -49,7 +51,10 @@ KEEP_KEYS = frozenset({
     "release", "check_in_id", "dramatiq_message_id", "message_id", "redis_message_id",
     "msg_id", "sdk", "fire_ms", "eta", "message_timestamp", "thread_id", "lineno",
 })
-_SECRETISH = re.compile(r"(?i)(password|passwd|psw|secret|token|apikey|api_key)=([^&\s]+)")
+#: ``key=value`` pairs in free text (URLs in error messages): SMSC puts login, password,
+#: phones and the text (``mes``) in the query string
+_SECRETISH = re.compile(r"(?i)\b(login|psw|password|passwd|pass|secret|client_secret|token|"
+                        r"access_token|apikey|api_key|mes|text|msg)=([^&\s'\"]+)")
 
 _state: dict[str, Any] = {"providers": {}, "role": None, "sentry": False}
 
@@ -149,8 +154,9 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
         environment=environment,
         integrations=[DramatiqIntegration(),
                       LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
-        send_default_pii=False,
         include_local_variables=False,
+        # request bodies and dramatiq message payloads are not attached at all (the job,
+        # its account and message id are tags instead)
         max_request_body_size="never",
         before_send=before_send,
         before_breadcrumb=before_breadcrumb,
@@ -236,6 +242,7 @@ class JsonFormatter(logging.Formatter):
         }
         if _state["role"]:
             out["role"] = _state["role"]
+        _job_context(out)
         for k, v in record.__dict__.items():
             if k in _STD or k.startswith("_"):
                 continue
@@ -243,6 +250,42 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = _scrub_str(self.formatException(record.exc_info))
         return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _job_context(out: dict[str, Any]) -> None:
+    """Inside an actor: the job, its account (from the queue name) and message id."""
+    try:
+        from dramatiq.middleware import CurrentMessage
+
+        m = CurrentMessage.get_current_message()
+    except Exception:
+        return
+    if m is not None:
+        _message_context(m, out)
+
+
+def _message_context(m: Any, out: dict[str, Any]) -> None:
+    out["job"] = m.actor_name
+    q = m.queue_name.split(".")
+    if q[0] == "sms" and len(q) >= 3:
+        out["account"] = q[1]
+    if m.actor_name in ("send_sms", "poll_status") and m.args:
+        out["msg_id"] = str(m.args[0])
+
+
+class JobTags(Middleware):
+    """Tags every Sentry event raised while a job runs with its job name, account and message
+    id (sentry-sdk's own middleware, first in the list, has opened the job's scope)."""
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        if not sentry_active():
+            return
+        import sentry_sdk
+
+        tags: dict[str, Any] = {}
+        _message_context(message, tags)
+        for k, v in tags.items():
+            sentry_sdk.set_tag(k, v)
 
 
 class TextFormatter(logging.Formatter):
@@ -264,6 +307,9 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     handler._gonets = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # one line per HTTP request or per job fire drowns what matters
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # --- metrics ----------------------------------------------------------------------------
@@ -291,15 +337,15 @@ def set_gauge(name: str, value: float) -> None:
     _metric("Gauge", f"gonets_{name}", name.replace("_", " ")).set(value)
 
 
-def serve_metrics(port: int) -> int | None:
-    """Serve ``/metrics`` on ``port`` (0: off). Returns the port."""
+def serve_metrics(port: int) -> Any:
+    """Serve ``/metrics`` on ``port`` (0: off). Returns the HTTP server (``shutdown()``)."""
     if not port:
         return None
     import prometheus_client as pc
 
-    pc.start_http_server(port)
+    server, _ = pc.start_http_server(port)
     log.info("metrics on :%s/metrics", port)
-    return port
+    return server
 
 
 # --- one call for every role ------------------------------------------------------------

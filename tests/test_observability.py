@@ -1,0 +1,266 @@
+"""Sentry, logs and metrics, judged by what leaves the process: a local HTTP server stands in for
+Sentry (the DSN points at it) and receives the envelopes over a real socket."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import dramatiq
+import httpx
+import pytest
+from dramatiq import Worker
+from dramatiq.brokers.redis import RedisBroker
+
+from core import observability
+from core.privacy import mask_phone, scrub_text
+from core.store import Store, redis_client
+from producers import Producer
+from tests.conftest import WorkerProcess, control, wait_final, write_config
+from tests.test_scheduler import SchedulerProcess
+
+PHONE = "375291234567"
+#: what must never leave the process (kept far from the raising frame: Sentry sends the
+#: source lines around it, which are code, not data)
+TEXT = "your secret code 4321"
+SECRETS = {"password": "hunter2", "token": "tok-abc", "login": "acme"}
+
+
+class SentryStandIn:
+    """Receives envelopes at ``/api/<project>/envelope/``; keeps the raw bytes and the items."""
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+        self.items: list[tuple[dict[str, Any], Any]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                outer._take(body)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/1"
+
+    def _take(self, body: bytes) -> None:
+        lines = body.split(b"\n")
+        items = []
+        i = 1  # line 0 is the envelope header
+        while i < len(lines):
+            if not lines[i].strip():
+                i += 1
+                continue
+            head = json.loads(lines[i])
+            payload = lines[i + 1] if i + 1 < len(lines) else b""
+            try:
+                items.append((head, json.loads(payload)))
+            except ValueError:
+                items.append((head, payload))
+            i += 2
+        with self.lock:
+            self.raw.append(body)
+            self.items.extend(items)
+
+    def of_type(self, kind: str) -> list[Any]:
+        with self.lock:
+            return [p for h, p in self.items if h.get("type") == kind]
+
+    def alerts(self, alert: str) -> list[dict[str, Any]]:
+        return [e for e in self.of_type("event") if (e.get("tags") or {}).get("alert") == alert]
+
+    def everything(self) -> bytes:
+        with self.lock:
+            return b"".join(self.raw)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sentry_server() -> Iterator[SentryStandIn]:
+    s = SentryStandIn()
+    yield s
+    s.stop()
+
+
+def _wait(cond: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_an_unexpected_actor_error_reaches_sentry_without_phone_text_or_secrets(
+        sentry_server, redis_url):
+    import sentry_sdk
+
+    assert observability.init_sentry(sentry_server.dsn, role="worker", account="smsc",
+                                     environment="test", providers={"smsc": "smsc_http"})
+    from dramatiq.middleware import CurrentMessage, default_middleware
+
+    # built after init, as every Gonets role does: the integration adds its middleware
+    broker = RedisBroker(url=redis_url, namespace="obs-test",
+                         middleware=[m() for m in default_middleware]
+                         + [CurrentMessage(), observability.JobTags()])
+    worker = None
+    try:
+        def boom(phone: str, text: str, creds: dict[str, str]) -> None:
+            logging.getLogger("gonets.worker").warning("sending to %s failed once", phone)
+            raise RuntimeError(
+                f"GET http://smsc.test/sys/send.php?login={creds['login']}&psw={creds['password']}"
+                f"&phones={phone}&mes={text.replace(' ', '+')} answered garbage")
+
+        actor = dramatiq.actor(boom, broker=broker, queue_name="obs", max_retries=0)
+        actor.send(f"+{PHONE}", TEXT, SECRETS)
+        worker = Worker(broker, worker_threads=1)
+        worker.start()
+        _wait(lambda: sentry_server.of_type("event"), 15, "the event")
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.close()
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()
+        observability._state["sentry"] = False
+
+    event = sentry_server.of_type("event")[0]
+    assert event["exception"]["values"][-1]["type"] == "RuntimeError"
+    assert event["environment"] == "test" and event["release"].startswith("gonets@")
+    assert {"role": "worker", "account": "smsc", "provider": "smsc_http"}.items() \
+        <= event["tags"].items()
+    raw = sentry_server.everything().decode()
+    for secret in (PHONE[3:], TEXT, TEXT.replace(" ", "+"), *SECRETS.values()):
+        assert secret not in raw, raw[max(0, raw.find(secret) - 400):raw.find(secret) + 100]
+    # masked, not lost: the operator prefix is still there to debug with
+    assert scrub_text(f"+{PHONE}") in event["exception"]["values"][-1]["value"]
+    crumbs = [c.get("message", "") for c in event["breadcrumbs"]["values"]]
+    assert any(scrub_text(f"+{PHONE}") in c for c in crumbs)
+    assert event["tags"]["job"] == "boom"
+    assert "args" not in json.dumps(event["contexts"].get("dramatiq", {}))
+
+
+def test_scrub_masks_phones_and_drops_texts_and_secrets_by_key() -> None:
+    out = observability.scrub({"to": "+375291234567", "text": "hi", "nested": [
+        {"psw": "x", "note": "call 79161234567 now", "message_id": "12345678901234"}]})
+    assert out["to"] == mask_phone(PHONE) and out["text"] == "[Filtered]"
+    inner = out["nested"][0]
+    assert inner["psw"] == "[Filtered]" and "79161234567" not in inner["note"]
+    assert inner["message_id"] == "12345678901234"  # ids are not phone numbers
+
+
+def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
+        gonets_env, smsc, sentry_server, tmp_path, monkeypatch):
+    """A real worker and a real scheduler, both reporting to the stand-in: low balance and no
+    funds alert once per incident, grouped per account; every scheduled run checks in."""
+    write_config(Path(gonets_env["GONETS_CONFIG"]), smsc.urls,
+                 extra="limits = { min_balance = 100.0 }")
+    env = dict(gonets_env, GONETS_SENTRY_DSN=sentry_server.dsn, GONETS_ENVIRONMENT="ci",
+               GONETS_STATUS_SWEEP_EVERY_S="1", GONETS_BALANCE_CHECK_EVERY_S="0.5",
+               GONETS_PAYMENT_SWEEP_EVERY_S="3600", GONETS_SCHEDULER_LOCK_TTL_S="3",
+               GONETS_LOG_FORMAT="json")
+    from core.settings import load_settings
+
+    for k in ("TEST_SMSC_LOGIN", "TEST_SMSC_PASSWORD"):
+        monkeypatch.setenv(k, env[k])
+    settings = load_settings(env)
+    control(smsc.urls[0], balance=50.0)
+    worker = WorkerProcess(env, "smsc", 4, tmp_path / "worker.log")
+    sched = SchedulerProcess(env, tmp_path / "scheduler.log")
+    store = Store(redis_client(settings.redis_url))
+    from core.broker import build_broker
+
+    broker = build_broker(settings)
+    try:
+        # low balance: checked every 0.5 s, alerted once
+        _wait(lambda: smsc.counters["balance"] >= 4, 20, "balance checks")
+        _wait(lambda: sentry_server.alerts("low_balance"), 10, "the low-balance alert")
+        time.sleep(1.0)
+        low = sentry_server.alerts("low_balance")
+        assert len(low) == 1
+        assert low[0]["fingerprint"] == ["gonets-account-alert", "smsc", "low_balance"]
+        assert low[0]["tags"]["provider"] == "smsc_http" and low[0]["environment"] == "ci"
+
+        # no funds: three messages, one pause, one event; the messages are kept
+        control(smsc.urls[0], balance=0.0)
+        producer = Producer(settings, store=store, broker=broker)
+        ids = [producer.send_sms(f"+37529123456{i}", f"alert test {i}") for i in range(3)]
+        _wait(lambda: sentry_server.alerts("no_funds"), 20, "the no-funds alert")
+        time.sleep(2.5)  # past the 2 s pause: the pool tries again and stays paused
+        assert len(sentry_server.alerts("no_funds")) == 1
+        control(smsc.urls[0], balance=1000.0)
+        assert set(wait_final(store, ids, 30).values()) == {"delivered"}
+
+        # a new incident after recovery alerts again
+        _wait(lambda: not store.r.exists("gonets:alert:smsc:low_balance"), 10, "recovery")
+        control(smsc.urls[0], balance=10.0)
+        _wait(lambda: len(sentry_server.alerts("low_balance")) == 2, 10, "the second incident")
+
+        # Crons: every scheduled run checks in with its schedule
+        _wait(lambda: any(c["status"] == "ok" and c["monitor_slug"] == "gonets-status-sweep"
+                          for c in sentry_server.of_type("check_in")), 10, "check-ins")
+    finally:
+        sched.stop()
+        worker.stop()
+        broker.close()
+        store.r.close()
+
+    checkins = sentry_server.of_type("check_in")
+    sweep = [c for c in checkins if c["monitor_slug"] == "gonets-status-sweep"]
+    assert {"in_progress", "ok"} <= {c["status"] for c in sweep}
+    assert sweep[0]["monitor_config"]["schedule"] == {"type": "interval", "value": 1,
+                                                      "unit": "minute"}
+    ok = next(c for c in sweep if c["status"] == "ok")
+    assert any(c["check_in_id"] == ok["check_in_id"] and c["status"] == "in_progress"
+               for c in sweep)
+    assert "gonets-balance-check" in {c["monitor_slug"] for c in checkins}
+    # expected flow (retries while paused, requeues) made no error events of its own
+    events = sentry_server.of_type("event")
+    assert all((e.get("tags") or {}).get("alert") for e in events), \
+        [e.get("logentry") or e.get("exception") for e in events]
+    raw = sentry_server.everything().decode()
+    for i in range(3):
+        assert f"37529123456{i}" not in raw and f"alert test {i}" not in raw
+
+    # structured logs: JSON lines, the alert line with its account, no phone number
+    lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines()
+             if x.startswith("{")]
+    assert lines and all({"ts", "level", "logger", "msg"} <= ln.keys() for ln in lines)
+    alert_lines = [ln for ln in lines if ln.get("alert") == "no_funds"]
+    assert len(alert_lines) == 1 and alert_lines[0]["account"] == "smsc"
+    assert not any(f"37529123456{i}" in (tmp_path / "worker.log").read_text() for i in range(3))
+
+
+def test_metrics_endpoint_serves_sweep_figures() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    observability.sweep_done("status_sweep", 42, 0.25)
+    server = observability.serve_metrics(port)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'gonets_sweep_checked_total{job="status_sweep"}' in text
+    assert "gonets_sweep_duration_seconds_count" in text
