@@ -2,16 +2,18 @@
 name (``core.contracts``), like any producer; provider code runs in the workers.
 
 The status sweep walks the ``nonfinal`` index (id -> next check time, ms) in batches with
-``ZRANGEBYSCORE ... LIMIT``; one pipelined ``HMGET`` per batch reads what it needs of each
-record; every id it looks at leaves the due range in the same pass (its next check moves
-out, backing off as the message ages, or it is removed), so the walk always ends and never
-holds more than one batch in memory.
+``ZRANGEBYSCORE ... LIMIT`` inside one Lua script (``lua/sweep.lua``), which reads what it
+needs of each record where the data is; every id it looks at leaves the due range in the same
+step (its next check moves out, backing off as the message ages, or it is removed), so the
+walk always ends and never holds more than one batch in memory.  Python only groups the
+returned ids per account into poll jobs, ``status_sweep_batch`` ids each.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from importlib import resources
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,8 @@ log = logging.getLogger("gonets.scheduler")
 #: a message is checked again after about its age, within these bounds (seconds)
 MIN_RECHECK_S = 10 * 60
 MAX_RECHECK_S = 6 * 3600
-_FIELDS = ("account", "status", "submitted_ms", "created_ms")
+#: ids one run of ``lua/sweep.lua`` takes from the index (a few ms of Redis time)
+SCAN_BATCH = 2000
 
 
 def recheck_after_s(age_s: float) -> float:
@@ -63,55 +66,30 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     t0 = time.perf_counter()
     now = now_ms() if now is None else now
     batch = batch or settings.status_sweep_batch
-    give_up_ms = settings.status_give_up_s * 1000
-    accounts = {a.name for a in settings.accounts if a.provider != "bepaid"}
+    accounts = sorted(a.name for a in settings.accounts if a.provider != "bepaid")
+    script = _script(store)
     stats = SweepStats()
-    r = store.r
-    key = store.nonfinal_key
     pending: dict[str, list[str]] = {}  # account -> ids not yet enqueued (< batch)
+    args = [now, store.msg_key(""), SCAN_BATCH, settings.status_give_up_s * 1000,
+            MIN_RECHECK_S * 1000, MAX_RECHECK_S * 1000, *accounts]
     while True:
-        items = r.zrangebyscore(key, "-inf", now, start=0, num=batch)
-        if not items:
+        res = script(keys=[store.nonfinal_key], args=args)
+        checked, removed, skipped = int(res[0]), int(res[1]), int(res[2])
+        close = res[3].split(",") if res[3] else []
+        if checked == 0:
             break
-        pipe = r.pipeline(transaction=False)
-        for msg_id in items:
-            pipe.hmget(store.msg_key(msg_id), _FIELDS)
-        rows = pipe.execute()
-        later: dict[str, int] = {}
-        gone: list[str] = []
-        close: list[str] = []
-        for msg_id, (account, status, submitted, created) in zip(items, rows):
-            stats.checked += 1
-            if status is None or Status(status).final:
-                gone.append(msg_id)
-                continue
-            age_ms = now - int(submitted or created or now)
-            if account not in accounts:
-                # its account left the configuration: keep it, look again much later
-                later[msg_id] = now + MAX_RECHECK_S * 1000
-                stats.skipped += 1
-                continue
-            if status == Status.SUBMITTED and age_ms > give_up_ms:
-                close.append(msg_id)
-                continue
-            later[msg_id] = now + int(recheck_after_s(age_ms / 1000) * 1000)
-            if status == Status.SUBMITTED:
-                ids = pending.setdefault(account, [])
-                ids.append(msg_id)
-                if len(ids) >= batch:
-                    _enqueue(broker, account, ids, stats)
-                    pending[account] = []
-            else:
-                stats.skipped += 1  # queued or deferred: its send job owns it
-        pipe = r.pipeline(transaction=False)
-        if later:
-            pipe.zadd(key, later, xx=True)  # xx: a record that became final meanwhile stays out
-        if gone or close:
-            pipe.zrem(key, *gone, *close)
-        pipe.execute()
-        stats.removed += len(gone)
+        stats.checked += checked
+        stats.removed += removed
+        stats.skipped += skipped
+        for i in range(4, len(res), 2):
+            account, ids = res[i], res[i + 1]
+            buf = pending.setdefault(account, [])
+            buf.extend(ids.split(","))
+            while len(buf) >= batch:
+                _enqueue(broker, account, buf[:batch], stats)
+                del buf[:batch]
+        hours = settings.status_give_up_s / 3600
         for msg_id in close:
-            hours = settings.status_give_up_s / 3600
             store.transition(msg_id, Status.UNKNOWN,
                              reason=f"no final status from the provider within {hours:g} h")
             stats.closed += 1
@@ -120,6 +98,15 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
             _enqueue(broker, account, ids, stats)
     stats.duration_s = time.perf_counter() - t0
     return stats
+
+
+def _script(store: Store) -> Any:
+    script = getattr(store, "_gonets_sweep", None)
+    if script is None:
+        text = resources.files("scheduler").joinpath("lua", "sweep.lua").read_text("utf-8")
+        script = store.r.register_script(text)
+        store._gonets_sweep = script  # type: ignore[attr-defined]
+    return script
 
 
 def _enqueue(broker: Any, account: str, ids: list[str], stats: SweepStats) -> None:

@@ -1,0 +1,78 @@
+-- Gonets scheduler: one batch of the status sweep, done where the data is.
+--
+-- Keys:
+--   KEYS[1]  <ns>:nonfinal   zset: id -> next status check (ms), non-final records only
+-- Records are read at <ns>:msg:<id> (ARGV[2] is the prefix "<ns>:msg:"), so this script
+-- needs a single Redis (not a cluster), like the rest of the store.
+-- Args:
+--   ARGV[1] now (ms)   ARGV[2] record key prefix   ARGV[3] batch size
+--   ARGV[4] give up after (ms, age since submit)   ARGV[5] min recheck (ms)
+--   ARGV[6] max recheck (ms)   ARGV[7..] names of the accounts this scheduler serves
+-- Takes up to ARGV[3] ids due at ARGV[1] (ZRANGEBYSCORE ... LIMIT 0 n) and moves every one of
+-- them out of the due range: a record that is gone or final is removed from the index; a
+-- submitted one older than ARGV[4] is removed and returned to be closed as unknown; every
+-- other one gets its next check at now + clamp(age, min, max) (backing off as it ages).
+-- Returns: { checked, removed, skipped, "close ids", account1, "ids", account2, "ids", ... }
+-- where each "ids" is a comma-joined string (one reply element instead of thousands: parsing
+-- them one by one was most of the sweep's client time) of the submitted messages to poll now.
+local now = tonumber(ARGV[1])
+local prefix = ARGV[2]
+local give_up = tonumber(ARGV[4])
+local min_s, max_s = tonumber(ARGV[5]), tonumber(ARGV[6])
+local known = {}
+for i = 7, #ARGV do known[ARGV[i]] = true end
+
+local ids = redis.call("zrangebyscore", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[3]))
+local removed, skipped = 0, 0
+local close, polls, order = {}, {}, {}
+local later = {}
+local gone = {}
+for _, id in ipairs(ids) do
+    local f = redis.call("hmget", prefix .. id, "account", "status", "status_rank",
+                         "submitted_ms", "created_ms")
+    local account, status, rank = f[1], f[2], tonumber(f[3] or "0")
+    if not status or rank >= 2 then
+        gone[#gone + 1] = id
+    elseif not known[account] then
+        later[#later + 1] = now + max_s
+        later[#later + 1] = id
+        skipped = skipped + 1
+    else
+        local age = now - tonumber(f[4] or f[5] or now)
+        if status == "submitted" and age > give_up then
+            gone[#gone + 1] = id
+            close[#close + 1] = id
+        else
+            local wait = age
+            if wait < min_s then wait = min_s end
+            if wait > max_s then wait = max_s end
+            later[#later + 1] = now + wait
+            later[#later + 1] = id
+            if status == "submitted" then
+                local list = polls[account]
+                if not list then
+                    list = {}
+                    polls[account] = list
+                    order[#order + 1] = account
+                end
+                list[#list + 1] = id
+            else
+                skipped = skipped + 1  -- queued or deferred: its send job owns it
+            end
+        end
+    end
+end
+-- in chunks: unpack() has a limit on the number of arguments
+for i = 1, #later, 2000 do
+    redis.call("zadd", KEYS[1], "XX", unpack(later, i, math.min(i + 1999, #later)))
+end
+for i = 1, #gone, 1000 do
+    redis.call("zrem", KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
+end
+removed = #gone - #close
+local out = { #ids, removed, skipped, table.concat(close, ",") }
+for _, account in ipairs(order) do
+    out[#out + 1] = account
+    out[#out + 1] = table.concat(polls[account], ",")
+end
+return out
