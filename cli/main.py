@@ -115,6 +115,14 @@ def cmd_poll(a: argparse.Namespace) -> int:
 def cmd_worker(a: argparse.Namespace) -> int:
     from workers.pool import run_pool
 
+    if a.processes == 1:
+        from core.observability import serve_metrics
+        from core.settings import get_settings
+
+        try:
+            serve_metrics(get_settings().metrics_port)
+        except OSError as exc:  # several workers on one host share the setting
+            print(f"gonets worker: no /metrics: {exc}", file=sys.stderr)
     return run_pool(a.pool, threads=a.threads, processes=a.processes, health_port=a.health_port)
 
 

@@ -90,9 +90,9 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
     ]
     if worker:
         middleware.append(Liveness(settings.maintenance_interval_s))
-        from core.observability import JobTags
+        from core.observability import JobMetrics, JobTags
 
-        middleware.append(JobTags())
+        middleware += [JobTags(), JobMetrics()]
     broker = RedisBroker(
         url=settings.redis_url,
         namespace=f"{settings.namespace}-q",

@@ -9,6 +9,8 @@ Key layout (``ns`` is ``Settings.namespace``):
     ns:idem:<acct>:<key>   string  idempotency key -> message id
     ns:seq:<acct>          string  counter for provider-side numeric ids
     ns:pid:<acct>:<pid>    string  provider's message id -> message id (receipts, webhooks)
+    ns:stats               hash    "<acct>|<status>|<error code>" -> status changes so far
+                                   (cluster-wide counters the scheduler's /metrics exports)
 
 Status changes go through one Lua script (``lua/transition.lua``): a final status never
 changes, a status never moves back (a late ``submitted`` cannot undo ``delivered``), and every
@@ -87,9 +89,13 @@ class Store:
     def nonfinal_key(self) -> str:
         return self.key("nonfinal")
 
+    @property
+    def stats_key(self) -> str:
+        return self.key("stats")
+
     def _keys(self, msg_id: str) -> list[str]:
         return [self.msg_key(msg_id), self.msg_key(msg_id) + ":history", self.events_key,
-                self.nonfinal_key]
+                self.nonfinal_key, self.stats_key]
 
     # --- records
     def create(self, msg_id: str, fields: Mapping[str, Any], *, next_check_ms: int,

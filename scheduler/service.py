@@ -251,7 +251,9 @@ def run() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    observability.serve_metrics(settings.metrics_port)
+    if settings.metrics_port:
+        observability.register_store_collector(settings)
+        observability.serve_metrics(settings.metrics_port)
     print(f"gonets scheduler: ready (instance {sched.lock.me})", flush=True)
     t = threading.Thread(target=sched.run_forever, name="gonets-scheduler", daemon=True)
     t.start()

@@ -19,6 +19,7 @@ from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
 
 from core import observability
+from core.embedded_redis import free_port
 from core.privacy import mask_phone, scrub_text
 from core.store import Store, redis_client
 from producers import Producer
@@ -183,8 +184,11 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
         monkeypatch.setenv(k, env[k])
     settings = load_settings(env)
     control(smsc.urls[0], balance=50.0)
-    worker = WorkerProcess(env, "smsc", 4, tmp_path / "worker.log")
-    sched = SchedulerProcess(env, tmp_path / "scheduler.log")
+    wport, sport = free_port(), free_port()
+    worker = WorkerProcess(dict(env, GONETS_METRICS_PORT=str(wport)), "smsc", 4,
+                           tmp_path / "worker.log")
+    sched = SchedulerProcess(dict(env, GONETS_METRICS_PORT=str(sport)),
+                             tmp_path / "scheduler.log")
     store = Store(redis_client(settings.redis_url))
     from core.broker import build_broker
 
@@ -217,6 +221,21 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
         # Crons: every scheduled run checks in with its schedule
         _wait(lambda: any(c["status"] == "ok" and c["monitor_slug"] == "gonets-status-sweep"
                           for c in sentry_server.of_type("check_in")), 10, "check-ins")
+
+        # metrics: the worker's jobs, the scheduler's cluster-wide figures and sweeps
+        wm = _metrics(wport)
+        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("outcome", "ok"),
+                                         ("queue", "sms.smsc.bulk")))] >= 3
+        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("outcome", "retry"),
+                                         ("queue", "sms.smsc.bulk")))] >= 1
+        sm = _metrics(sport)
+        assert sm[("gonets_messages_total", (("account", "smsc"), ("code", ""),
+                                             ("status", "delivered")))] == 3
+        assert sm[("gonets_account_balance", (("account", "smsc"),))] == 10.0
+        assert sm[("gonets_account_alert", (("account", "smsc"), ("alert", "low_balance")))] == 1
+        assert sm[("gonets_queue_depth", (("queue", "sms.smsc.bulk"),))] == 0
+        assert sm[("gonets_account_rate_limit_per_s", (("account", "smsc"),))] == 30
+        assert sm[("gonets_sweep_checked_total", (("job", "status_sweep"),))] >= 0
     finally:
         sched.stop()
         worker.stop()
@@ -247,6 +266,16 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
     alert_lines = [ln for ln in lines if ln.get("alert") == "no_funds"]
     assert len(alert_lines) == 1 and alert_lines[0]["account"] == "smsc"
     assert not any(f"37529123456{i}" in (tmp_path / "worker.log").read_text() for i in range(3))
+
+
+def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(httpx.get(f"http://127.0.0.1:{port}/metrics").text):
+        for smp in fam.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
 
 
 def test_metrics_endpoint_serves_sweep_figures() -> None:

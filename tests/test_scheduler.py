@@ -23,7 +23,7 @@ from producers import Producer
 from scheduler import sweeps
 from scheduler.leader import LeaderLock
 from scheduler.service import Scheduler, latest_due
-from tests.conftest import ROOT, WorkerProcess, wait_final, write_config
+from tests.conftest import ROOT, WorkerProcess, control, wait_final, write_config
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -70,12 +70,14 @@ def _wait(cond: Any, timeout_s: float, what: str) -> None:
 
 def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
         sched_env, ssettings, sstore, broker, smsc, tmp_path):
+    control(smsc.urls[0], progress_s=[0.01, 0.05])  # final at the provider almost at once
     worker = WorkerProcess(sched_env, "smsc", 4, tmp_path / "worker.log")
     try:
         producer = Producer(ssettings, store=sstore, broker=broker)
         ids = [producer.send_sms(f"+37529100000{i}", f"sweep me {i}") for i in range(5)]
         _wait(lambda: all(sstore.get(i)["status"] == "submitted" for i in ids), 20, "submits")
         assert smsc.counters["status"] == 0  # the worker's own chain waits 10 minutes
+        time.sleep(0.2)
 
         # a message submitted 4 days ago, never finalised: beyond what the provider answers for
         stale = "stale0000000000000000000000000001"

@@ -5,6 +5,8 @@
 --   KEYS[2]  <ns>:msg:<id>:history   list: JSON status events of this record, oldest first
 --   KEYS[3]  <ns>:events             stream: every status change of every record
 --   KEYS[4]  <ns>:nonfinal           zset: id -> next status check (ms) for non-final records
+--   KEYS[5]  <ns>:stats              hash: "<account>|<status>|<error code>" -> changes
+--                                    (optional; feeds the metrics)
 -- Args:
 --   ARGV[1] new status   ARGV[2] its rank (0 queued/deferred, 1 submitted, 2 final)
 --   ARGV[3] "1" if final ARGV[4] now (ms)      ARGV[5] retention (s)
@@ -30,6 +32,12 @@ end
 redis.call("hset", KEYS[1], "status", ARGV[1], "status_rank", ARGV[2], "updated_ms", ARGV[4])
 redis.call("rpush", KEYS[2], ARGV[8])
 redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[6], "*", "id", ARGV[7], "status", ARGV[1], "event", ARGV[8])
+if KEYS[5] then
+    local acct = redis.call("hget", KEYS[1], "account") or "-"
+    local code = cjson.decode(ARGV[8])["error_code"]
+    if type(code) ~= "string" then code = "" end
+    redis.call("hincrby", KEYS[5], acct .. "|" .. ARGV[1] .. "|" .. code, 1)
+end
 if ARGV[3] == "1" then
     redis.call("expire", KEYS[1], ARGV[5])
     redis.call("expire", KEYS[2], ARGV[5])
