@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -236,6 +237,11 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
         assert sm[("gonets_queue_depth", (("queue", "sms.smsc.bulk"),))] == 0
         assert sm[("gonets_account_rate_limit_per_s", (("account", "smsc"),))] == 30
         assert sm[("gonets_sweep_checked_total", (("job", "status_sweep"),))] >= 0
+        # every series the Grafana dashboard draws is one we export
+        dash = (Path(__file__).parent.parent / "k8s/grafana/gonets-dashboard.json").read_text()
+        exported = {name for name, _ in [*wm, *sm]}
+        missing = set(re.findall(r"gonets_[a-z_]+", dash)) - exported
+        assert not missing, missing
     finally:
         sched.stop()
         worker.stop()
