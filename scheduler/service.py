@@ -42,8 +42,9 @@ log = logging.getLogger("gonets.scheduler")
 
 #: interval jobs fire at ANCHOR + k * interval, the same instants in every replica
 ANCHOR = datetime(2024, 1, 1, tzinfo=timezone.utc)
-#: how far back a cron job's missed fires are looked for
+#: how far back a cron job's fires are looked for: without a last run, and at most
 CRON_LOOKBACK = timedelta(days=2)
+CRON_LOOKBACK_MAX = timedelta(days=31)
 RUNS_MAXLEN = 10_000
 
 
@@ -72,9 +73,7 @@ def latest_due(trigger: BaseTrigger, now: datetime, since: datetime | None = Non
             return None
         t = datetime.fromtimestamp(start + k * step, tz=timezone.utc)
     else:
-        begin = now - CRON_LOOKBACK
-        if since is not None and since > begin:
-            begin = since
+        begin = now - CRON_LOOKBACK if since is None else max(since, now - CRON_LOOKBACK_MAX)
         t = None
         nxt = trigger.get_next_fire_time(None, begin)
         while nxt is not None and nxt <= now:

@@ -35,7 +35,7 @@ log = logging.getLogger("gonets.scheduler")
 MIN_RECHECK_S = 10 * 60
 MAX_RECHECK_S = 6 * 3600
 #: ids one run of ``lua/sweep.lua`` takes from the index (a few ms of Redis time)
-SCAN_BATCH = 2000
+SCAN_BATCH = 5000
 
 
 def recheck_after_s(age_s: float) -> float:

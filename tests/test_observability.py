@@ -299,3 +299,18 @@ def test_metrics_endpoint_serves_sweep_figures() -> None:
         server.server_close()
     assert 'gonets_sweep_checked_total{job="status_sweep"}' in text
     assert "gonets_sweep_duration_seconds_count" in text
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(prefix=st.text(max_size=30), suffix=st.text(max_size=30),
+       digits=st.text(alphabet="0123456789", min_size=9, max_size=12),
+       key=st.sampled_from(sorted(observability.SECRET_KEYS)), secret=st.text(min_size=1))
+def test_scrub_never_lets_a_phone_or_a_keyed_secret_through(prefix, suffix, digits, key, secret):
+    phone = "375" + digits
+    text = f"{prefix} +{phone} {suffix}"
+    out = observability.scrub({"note": text, "nested": [{key: secret}], "tags": {"to": phone}})
+    assert phone not in json.dumps(out)
+    assert out["nested"][0][key] == "[Filtered]"

@@ -242,3 +242,29 @@ def test_two_scheduler_processes_one_fires_the_other_takes_over_and_catches_up(
     # the lock was released on SIGTERM: nobody holds it now
     assert sstore.r.get("gonets:scheduler:leader") is None
     assert b"Traceback" not in (tmp_path / "b.log").read_bytes()
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(every_s=st.floats(min_value=0.5, max_value=7200),
+       offset_s=st.floats(min_value=0, max_value=10**8),
+       cron=st.sampled_from(["5 * * * *", "*/15 * * * *", "0 3 * * 1"]))
+def test_latest_due_is_the_last_fire_at_or_before_now(every_s, offset_s, cron):
+    from datetime import timedelta
+
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from scheduler.service import ANCHOR
+
+    now = ANCHOR + timedelta(seconds=offset_s)
+    for trig in (IntervalTrigger(seconds=every_s, start_date=ANCHOR, timezone=timezone.utc),
+                 CronTrigger.from_crontab(cron, timezone=timezone.utc)):
+        due = latest_due(trig, now)
+        if due is None:
+            continue
+        assert due <= now
+        nxt = trig.get_next_fire_time(due, now)
+        assert nxt is None or nxt > now or (nxt - now).total_seconds() < 1e-3

@@ -28,18 +28,19 @@ local close, polls, order = {}, {}, {}
 local later = {}
 local gone = {}
 for _, id in ipairs(ids) do
-    local f = redis.call("hmget", prefix .. id, "account", "status", "status_rank",
-                         "submitted_ms", "created_ms")
-    local account, status, rank = f[1], f[2], tonumber(f[3] or "0")
-    if not status or rank >= 2 then
+    -- status_rank: 0 queued or deferred, 1 submitted, 2 final (core/contracts.py RANK)
+    local f = redis.call("hmget", prefix .. id, "account", "status_rank", "submitted_ms",
+                         "created_ms")
+    local account, rank = f[1], tonumber(f[2] or "2")
+    if not f[2] or rank >= 2 then
         gone[#gone + 1] = id
     elseif not known[account] then
         later[#later + 1] = now + max_s
         later[#later + 1] = id
         skipped = skipped + 1
     else
-        local age = now - tonumber(f[4] or f[5] or now)
-        if status == "submitted" and age > give_up then
+        local age = now - tonumber(f[3] or f[4] or now)
+        if rank == 1 and age > give_up then
             gone[#gone + 1] = id
             close[#close + 1] = id
         else
@@ -48,7 +49,7 @@ for _, id in ipairs(ids) do
             if wait > max_s then wait = max_s end
             later[#later + 1] = now + wait
             later[#later + 1] = id
-            if status == "submitted" then
+            if rank == 1 then
                 local list = polls[account]
                 if not list then
                     list = {}
