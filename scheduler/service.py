@@ -21,7 +21,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from core.broker import enqueue
@@ -31,16 +31,12 @@ from core.store import Store, now_ms
 
 log = logging.getLogger("gonets.scheduler")
 
-#: a message is checked again after about its age, within these bounds (seconds)
+#: a message is checked again after as long as it has lived so far, within these bounds
+#: (seconds): young ones are asked about often, old ones rarely (``lua/sweep.lua``)
 MIN_RECHECK_S = 10 * 60
 MAX_RECHECK_S = 6 * 3600
 #: ids one run of ``lua/sweep.lua`` takes from the index (a few ms of Redis time)
 SCAN_BATCH = 5000
-
-
-def recheck_after_s(age_s: float) -> float:
-    """Back off as a message ages: young ones are asked about often, old ones rarely."""
-    return min(max(age_s, MIN_RECHECK_S), MAX_RECHECK_S)
 
 
 @dataclass
@@ -53,9 +49,6 @@ class SweepStats:
     skipped: int = 0
     duration_s: float = 0.0
     per_account: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
 
 
 def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | None = None,
