@@ -77,7 +77,8 @@ def run(threads: int = 8) -> int:
     try:
         STATE_DIR.mkdir(exist_ok=True)
         if not env.get("GONETS_REDIS_URL"):
-            redis_server = RedisServer(STATE_DIR / "redis", persist=True).start()
+            # absolute: redis-server changes into --dir before it opens its log file
+            redis_server = RedisServer((STATE_DIR / "redis").resolve(), persist=True).start()
             env["GONETS_REDIS_URL"] = redis_server.url
         env.setdefault("GONETS_CONFIG", str(SANDBOX_CONFIG))
 
@@ -89,6 +90,7 @@ def run(threads: int = 8) -> int:
             raise RuntimeError("the sandboxes did not start")
         info = json.loads(line)
         env.update(sandbox_env(info))
+        os.environ.update(sandbox_env(info))  # settings expand ${VAR} from os.environ
 
         settings = load_settings(env)
         for acct in settings.accounts:

@@ -357,15 +357,19 @@ class JobMetrics(Middleware):
     def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         t0 = self._started.pop(message.message_id, None)
+        cause = ""
         if exception is None:
             outcome = "ok"
         else:
             import dramatiq
 
             outcome = "retry" if isinstance(exception, dramatiq.Retry) else "error"
+            # why it is retried: SlowDown (throttled), RetryLater, OutcomeUnknown, AccountProblem
+            inner = exception.__cause__ if outcome == "retry" else exception
+            cause = type(inner).__name__ if inner is not None else ""
         labels = (message.queue_name, message.actor_name)
-        _metric("Counter", "gonets_jobs", "jobs processed", ("queue", "actor", "outcome")
-                ).labels(*labels, outcome).inc()
+        _metric("Counter", "gonets_jobs", "jobs processed by outcome and cause",
+                ("queue", "actor", "outcome", "cause")).labels(*labels, outcome, cause).inc()
         if t0 is not None:
             _metric("Histogram", "gonets_job_duration_seconds", "time spent in a job",
                     ("queue", "actor")).labels(*labels).observe(time.monotonic() - t0)

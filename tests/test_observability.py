@@ -225,10 +225,11 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
 
         # metrics: the worker's jobs, the scheduler's cluster-wide figures and sweeps
         wm = _metrics(wport)
-        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("outcome", "ok"),
+        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("cause", ""), ("outcome", "ok"),
                                          ("queue", "sms.smsc.bulk")))] >= 3
-        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("outcome", "retry"),
-                                         ("queue", "sms.smsc.bulk")))] >= 1
+        # the no-funds retries, by their cause
+        assert wm[("gonets_jobs_total", (("actor", "send_sms"), ("cause", "AccountProblem"),
+                                         ("outcome", "retry"), ("queue", "sms.smsc.bulk")))] >= 1
         sm = _metrics(sport)
         assert sm[("gonets_messages_total", (("account", "smsc"), ("code", ""),
                                              ("status", "delivered")))] == 3
