@@ -90,7 +90,6 @@ def run(threads: int = 8) -> int:
             raise RuntimeError("the sandboxes did not start")
         info = json.loads(line)
         env.update(sandbox_env(info))
-        os.environ.update(sandbox_env(info))  # settings expand ${VAR} from os.environ
 
         settings = load_settings(env)
         for acct in settings.accounts:

@@ -225,7 +225,7 @@ def check_balance(account: str) -> None:
     acct = rt.settings.account(account)
     try:
         bal = rt.provider(acct).balance()
-    except (RetryLater, AccountProblem) as exc:
+    except (RetryLater, AccountProblem, NotImplementedError) as exc:
         log.warning("balance of %s unavailable: %s", account, exc)
         return
     r = rt.store.r
