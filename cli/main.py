@@ -128,8 +128,10 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 @command("scheduler")
 def cmd_scheduler(a: argparse.Namespace) -> int:
+    from core.settings import get_settings
     from scheduler.service import run
 
+    _serve_health(a.health_port, get_settings().redis_url)
     return run()
 
 
@@ -277,8 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /healthz (liveness) and /readyz (readiness) on this port")
 
-    sub.add_parser("scheduler", help="run the scheduler: status sweeps, pending payments, "
-                                     "balance checks (one leader at a time)")
+    p = sub.add_parser("scheduler", help="run the scheduler: status sweeps, pending payments, "
+                                         "balance checks (one leader at a time)")
+    p.add_argument("--health-port", type=int, metavar="PORT",
+                   help="serve /healthz and /readyz on this port")
 
     p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers")
     p.add_argument("--threads", type=int, default=8)

@@ -113,6 +113,7 @@ def _wait_status(url: str, want: int, timeout_s: float = 15) -> httpx.Response:
 ROLES = {
     "worker": (["worker", "--pool", "smsc", "--threads", "2"], {"dramatiq": "ok", "redis": "ok"}),
     "callbacks": (["callbacks", "--threads", "2"], {"redis": "ok"}),
+    "scheduler": (["scheduler"], {"redis": "ok"}),
 }
 
 
