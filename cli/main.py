@@ -247,6 +247,55 @@ def cmd_token(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("pay")
+def cmd_pay(a: argparse.Namespace) -> int:
+    """MTS Money through bePaid: check, create, status, sweep, webhooks."""
+    if a.pay_command == "webhooks":
+        import uvicorn
+
+        from core.settings import get_settings
+        from producers.http.bepaid_webhook import make_app
+
+        uvicorn.run(make_app(get_settings()), host=a.host, port=a.port, log_level="warning")
+        return 0
+    from producers.payments import get_payments
+
+    pay = get_payments()
+    if a.pay_command == "check":
+        rec = pay.check_result(pay.check_mts_money(a.phone, account=a.account), wait_s=a.wait)
+        print(json.dumps({k: rec.get(k) for k in ("id", "status", "result", "code", "message",
+                                                  "friendly_message", "reason") if rec.get(k)},
+                         ensure_ascii=False))
+        return 0 if rec["status"] == "done" else 1
+    if a.pay_command == "create":
+        pay_id = pay.pay_mts_money(a.phone, a.amount, description=a.description,
+                                   currency=a.currency, customer_answer=a.answer,
+                                   check_id=a.check_id, account=a.account,
+                                   return_url=a.return_url, idempotency_key=a.idempotency_key)
+        print(pay_id)
+        return 0
+    if a.pay_command == "status":
+        rec = pay.payment(a.id)
+        if a.json:
+            print(json.dumps(rec, ensure_ascii=False, indent=2))
+            return 0
+        from core.privacy import mask_phone
+
+        print(f"{rec['id']}  {rec['status']}  account={rec['account']} "
+              f"phone={mask_phone(rec['phone'])} amount={rec['amount']} {rec['currency']} "
+              f"(minor units) uid={rec.get('uid', '-')} bepaid={rec.get('provider_status', '-')}")
+        for ev in rec["history"]:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["at_ms"] / 1000))
+            extra = " ".join(f"{k}={v}" for k, v in ev.items()
+                             if k not in ("id", "kind", "status", "at_ms"))
+            print(f"  {at}  {ev['status']:<10} {extra}")
+        return 0
+    if a.pay_command == "sweep":
+        print("pending sweep queued for " + ", ".join(pay.sweep_pending_payments(a.account)))
+        return 0
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gonets", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -322,6 +371,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extra in (consent, sms2, usage):
         COMMANDS[extra.add_parser(sub)] = extra.run
+
+    p = sub.add_parser("pay", help="MTS Money payments through bePaid")
+    pay = p.add_subparsers(dest="pay_command", required=True)
+    q = pay.add_parser("check", help="is MTS Money active for this number? (waits for it)")
+    q.add_argument("--phone", required=True)
+    q.add_argument("--account")
+    q.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the answer")
+    q = pay.add_parser("create", help="queue a payment and print its id")
+    q.add_argument("--phone", required=True)
+    q.add_argument("--amount", type=int, required=True, help="minor units: 1050 = 10.50 BYN")
+    q.add_argument("--description", required=True)
+    q.add_argument("--currency", default="BYN")
+    q.add_argument("--answer", choices=["accept", "decline"],
+                   help="the customer's answer to the MTS Money terms")
+    q.add_argument("--check-id")
+    q.add_argument("--account")
+    q.add_argument("--return-url")
+    q.add_argument("--idempotency-key")
+    q = pay.add_parser("status", help="show a payment's status and history")
+    q.add_argument("id")
+    q.add_argument("--json", action="store_true")
+    q = pay.add_parser("sweep", help="look up every payment pending too long now")
+    q.add_argument("--account")
+    q = pay.add_parser("webhooks", help="run only the bePaid notification receiver")
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--port", type=int, default=8089)
     return ap
 
 

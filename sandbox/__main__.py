@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any, Callable
 
-from sandbox import mts_rest, smpp_smsc, sms2_http, smsc_http
+from sandbox import bepaid, mts_rest, smpp_smsc, sms2_http, smsc_http
 
 #: name -> starter returning (stop function, address info). Sandboxes of later providers add
 #: themselves here.
@@ -52,6 +52,19 @@ def _smpp_smsc(host: str) -> tuple[Callable[[], None], Any]:
 
 
 STARTERS["smpp_smsc"] = _smpp_smsc
+
+
+def _bepaid(host: str) -> tuple[Callable[[], None], Any]:
+    app, server = bepaid.serve(host, 0)
+
+    def stop() -> None:
+        app.stop()
+        server.stop()
+
+    return stop, server.urls()[0]
+
+
+STARTERS["bepaid"] = _bepaid
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from dramatiq import Worker
 
 from core.broker import get_broker
 from core.contracts import pool_queues
-from core.errors import ConfigError
+from core.payments import payments_pool_queues
 from core.settings import Settings, get_settings
 from workers import health
 
@@ -26,8 +26,11 @@ log = logging.getLogger("gonets.worker")
 
 def queues_for(settings: Settings, pool: str) -> list[str]:
     account = settings.account(pool)
-    if account.provider == "bepaid":
-        raise ConfigError(f"{pool} is a payments account; its pool is not an SMS pool yet")
+    if account.provider == "bepaid":  # the payments pool (MTS Money): workers/payments.py
+        from workers.providers.bepaid import options_of
+
+        options_of(account)  # a bad options table stops the pool at start, naming the key
+        return payments_pool_queues(account.name)
     return pool_queues(account.name)
 
 
@@ -38,9 +41,10 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     settings = get_settings()
     queues = queues_for(settings, pool)
     broker = get_broker(settings, worker=True)
-    from workers import actors
+    from workers import actors, payments
 
     actors.register(broker)
+    payments.register(broker)
     for q in queues:
         broker.declare_queue(q)
     # idle queues are polled at least every 100 ms (dramatiq's default backs off to 1 s), so
@@ -80,6 +84,7 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     if health_server is not None:
         health_server.stop()
     get_runtime().close()
+    payments.close()
     log.info("worker pool=%s stopped", pool)
     return 0
 

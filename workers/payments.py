@@ -1,0 +1,309 @@
+"""The ``payments`` pool: MTS Money through bePaid.
+
+Actors (queues per bePaid account, see ``core.payments``):
+
+* ``check_mts_money(check_id)`` — the service-activation check; ends ``done`` with a typed
+  result, or ``error`` when bePaid could not be asked after ``check_max_attempts``.
+* ``pay_mts_money(pay_id)`` — checks the number (unless the record carries a check result),
+  derives ``confirm_agreement`` from it and the customer's answer, and creates the payment.
+* ``lookup_payment(pay_id)`` — asks bePaid for the payment (by ``uid``, else by
+  ``tracking_id``) and applies what it says.
+* ``sweep_pending_payments(account)`` — enqueues a lookup of every payment of the account that
+  is due (pending longer than ``pending_lookup_after_s``): a lost webhook never leaves a
+  payment pending forever.
+
+Never a double charge: before the payment request goes out the record gets ``inflight_ms``;
+if the outcome is unknown (timeout, reset, 5xx after sending) it stays set, and every later
+attempt first looks the payment up by ``tracking_id`` and creates it again only when bePaid
+has no record of it.  One worker at a time talks to bePaid about a payment (a Redis lock), so
+a redelivered job cannot race its twin.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from core.broker import enqueue
+from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.payments import (
+    CHECK_MTS_MONEY,
+    LOOKUP_PAYMENT,
+    PAY_MTS_MONEY,
+    SWEEP_PENDING_PAYMENTS,
+    CheckResult,
+    CheckStatus,
+    CustomerAnswer,
+    PaymentStatus,
+    PaymentStore,
+    confirm_agreement,
+    payments_sweep_queue,
+)
+from core.settings import Account
+from core.store import now_ms
+from core.payments import Transaction, pick
+from workers.providers.bepaid import Bepaid, PaymentRequest
+from workers.runtime import get_runtime
+
+log = logging.getLogger("gonets.payments")
+
+#: a transient failure without a hint from bePaid is retried after this long
+RETRY_DELAY_S = 2.0
+#: how long one worker may hold a payment while it talks to bePaid
+LOCK_TTL_S = 120.0
+#: the sweep leases what it enqueues for this long (a lookup reschedules it itself)
+SWEEP_LEASE_S = 60.0
+#: most lookups one sweep enqueues (the next sweep takes the rest)
+SWEEP_BATCH = 500
+
+_lock = threading.Lock()
+_clients: dict[str, Bepaid] = {}
+_pstore: PaymentStore | None = None
+
+
+def payment_store() -> PaymentStore:
+    global _pstore
+    with _lock:
+        if _pstore is None:
+            _pstore = PaymentStore(get_runtime().store)
+        return _pstore
+
+
+def client(account: Account) -> Bepaid:
+    with _lock:
+        c = _clients.get(account.name)
+        if c is None:
+            c = _clients[account.name] = Bepaid(account)
+        return c
+
+
+def close() -> None:
+    with _lock:
+        for c in _clients.values():
+            c.close()
+        _clients.clear()
+
+
+def _retry(reason: str, delay_s: float) -> dramatiq.Retry:
+    return dramatiq.Retry(reason, delay=int(max(delay_s, 0.1) * 1000))
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def check_mts_money(check_id: str) -> None:
+    ps = payment_store()
+    rec = ps.find_check(check_id)
+    if rec is None or CheckStatus(rec["status"]).final:
+        return
+    rt = get_runtime()
+    account = rt.settings.account(rec["account"])
+    bp = client(account)
+    attempts = ps.incr(ps.check_key(check_id), "attempts")
+    try:
+        ans = bp.check(rec["phone"])
+    except AccountProblem as exc:
+        rt.pause(account.name, exc)
+        ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
+        return
+    except RetryLater as exc:
+        if attempts >= bp.opts.check_max_attempts:
+            ps.move_check(check_id, CheckStatus.ERROR, reason=f"gave up: {exc.detail}",
+                          error_code=exc.code)
+            return
+        raise _retry(exc.detail, exc.delay_s or 1.0) from exc
+    except Permanent as exc:
+        ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
+        return
+    ps.move_check(check_id, CheckStatus.DONE, **{
+        "result": ans.result.value, "api_version": ans.api_version, "code": ans.code,
+        "message": ans.message, "friendly_message": ans.friendly_message,
+        "operator": ans.operator, "checked_ms": now_ms()})
+
+
+# --- payment -------------------------------------------------------------------------------
+
+
+def pay_mts_money(pay_id: str) -> None:
+    ps = payment_store()
+    rec = ps.find_payment(pay_id)
+    if rec is None:
+        log.warning("pay %s: no such record (expired or deleted); nothing to do", pay_id)
+        return
+    if PaymentStatus(rec["status"]) is not PaymentStatus.QUEUED:
+        return  # created already (pending) or final: webhook, lookups and the sweep own it
+    rt = get_runtime()
+    account = rt.settings.account(rec["account"])
+    left = rt.pause_left_s(account.name)
+    if left > 0:
+        raise _retry(f"account {account.name} paused", left + 0.5)
+    token = ps.lock(pay_id, LOCK_TTL_S)
+    if token is None:
+        raise _retry("another worker is handling this payment", RETRY_DELAY_S)
+    try:
+        _pay(ps, pay_id, account)
+    finally:
+        ps.unlock(pay_id, token)
+
+
+def _pay(ps: PaymentStore, pay_id: str, account: Account) -> None:
+    rt = get_runtime()
+    bp = client(account)
+    rec = ps.payment(pay_id)  # re-read under the lock
+    if PaymentStatus(rec["status"]) is not PaymentStatus.QUEUED:
+        return
+    # 1. what may be sent: the check (unless the record has its result) and the customer
+    #    answer; 2. if an earlier attempt's outcome is unknown, what bePaid has already
+    try:
+        result_raw = rec.get("check_result")
+        if not result_raw:
+            ans = bp.check(rec["phone"])
+            result_raw = ans.result.value
+            ps.update_payment(pay_id, check_result=result_raw, check_code=ans.code,
+                              check_message=ans.friendly_message or ans.message)
+        result = CheckResult(result_raw)
+        answer = CustomerAnswer(rec["customer_answer"]) if rec.get("customer_answer") else None
+        agreement = confirm_agreement(result, answer)
+        if agreement is None:
+            _refuse(ps, pay_id, account, result, answer, rec.get("check_code"))
+            return
+        if rec.get("inflight_ms"):
+            found = pick(bp.by_tracking_id(pay_id))
+            if found is not None:
+                log.info("pay %s: outcome was unknown; bePaid has it (%s), not sending again",
+                         pay_id, found.raw_status)
+                apply_transaction(ps, pay_id, found, source="lookup")
+                return
+            log.info("pay %s: outcome was unknown; bePaid has no record of it, sending again",
+                     pay_id)
+    except Permanent as exc:
+        ps.move_payment(pay_id, PaymentStatus.REJECTED, reason=exc.detail,
+                        error_code=exc.code, account=account.name)
+        return
+    except AccountProblem as exc:
+        rt.pause(account.name, exc)
+        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) \
+            from exc
+    except RetryLater as exc:
+        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
+
+    # 3. the payment request: inflight_ms is set before it goes out
+    ps.update_payment(pay_id, inflight_ms=now_ms(), confirm_agreement=agreement)
+    ps.incr(ps.pay_key(pay_id), "attempts")
+    try:
+        tx = bp.pay(_request(rec, pay_id, agreement))
+    except Permanent as exc:
+        ps.move_payment(pay_id, PaymentStatus.REJECTED, reason=exc.detail,
+                        error_code=exc.code, inflight_ms="", account=account.name)
+        return
+    except AccountProblem as exc:  # refused at the door: nothing was created
+        ps.update_payment(pay_id, inflight_ms="")
+        rt.pause(account.name, exc)
+        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) \
+            from exc
+    except OutcomeUnknown as exc:
+        # keep inflight_ms: the next attempt looks it up by tracking_id before anything else;
+        # wait at least as long as bePaid had to answer, so a slow request has landed
+        raise _retry("payment outcome unknown; will look it up first",
+                     exc.delay_s or max(account.timeout_s, RETRY_DELAY_S)) from exc
+    except RetryLater as exc:  # not reached, or refused before processing: nothing created
+        ps.update_payment(pay_id, inflight_ms="")
+        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
+    rt.resume(account.name)
+    apply_transaction(ps, pay_id, tx, source="payment")
+
+
+def _refuse(ps: PaymentStore, pay_id: str, account: Account, result: CheckResult,
+            answer: CustomerAnswer | None, code: str | None) -> None:
+    """Close a payment that must not reach bePaid: declined terms, or a number that cannot
+    pay with MTS Money."""
+    if result is CheckResult.MUST_ACCEPT_TERMS:
+        why = ("the customer declined the MTS Money terms" if answer is CustomerAnswer.DECLINE
+               else "MTS Money is not active for this number and the customer has not "
+                    "accepted its terms")
+        ps.move_payment(pay_id, PaymentStatus.DECLINED, reason=why, account=account.name)
+        return
+    ps.move_payment(pay_id, PaymentStatus.REJECTED, account=account.name, error_code=code,
+                    reason=f"MTS Money cannot be used: the check says {result.value}")
+
+
+def _request(rec: dict[str, str], pay_id: str, agreement: str) -> PaymentRequest:
+    return PaymentRequest(
+        tracking_id=pay_id, amount=int(rec["amount"]), currency=rec["currency"],
+        description=rec["description"], phone=rec["phone"],
+        confirm_agreement=agreement,  # type: ignore[arg-type]
+        return_url=rec["return_url"], notification_url=rec.get("notification_url") or None,
+        expired_at=rec.get("expired_at") or None, test=rec.get("test") == "1")
+
+
+def apply_transaction(ps: PaymentStore, pay_id: str, tx: Transaction, *, source: str) -> bool:
+    """Apply what bePaid said; a transaction that does not match the record is logged and
+    ignored (never applied)."""
+    rec = ps.find_payment(pay_id)
+    if rec is None:
+        return False
+    opts = client(get_runtime().settings.account(rec["account"])).opts
+    try:
+        return ps.apply(pay_id, tx, source=source, lookup_after_s=opts.pending_lookup_after_s)
+    except ValueError as exc:
+        log.error("payment %s: bePaid answer ignored: %s", pay_id, exc)
+        return False
+
+
+# --- lookups and the sweep -----------------------------------------------------------------
+
+
+def lookup_payment(pay_id: str) -> None:
+    ps = payment_store()
+    rec = ps.find_payment(pay_id)
+    if rec is None or PaymentStatus(rec["status"]).final:
+        return
+    rt = get_runtime()
+    account = rt.settings.account(rec["account"])
+    bp = client(account)
+    lookups = ps.incr(ps.pay_key(pay_id), "lookups")
+    delay_s = min(bp.opts.pending_lookup_after_s * (2 ** min(lookups, 20)),
+                  bp.opts.max_lookup_interval_s)
+    try:
+        tx = bp.by_uid(rec["uid"]) if rec.get("uid") else None
+        if tx is None:
+            tx = pick(bp.by_tracking_id(pay_id))
+    except (RetryLater, AccountProblem) as exc:
+        log.warning("lookup %s: %s; will try again", pay_id, exc.detail)
+        ps.schedule_lookup(pay_id, account.name, now_ms() + int(
+            min(delay_s, max(RETRY_DELAY_S, getattr(exc, "delay_s", None) or 0)) * 1000))
+        return
+    if tx is not None:
+        apply_transaction(ps, pay_id, tx, source="lookup")
+    ps.schedule_lookup(pay_id, account.name, now_ms() + int(delay_s * 1000))
+
+
+def sweep_pending_payments(account_name: str) -> int:
+    """Enqueue a lookup of every due payment of ``account_name``; returns how many."""
+    ps = payment_store()
+    broker = dramatiq.get_broker()
+    assert isinstance(broker, RedisBroker)
+    ids = ps.due(account_name, limit=SWEEP_BATCH)
+    lease = now_ms() + int(SWEEP_LEASE_S * 1000)
+    for pay_id in ids:
+        ps.schedule_lookup(pay_id, account_name, lease)
+        enqueue(broker, payments_sweep_queue(account_name), LOOKUP_PAYMENT, pay_id)
+    if ids:
+        log.info("sweep %s: %d payment(s) to look up", account_name, len(ids))
+    return len(ids)
+
+
+def register(broker: RedisBroker) -> None:
+    """Declare the payment actors on ``broker`` (jobs name their own queues)."""
+    dramatiq.actor(check_mts_money, actor_name=CHECK_MTS_MONEY, queue_name="payments.unrouted",
+                   broker=broker, max_retries=100, time_limit=2 * 60 * 1000)
+    dramatiq.actor(pay_mts_money, actor_name=PAY_MTS_MONEY, queue_name="payments.unrouted",
+                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000)
+    dramatiq.actor(lookup_payment, actor_name=LOOKUP_PAYMENT, queue_name="payments.unrouted",
+                   broker=broker, max_retries=10, time_limit=2 * 60 * 1000)
+    dramatiq.actor(sweep_pending_payments, actor_name=SWEEP_PENDING_PAYMENTS,
+                   queue_name="payments.unrouted", broker=broker, max_retries=3,
+                   time_limit=5 * 60 * 1000)

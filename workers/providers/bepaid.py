@@ -1,0 +1,367 @@
+"""bePaid client for MTS Money (shared/providers/bepaid-mts-money.md).
+
+* Service-activation check: ``POST /beyag/gateways/mts_money_widget/check_service`` with
+  ``X-API-Version: 2`` (``service_activated``, ``validation.operator``, ``error_code``) or ``3``
+  (``code``, ``status``, ``message``, ``friendly_message``), chosen per account; both are
+  turned into one typed ``CheckAnswer``.
+* Payment: ``POST /beyag/payments`` with ``method.type = mts_money``; the answer is a
+  ``pending`` transaction with bePaid's ``uid``.
+* Lookups (bePaid's APM API, not in the MTS Money document): ``GET /beyag/transactions/<uid>``
+  and ``GET /beyag/transactions/tracking_id/<tracking_id>`` (a list).
+
+HTTP Basic with the shop id and secret key (credentials ``shop_id`` and ``secret_key``).
+Errors are translated here into ``core.errors``; a payment request whose answer was lost after
+it was sent (read timeout, reset, 5xx) raises ``OutcomeUnknown``: the caller must look the
+payment up by ``tracking_id`` before it may send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.errors import AccountProblem, ConfigError, OutcomeUnknown, Permanent, RetryLater, SlowDown
+from core.payments import (
+    CheckResult,
+    PaymentStatus,
+    Transaction,
+    parse_transaction_envelope,
+    parse_transactions,
+    pick,
+)
+from core.privacy import mask_phone
+from core.settings import Account, _expand
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "bepaid"
+DEFAULT_URL = "https://api.bepaid.by"
+CHECK_PATH = "/beyag/gateways/mts_money_widget/check_service"
+PAYMENT_PATH = "/beyag/payments"
+UID_PATH = "/beyag/transactions/{uid}"
+TRACKING_PATH = "/beyag/transactions/tracking_id/{tracking_id}"
+
+# --- protocol knowledge as data ------------------------------------------------------------
+
+#: API v3 check codes -> result (the document's three examples); other ``failed`` codes are
+#: ``refused`` with the code kept
+V3_CODES: dict[str, CheckResult] = {
+    "S.0000": CheckResult.ACTIVE,
+    "F.0202": CheckResult.MUST_ACCEPT_TERMS,  # Account ID not found: MTS number, no MTS Money
+    "F.0213": CheckResult.NOT_MTS,            # Not allowed: the number is not MTS
+}
+#: API v2 ``validation.operator`` values
+OPERATORS = ("mts", "other")
+
+
+class BepaidOptions(BaseModel):
+    """``options`` of a bePaid account (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: X-API-Version of the check request: 2 or 3 (they answer in different formats)
+    api_version: Literal[2, 3] = 2
+    #: send ``test: true`` (bePaid's test mode with its test numbers)
+    test: bool = False
+    #: where bePaid sends notifications: Gonets' receiver, ``.../webhooks/bepaid/<account>``;
+    #: ``${VAR}`` is taken from the environment. Unset: no webhooks, the sweep finds the status
+    notification_url: str | None = None
+    #: where the customer returns when the payment is done (a producer may give its own)
+    return_url: str | None = None
+    currencies: list[str] = Field(default_factory=lambda: ["BYN"])
+    #: a payment pending this long is looked up at bePaid by the sweep
+    pending_lookup_after_s: float = Field(300.0, gt=0)
+    #: lookups of a payment still pending then back off up to this interval
+    max_lookup_interval_s: float = Field(3600.0, gt=0)
+    #: a check that cannot reach bePaid after this many attempts ends as ``error``
+    check_max_attempts: int = Field(4, ge=1, le=50)
+
+    @field_validator("notification_url", "return_url", mode="before")
+    @classmethod
+    def _expand_url(cls, v: Any) -> Any:
+        return _expand(v) if isinstance(v, str) else v
+
+    @field_validator("currencies")
+    @classmethod
+    def _iso(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if len(c) != 3 or not c.isalpha() or not c.isupper():
+                raise ValueError(f"{c!r} is not an ISO 4217 code")
+        return v
+
+
+def options_of(account: Account) -> BepaidOptions:
+    try:
+        return BepaidOptions.model_validate(account.options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"accounts.{account.name}.options."
+                          f"{'.'.join(str(x) for x in err['loc'])}: {msg}") from None
+
+
+@dataclass(frozen=True)
+class CheckAnswer:
+    result: CheckResult
+    api_version: int
+    #: v2 ``error_code`` or v3 ``code``
+    code: str | None = None
+    message: str | None = None
+    #: v3: the text for the customer
+    friendly_message: str | None = None
+    #: v2: ``mts``, ``other`` or None
+    operator: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"result": self.result.value, "api_version": self.api_version, "code": self.code,
+                "message": self.message, "friendly_message": self.friendly_message,
+                "operator": self.operator}
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    tracking_id: str
+    amount: int
+    currency: str
+    description: str
+    phone: str
+    confirm_agreement: Literal["already_accepted", "accept"]
+    return_url: str
+    notification_url: str | None = None
+    expired_at: str | None = None
+    test: bool = False
+
+    def body(self) -> dict[str, Any]:
+        req: dict[str, Any] = {
+            "amount": self.amount, "currency": self.currency, "description": self.description,
+            "test": self.test, "tracking_id": self.tracking_id, "return_url": self.return_url,
+            "customer": {"phone": self.phone},
+            "method": {"type": "mts_money", "confirm_agreement": self.confirm_agreement},
+        }
+        if self.expired_at:
+            req["expired_at"] = self.expired_at
+        if self.notification_url:
+            req["notification_url"] = self.notification_url
+        return {"request": req}
+
+
+# --- pure parsers (property-tested) --------------------------------------------------------
+
+
+def _opt_str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ValueError(f"{key} must be a string or null")
+    return v[:1000]
+
+
+def parse_check(data: Any, api_version: int) -> CheckAnswer:
+    """A check answer in the format of ``api_version``. Raises ValueError when malformed."""
+    if not isinstance(data, dict):
+        raise ValueError("a check answer must be a JSON object")
+    if api_version == 3:
+        code, status = data.get("code"), data.get("status")
+        if not isinstance(code, str) or not isinstance(status, str):
+            raise ValueError("v3 check answer needs string 'code' and 'status'")
+        if status == "successful":
+            result = CheckResult.ACTIVE
+        elif status == "failed":
+            result = V3_CODES.get(code, CheckResult.REFUSED)
+            if result is CheckResult.ACTIVE:
+                raise ValueError(f"failed check with success code {code}")
+        else:
+            raise ValueError(f"unknown v3 check status {status[:40]!r}")
+        return CheckAnswer(result, 3, code=code[:40], message=_opt_str(data, "message"),
+                           friendly_message=_opt_str(data, "friendly_message"))
+    if "service_activated" not in data:
+        raise ValueError("v2 check answer without service_activated")
+    activated = data["service_activated"]
+    if activated not in (True, False, None):
+        raise ValueError("service_activated must be true, false or null")
+    validation = data.get("validation")
+    if validation is not None and not isinstance(validation, dict):
+        raise ValueError("validation must be an object")
+    operator = (validation or {}).get("operator")
+    if operator is not None and operator not in OPERATORS:
+        raise ValueError("validation.operator must be mts, other or null")
+    error_code = _opt_str(data, "error_code")
+    # the parameter table: operator null = invalid number, other = not MTS;
+    # service_activated true = active, false = must accept terms, null = not MTS
+    if validation is not None and operator is None:
+        result = CheckResult.INVALID_PHONE
+    elif operator == "other" or activated is None:
+        result = CheckResult.NOT_MTS
+    elif activated is True:
+        result = CheckResult.ACTIVE
+    else:
+        result = CheckResult.MUST_ACCEPT_TERMS
+    return CheckAnswer(result, 2, code=error_code[:40] if error_code else None,
+                       message=_opt_str(data, "message"), operator=operator)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return f"HTTP {resp.status_code}"
+    if isinstance(data, dict):
+        msg = data.get("message") or data.get("error")
+        if isinstance(msg, str):
+            return msg[:300]
+    return f"HTTP {resp.status_code}"
+
+
+def _mentions_phone(resp: httpx.Response) -> bool:
+    try:
+        data = resp.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "phone" in str(data.get("errors", ""))
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+class Bepaid:
+    """One bePaid shop account. Thread-safe (one httpx.Client)."""
+
+    def __init__(self, account: Account, *, client: httpx.Client | None = None) -> None:
+        self.account = account
+        self.opts = options_of(account)
+        self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
+
+    def _auth(self) -> tuple[str, str]:
+        return self.account.secret("shop_id"), self.account.secret("secret_key")
+
+    def _headers(self, api_version: int | None = None) -> dict[str, str]:
+        h = {"Accept": "application/json"}
+        if api_version is not None:
+            h["X-API-Version"] = str(api_version)
+        return h
+
+    def _common_errors(self, resp: httpx.Response, what: str) -> None:
+        """Errors every request shares (raised before the body is read)."""
+        if resp.status_code in (401, 403):
+            raise AccountProblem(f"bePaid refused the shop credentials ({what})",
+                                 code=str(resp.status_code), provider=PROVIDER,
+                                 alert="credentials")
+        if resp.status_code == 429:
+            raise SlowDown(f"bePaid throttled the {what}", code="429", provider=PROVIDER,
+                           delay_s=10.0)
+
+    # --- check
+    def check(self, phone: str, *, test: bool | None = None) -> CheckAnswer:
+        version = self.opts.api_version
+        body = {"request": {"test": self.opts.test if test is None else test,
+                            "customer": {"phone": phone}}}
+        try:
+            resp = self.client.post(self.url + CHECK_PATH, json=body, auth=self._auth(),
+                                    headers=self._headers(version))
+        except httpx.TransportError as exc:
+            raise RetryLater("bePaid did not answer the check", provider=PROVIDER) from exc
+        self._common_errors(resp, "check")
+        if resp.status_code >= 500:
+            raise RetryLater(f"bePaid answered the check with HTTP {resp.status_code}",
+                             code=str(resp.status_code), provider=PROVIDER)
+        if resp.status_code in (400, 422):
+            if _mentions_phone(resp):
+                return CheckAnswer(CheckResult.INVALID_PHONE, version,
+                                   code=str(resp.status_code), message=_error_text(resp))
+            raise Permanent(f"bePaid refused the check: {_error_text(resp)}",
+                            code=str(resp.status_code), provider=PROVIDER, rejected=True)
+        if resp.status_code != 200:
+            raise Permanent(f"bePaid answered the check with HTTP {resp.status_code}",
+                            code=str(resp.status_code), provider=PROVIDER)
+        try:
+            answer = parse_check(resp.json(), version)
+        except ValueError as exc:
+            raise RetryLater("bePaid answered the check with something unreadable",
+                             provider=PROVIDER) from exc
+        log.info("check %s: %s (api v%s, code %s)", mask_phone(phone), answer.result.value,
+                 version, answer.code)
+        return answer
+
+    # --- payment
+    def pay(self, req: PaymentRequest) -> Transaction:
+        """Create the payment. ``OutcomeUnknown`` when it may have been created."""
+        try:
+            resp = self.client.post(self.url + PAYMENT_PATH, json=req.body(), auth=self._auth(),
+                                    headers=self._headers())
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RetryLater("bePaid could not be reached; nothing was sent",
+                             provider=PROVIDER) from exc
+        except httpx.TransportError as exc:
+            raise OutcomeUnknown("the payment request went out but no answer came back",
+                                 provider=PROVIDER) from exc
+        self._common_errors(resp, "payment")
+        if resp.status_code >= 500:
+            raise OutcomeUnknown(f"bePaid answered the payment with HTTP {resp.status_code}",
+                                 code=str(resp.status_code), provider=PROVIDER)
+        if resp.status_code >= 400:
+            raise Permanent(f"bePaid refused the payment: {_error_text(resp)}",
+                            code=str(resp.status_code), provider=PROVIDER, rejected=True)
+        try:
+            tx = parse_transaction_envelope(resp.json())
+        except ValueError as exc:
+            raise OutcomeUnknown("bePaid answered the payment with something unreadable",
+                                 provider=PROVIDER) from exc
+        log.info("payment %s for %s: %s uid=%s", req.tracking_id, mask_phone(req.phone),
+                 tx.raw_status, tx.uid)
+        return tx
+
+    # --- lookups
+    def _get(self, path: str, what: str) -> httpx.Response | None:
+        try:
+            resp = self.client.get(self.url + path, auth=self._auth(), headers=self._headers())
+        except httpx.TransportError as exc:
+            raise RetryLater(f"bePaid did not answer the {what}", provider=PROVIDER) from exc
+        self._common_errors(resp, what)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 500:
+            raise RetryLater(f"bePaid answered the {what} with HTTP {resp.status_code}",
+                             code=str(resp.status_code), provider=PROVIDER)
+        if resp.status_code != 200:
+            raise RetryLater(f"bePaid answered the {what} with HTTP {resp.status_code}",
+                             code=str(resp.status_code), provider=PROVIDER)
+        return resp
+
+    def by_uid(self, uid: str) -> Transaction | None:
+        resp = self._get(UID_PATH.format(uid=_quote(uid)), "lookup by uid")
+        if resp is None:
+            return None
+        try:
+            return parse_transaction_envelope(resp.json())
+        except ValueError as exc:
+            raise RetryLater("bePaid answered the lookup with something unreadable",
+                             provider=PROVIDER) from exc
+
+    def by_tracking_id(self, tracking_id: str) -> list[Transaction]:
+        """Every transaction bePaid has for ``tracking_id`` (empty: it has none)."""
+        resp = self._get(TRACKING_PATH.format(tracking_id=_quote(tracking_id)),
+                         "lookup by tracking_id")
+        if resp is None:
+            return []
+        try:
+            return parse_transactions(resp.json())
+        except ValueError as exc:
+            raise RetryLater("bePaid answered the lookup with something unreadable",
+                             provider=PROVIDER) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _quote(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s, safe="")
