@@ -1,0 +1,308 @@
+"""MTS Money end to end: real Redis, a real ``payments`` worker process, the bePaid sandbox and
+the webhook receiver, all over real sockets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from core.broker import build_broker
+from core.errors import InvalidInput
+from core.payments import PaymentStatus, PaymentStore
+from core.settings import Settings, load_settings
+from core.store import Store, redis_client
+from producers.http.bepaid_webhook import make_app
+from producers.payments import Payments
+from sandbox import bepaid as bepaid_sandbox
+from tests.conftest import ROOT, WorkerProcess, control
+
+SHOP_ID, SECRET = "361", "sandbox-secret-key"
+FINAL = {s.value for s in PaymentStatus if s.final}
+
+
+@pytest.fixture
+def bepaid() -> Iterator[bepaid_sandbox.BepaidSandbox]:
+    app, server = bepaid_sandbox.serve("127.0.0.1", 0, shop_id=SHOP_ID, secret_key=SECRET,
+                                       progress_s=0.3)
+    app.url = server.urls()[0]  # type: ignore[attr-defined]
+    control(app.url, webhook_retry_s=[0.1, 0.3])  # type: ignore[attr-defined]
+    yield app
+    app.stop()
+    server.stop()
+
+
+def _free_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+@pytest.fixture
+def hook_socket() -> Iterator[socket.socket]:
+    s = _free_socket()
+    yield s
+    s.close()
+
+
+def bepaid_config(path: Path, bepaid_url: str, hook_url: str, *, api_version: int = 2) -> Path:
+    path.write_text(f"""
+default_region = "BY"
+
+[accounts.bepaid]
+provider = "bepaid"
+base_urls = ["{bepaid_url}"]
+credentials = {{ shop_id = "env:TEST_BEPAID_SHOP_ID", secret_key = "env:TEST_BEPAID_SECRET" }}
+timeout_s = 1
+
+[accounts.bepaid.options]
+test = true
+api_version = {api_version}
+return_url = "https://shop.example/back"
+notification_url = "{hook_url}/webhooks/bepaid/bepaid"
+pending_lookup_after_s = 0.5
+max_lookup_interval_s = 1
+""", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def pay_env(tmp_path: Path, redis_url: str, bepaid: Any, hook_socket: socket.socket,
+            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    hook_url = f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
+    cfg = bepaid_config(tmp_path / "gonets.toml", bepaid.url, hook_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
+    env.update(GONETS_REDIS_URL=redis_url, GONETS_CONFIG=str(cfg),
+               GONETS_HEARTBEAT_TIMEOUT_S="5", GONETS_MAINTENANCE_INTERVAL_S="1",
+               GONETS_DRAIN_TIMEOUT_S="10", GONETS_ACCOUNT_PAUSE_S="2",
+               TEST_BEPAID_SHOP_ID=SHOP_ID, TEST_BEPAID_SECRET=SECRET, PYTHONPATH=str(ROOT))
+    monkeypatch.setenv("TEST_BEPAID_SHOP_ID", SHOP_ID)
+    monkeypatch.setenv("TEST_BEPAID_SECRET", SECRET)
+    return env
+
+
+@pytest.fixture
+def pay_settings(pay_env: dict[str, str]) -> Settings:
+    return load_settings(pay_env)
+
+
+@pytest.fixture
+def webhooks(pay_settings: Settings, hook_socket: socket.socket) -> Iterator[str]:
+    """The webhook receiver (make_app) served by uvicorn on a real socket."""
+    server = uvicorn.Server(uvicorn.Config(make_app(pay_settings), log_level="warning",
+                                           lifespan="off"))
+    hook_socket.listen(64)
+    t = threading.Thread(target=server.run, kwargs={"sockets": [hook_socket]}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "webhook receiver did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
+    server.should_exit = True
+    t.join(10)
+
+
+@pytest.fixture
+def payments(pay_settings: Settings) -> Iterator[Payments]:
+    broker = build_broker(pay_settings)
+    store = Store(redis_client(pay_settings.redis_url), namespace=pay_settings.namespace)
+    yield Payments(pay_settings, store=store, broker=broker)
+    broker.close()
+    store.r.close()
+
+
+@pytest.fixture
+def pay_worker(pay_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        w = WorkerProcess(pay_env, "bepaid", 4, tmp_path / f"pay-worker-{len(started)}.log")
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop(timeout=10)
+
+
+def wait_status(ps: PaymentStore, ids: list[str], want: set[str] = FINAL,
+                timeout_s: float = 30) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = {i: ps.payment(i)["status"] for i in ids}
+        if all(s in want for s in got.values()):
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"payments did not reach {want}: {got}")
+
+
+def statuses(ps: PaymentStore, pay_id: str) -> list[str]:
+    return [e["status"] for e in ps.history(pay_id)]
+
+
+# --- the document's test numbers -----------------------------------------------------------
+
+
+def test_each_test_number_reaches_its_final_status_through_the_webhook(
+        payments, bepaid, webhooks, pay_worker):
+    pay_worker()
+    ps = payments.ps
+    checks = {p: payments.check_mts_money(p) for p in
+              ("375295222222", "+375 29 511-11-11", "375444111111", "375290000000")}
+    results = {p: payments.check_result(c, wait_s=20)["result"] for p, c in checks.items()}
+    assert results == {"375295222222": "active", "+375 29 511-11-11": "must_accept_terms",
+                       "375444111111": "invalid_phone", "375290000000": "active"}
+
+    ok = payments.pay_mts_money("375295222222", 1050, description="Order 1",
+                                check_id=checks["375295222222"])
+    inactive = payments.pay_mts_money("375295111111", 200, description="Order 2",
+                                      customer_answer="accept")
+    declined = payments.pay_mts_money("375295111111", 300, description="Order 3",
+                                      customer_answer="decline")
+    invalid = payments.pay_mts_money("375444111111", 400, description="Order 4")
+    broke = payments.pay_mts_money("375290000000", 500, description="Order 5")
+    final = wait_status(ps, [ok, inactive, declined, invalid, broke])
+    assert final == {ok: "successful", inactive: "failed", declined: "declined",
+                     invalid: "rejected", broke: "failed"}
+
+    # every status change is an event; the final one came by webhook
+    for pay_id in (ok, inactive, broke):
+        assert statuses(ps, pay_id) == ["queued", "pending", ps.payment(pay_id)["status"]]
+        rec = ps.payment(pay_id)
+        assert rec["source"] == "webhook" and rec["uid"]
+    assert "Insufficient funds" in ps.payment(broke)["reason"]
+    assert ps.payment(ok)["confirm_agreement"] == "already_accepted"
+    assert ps.payment(inactive)["confirm_agreement"] == "accept"
+    assert statuses(ps, declined) == ["queued", "declined"]
+    assert statuses(ps, invalid) == ["queued", "rejected"]
+
+    # exactly one transaction per created payment; a decline and an invalid number none
+    state = httpx.get(f"{bepaid.url}/_sandbox/state").json()
+    assert {t: len(v) for t, v in state["by_tracking_id"].items()} == {ok: 1, inactive: 1,
+                                                                       broke: 1}
+    assert state["counters"]["charged_minor"] == 1050
+    sent = [x for x in bepaid.log.items() if x["path"] == "/beyag/payments"]
+    assert '"confirm_agreement": "decline"' not in str(sent)
+
+
+def test_bad_payment_input_is_refused_before_anything_is_queued(payments):
+    for kwargs, field in [
+        ({"phone": "375295222222", "amount": 10.5}, "amount"),
+        ({"phone": "375295222222", "amount": 0}, "amount"),
+        ({"phone": "375295222222", "amount": True}, "amount"),
+        ({"phone": "375295222222", "amount": 100, "currency": "USD"}, "currency"),
+        ({"phone": "375295222222", "amount": 100, "currency": "byn"}, "currency"),
+        ({"phone": "79161234567", "amount": 100}, "phone"),
+        ({"phone": "375295222222", "amount": 100, "customer_answer": "maybe"},
+         "customer_answer"),
+        ({"phone": "375295222222", "amount": 100, "return_url": "ftp://x"}, "return_url"),
+    ]:
+        with pytest.raises(InvalidInput) as err:
+            payments.pay_mts_money(description="x", **kwargs)
+        assert err.value.field == field, kwargs
+    assert not list(payments.store.r.scan_iter(payments.store.key("pay", "*")))
+
+
+# --- never a double charge -----------------------------------------------------------------
+
+
+def test_lost_answers_after_bepaid_recorded_the_payment_never_charge_twice(
+        payments, bepaid, webhooks, pay_worker):
+    # four payments, four faults: 503 before recording, 500 after recording, the connection
+    # dropped after recording, and an answer slower than the client's timeout; no webhooks,
+    # so what Gonets learns it learns by looking the payments up
+    control(bepaid.url, fail_before_create=1, fail_after_create=1, drop_after_create=1,
+            timeout_after_create=1, timeout_sleep_s=1.5, lose_webhooks=True)
+    pay_worker()
+    ps = payments.ps
+    ids = [payments.pay_mts_money("375295222222", 100 + i, description=f"fault {i}")
+           for i in range(4)]
+    wait_status(ps, ids, {"pending", "successful"}, timeout_s=45)
+    time.sleep(0.6)  # past pending_lookup_after_s
+    payments.sweep_pending_payments()
+    final = wait_status(ps, ids, timeout_s=30)
+    assert set(final.values()) == {"successful"}
+    state = httpx.get(f"{bepaid.url}/_sandbox/state").json()
+    assert state["faults"] == {"fail_before_create": 0, "fail_after_create": 0,
+                               "drop_after_create": 0, "timeout_after_create": 0}
+    # exactly one transaction at bePaid per payment, each charged once
+    assert {t: len(v) for t, v in state["by_tracking_id"].items()} == {i: 1 for i in ids}
+    assert state["counters"]["charged_minor"] == sum(100 + i for i in range(4))
+    # five payment requests reached bePaid: the 503 one was sent again (bePaid had no record
+    # of it, as the lookup by tracking_id showed); the other three were found, not resent
+    assert state["counters"]["payment"] == 5
+    assert sorted(int(ps.payment(i)["attempts"]) for i in ids) == [1, 1, 1, 2]
+    looked_up = {x["path"].rsplit("/", 1)[1] for x in bepaid.log.items()
+                 if "/tracking_id/" in x["path"]}
+    assert looked_up == set(ids)
+    for i in ids:
+        assert statuses(ps, i)[0] == "queued" and statuses(ps, i)[-1] == "successful"
+        assert ps.payment(i)["source"] == "lookup"
+
+
+def test_a_lost_webhook_is_finished_by_the_pending_sweep(payments, bepaid, webhooks,
+                                                         pay_worker):
+    control(bepaid.url, lose_webhooks=True)
+    pay_worker()
+    pay_id = payments.pay_mts_money("375295222222", 700, description="no webhook")
+    wait_status(payments.ps, [pay_id], {"pending"})
+    time.sleep(1.0)  # longer than progress_s (bePaid has the final status) and the threshold
+    assert payments.ps.payment(pay_id)["status"] == "pending"  # nobody told us
+    assert payments.sweep_pending_payments() == ["bepaid"]
+    assert wait_status(payments.ps, [pay_id])[pay_id] == "successful"
+    rec = payments.ps.payment(pay_id)
+    assert rec["source"] == "lookup"
+    assert statuses(payments.ps, pay_id) == ["queued", "pending", "successful"]
+    assert not payments.ps.due("bepaid", now=int(time.time() * 1000) + 10**9)
+
+
+# --- the webhook receiver ------------------------------------------------------------------
+
+
+def test_webhook_wrong_credentials_401_replay_and_late_pending_change_nothing(
+        payments, bepaid, webhooks, pay_worker, caplog):
+    pay_worker()
+    pay_id = payments.pay_mts_money("375295222222", 900, description="replays")
+    wait_status(payments.ps, [pay_id], {"successful"})
+    ps = payments.ps
+    before = ps.history(pay_id)
+    uid = ps.payment(pay_id)["uid"]
+    tx = httpx.get(f"{bepaid.url}/beyag/transactions/{uid}", auth=(SHOP_ID, SECRET)).json()
+    url = f"{webhooks}/webhooks/bepaid/bepaid"
+
+    late = {"transaction": {**tx["transaction"], "status": "failed"}}
+    with caplog.at_level(logging.WARNING, logger="gonets.webhooks.bepaid"):
+        r = httpx.post(url, json=late, auth=(SHOP_ID, "wrong-secret"))
+        assert r.status_code == 401
+        r = httpx.post(url, json=late)
+        assert r.status_code == 401
+    refused = [m for m in caplog.messages if "refused" in m]
+    assert len(refused) == 2 and SECRET not in caplog.text and "wrong-secret" not in caplog.text
+
+    r = httpx.post(url, json=tx, auth=(SHOP_ID, SECRET))  # the same notification again
+    assert r.status_code == 200 and r.json() == {"status": "successful", "changed": False}
+    pending = {"transaction": {**tx["transaction"], "status": "pending"}}
+    r = httpx.post(url, json=pending, auth=(SHOP_ID, SECRET))  # a late pending
+    assert r.status_code == 200 and r.json()["status"] == "successful"
+    r = httpx.post(url, json=late, auth=(SHOP_ID, SECRET))  # a late, contradicting final
+    assert r.json()["status"] == "successful"
+    other = {"transaction": {**tx["transaction"], "amount": 1}}
+    assert httpx.post(url, json=other, auth=(SHOP_ID, SECRET)).status_code == 422
+    for body in (b"", b"{", b"[]", b'{"transaction": 5}', b'{"transaction": {"uid": 1}}',
+                 "\udcff".encode("utf-8", "surrogatepass")):
+        r = httpx.post(url, content=body, auth=(SHOP_ID, SECRET))
+        assert r.status_code == 400, body
+    assert ps.history(pay_id) == before
+    assert ps.payment(pay_id)["status"] == "successful"
+    assert httpx.post(f"{webhooks}/webhooks/bepaid/nosuch", json=tx,
+                      auth=(SHOP_ID, SECRET)).status_code == 404
