@@ -3,6 +3,7 @@ the webhook receiver, all over real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -32,7 +33,7 @@ FINAL = {s.value for s in PaymentStatus if s.final}
 @pytest.fixture
 def bepaid() -> Iterator[bepaid_sandbox.BepaidSandbox]:
     app, server = bepaid_sandbox.serve("127.0.0.1", 0, shop_id=SHOP_ID, secret_key=SECRET,
-                                       progress_s=0.3)
+                                       progress_s=0.8)
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     control(app.url, webhook_retry_s=[0.1, 0.3])  # type: ignore[attr-defined]
     yield app
@@ -95,21 +96,29 @@ def pay_settings(pay_env: dict[str, str]) -> Settings:
     return load_settings(pay_env)
 
 
-@pytest.fixture
-def webhooks(pay_settings: Settings, hook_socket: socket.socket) -> Iterator[str]:
-    """The webhook receiver (make_app) served by uvicorn on a real socket."""
-    server = uvicorn.Server(uvicorn.Config(make_app(pay_settings), log_level="warning",
-                                           lifespan="off"))
-    hook_socket.listen(64)
-    t = threading.Thread(target=server.run, kwargs={"sockets": [hook_socket]}, daemon=True)
+@contextlib.contextmanager
+def serve_asgi(app: Any, sock: socket.socket) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on ``sock`` (a real socket) from a thread."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    sock.listen(64)
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        assert time.monotonic() < deadline, "webhook receiver did not start"
+        assert time.monotonic() < deadline, "ASGI server did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
-    server.should_exit = True
-    t.join(10)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        t.join(10)
+
+
+@pytest.fixture
+def webhooks(pay_settings: Settings, hook_socket: socket.socket) -> Iterator[str]:
+    """The webhook receiver (make_app) served by uvicorn on a real socket."""
+    with serve_asgi(make_app(pay_settings), hook_socket) as url:
+        yield url
 
 
 @pytest.fixture
@@ -256,7 +265,7 @@ def test_a_lost_webhook_is_finished_by_the_pending_sweep(payments, bepaid, webho
     pay_worker()
     pay_id = payments.pay_mts_money("375295222222", 700, description="no webhook")
     wait_status(payments.ps, [pay_id], {"pending"})
-    time.sleep(1.0)  # longer than progress_s (bePaid has the final status) and the threshold
+    time.sleep(1.2)  # longer than progress_s (bePaid has the final status) and the threshold
     assert payments.ps.payment(pay_id)["status"] == "pending"  # nobody told us
     assert payments.sweep_pending_payments() == ["bepaid"]
     assert wait_status(payments.ps, [pay_id])[pay_id] == "successful"
@@ -306,3 +315,40 @@ def test_webhook_wrong_credentials_401_replay_and_late_pending_change_nothing(
     assert ps.payment(pay_id)["status"] == "successful"
     assert httpx.post(f"{webhooks}/webhooks/bepaid/nosuch", json=tx,
                       auth=(SHOP_ID, SECRET)).status_code == 404
+
+
+# --- the command line and `make run` -------------------------------------------------------
+
+
+def test_cli_checks_pays_and_shows_a_payment(pay_env, bepaid, webhooks, pay_worker, payments):
+    import json
+    import subprocess
+    import sys
+
+    pay_worker()
+
+    def gonets(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "cli.main", "pay", *args], env=pay_env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert json.loads(gonets("check", "--phone", "+375295111111"))["result"] == \
+        "must_accept_terms"
+    pay_id = gonets("create", "--phone", "+375295222222", "--amount", "1050",
+                    "--description", "CLI order").strip()
+    wait_status(payments.ps, [pay_id], {"successful"})
+    shown = gonets("status", pay_id)
+    assert "successful" in shown and "1050 BYN" in shown and "375295222222" not in shown
+
+
+def test_make_run_config_has_a_payments_pool(monkeypatch):
+    from cli.run import SANDBOX_CONFIG, sandbox_env
+    from core.payments import payments_pool_queues
+    from workers.pool import queues_for
+
+    env = sandbox_env({"smsc_http": ["http://a", "http://b"], "bepaid": "http://c"})
+    for k, v in env.items():  # ${VAR} in the config is read from the process environment
+        monkeypatch.setenv(k, v)
+    settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
+    assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")
