@@ -29,6 +29,8 @@ SANDBOX_ENV = {
     "GONETS_SANDBOX_SMS2_USER": "gonets",
     "GONETS_SANDBOX_SMS2_PASS": "sandbox",
     "GONETS_SANDBOX_SMPP_MTS_LOGIN": "gonets2",
+    "GONETS_SANDBOX_BEPAID_SHOP_ID": "361",
+    "GONETS_SANDBOX_BEPAID_SECRET_KEY": "sandbox-secret-key",
 }
 
 
@@ -90,17 +92,17 @@ def run(threads: int = 8) -> int:
             raise RuntimeError("the sandboxes did not start")
         info = json.loads(line)
         env.update(sandbox_env(info))
-
-        settings = load_settings(env)
-        for acct in settings.accounts:
-            if acct.provider == "bepaid":
-                continue
-            p = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", acct.name,
-                                  "--threads", str(threads)], env=env)
-            procs.append((f"worker {acct.name}", p))
         from producers.http.serve import demo_token, pick_port
 
         api_port = pick_port(8080)
+        # bePaid's notifications go to the HTTP API started below (/v1/webhooks/bepaid/<account>)
+        env["GONETS_SANDBOX_WEBHOOKS_URL"] = f"http://127.0.0.1:{api_port}"
+
+        settings = load_settings(env)
+        for acct in settings.accounts:  # a bePaid account's pool is its payments pool
+            p = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", acct.name,
+                                  "--threads", str(threads)], env=env)
+            procs.append((f"worker {acct.name}", p))
         roles = [*EXTRA_ROLES, ("api", ["api", "--port", str(api_port)]),
                  ("callbacks", ["callbacks"])]
         for name, extra in roles:
@@ -120,6 +122,7 @@ def run(threads: int = 8) -> int:
               f"GONETS_CONFIG={env['GONETS_CONFIG']}")
         for k, v in sandbox_env(info).items():
             print(f"  export {k}={v}")
+        print(f"  export GONETS_SANDBOX_WEBHOOKS_URL={env['GONETS_SANDBOX_WEBHOOKS_URL']}")
         print("  .venv/bin/gonets send --to +375291234567 --text 'Hello from Gonets'")
         print("  .venv/bin/gonets status <id>")
         print("  .venv/bin/gonets send --demo 50")
