@@ -67,12 +67,14 @@ class Limits(_Strict):
 
 
 #: account keys whose string values may contain ${VAR}
-_EXPANDED = ("base_urls", "smpp_host", "smpp_port", "smpp_backup_host")
+_EXPANDED = ("base_urls", "smpp_host", "smpp_port", "smpp_backup_host", "options")
 
 
 def _expand(value: Any, env: dict[str, str], where: str) -> Any:
     if isinstance(value, list):
         return [_expand(v, env, where) for v in value]
+    if isinstance(value, dict):  # options: e.g. a webhook URL on a port chosen at start-up
+        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
     if not isinstance(value, str):
         return value
 

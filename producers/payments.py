@@ -37,7 +37,7 @@ from core.payments import (
     payments_pay_queue,
     payments_sweep_queue,
 )
-from core.settings import Account, Settings, _expand, get_settings
+from core.settings import Account, Settings, get_settings
 from core.store import Store, now_ms
 from producers import validation as v
 
@@ -194,12 +194,12 @@ class Payments:
                 answer = CustomerAnswer(customer_answer)
             except ValueError:
                 raise InvalidInput("customer_answer", "must be 'accept' or 'decline'") from None
-        ret = return_url or (_expand(opts["return_url"]) if opts.get("return_url") else None)
+        ret = return_url or opts.get("return_url")
         if ret is None:
             raise InvalidInput("return_url", "is required (or set options.return_url on the "
                                              "account)")
         ret = check_url(ret, "return_url")
-        notify = _expand(opts["notification_url"]) if opts.get("notification_url") else None
+        notify = opts.get("notification_url") or None
         expires = check_expired_at(expired_at)
         if test is not None and not isinstance(test, bool):
             raise InvalidInput("test", "must be true or false")

@@ -342,13 +342,13 @@ def test_cli_checks_pays_and_shows_a_payment(pay_env, bepaid, webhooks, pay_work
     assert "successful" in shown and "1050 BYN" in shown and "375295222222" not in shown
 
 
-def test_make_run_config_has_a_payments_pool(monkeypatch):
+def test_make_run_config_has_a_payments_pool():
     from cli.run import SANDBOX_CONFIG, sandbox_env
     from core.payments import payments_pool_queues
     from workers.pool import queues_for
 
     env = sandbox_env({"smsc_http": ["http://a", "http://b"], "bepaid": "http://c"})
-    for k, v in env.items():  # ${VAR} in the config is read from the process environment
-        monkeypatch.setenv(k, v)
     settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
     assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")
+    assert settings.account("bepaid").options["notification_url"] == \
+        "http://127.0.0.1:8089/webhooks/bepaid/bepaid"

@@ -34,7 +34,7 @@ from core.payments import (
     pick,
 )
 from core.privacy import mask_phone
-from core.settings import Account, _expand
+from core.settings import Account
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class BepaidOptions(BaseModel):
     #: send ``test: true`` (bePaid's test mode with its test numbers)
     test: bool = False
     #: where bePaid sends notifications: Gonets' receiver, ``.../webhooks/bepaid/<account>``;
-    #: ``${VAR}`` is taken from the environment. Unset: no webhooks, the sweep finds the status
+    #: ``${VAR}`` is expanded when the settings are loaded. Unset: no webhooks, the sweep finds the status
     notification_url: str | None = None
     #: where the customer returns when the payment is done (a producer may give its own)
     return_url: str | None = None
@@ -79,11 +79,6 @@ class BepaidOptions(BaseModel):
     max_lookup_interval_s: float = Field(3600.0, gt=0)
     #: a check that cannot reach bePaid after this many attempts ends as ``error``
     check_max_attempts: int = Field(4, ge=1, le=50)
-
-    @field_validator("notification_url", "return_url", mode="before")
-    @classmethod
-    def _expand_url(cls, v: Any) -> Any:
-        return _expand(v) if isinstance(v, str) else v
 
     @field_validator("currencies")
     @classmethod
