@@ -85,7 +85,8 @@ def test_any_body_never_crashes_and_never_changes_a_final_payment(hook, body: by
 
 @hsettings(max_examples=60, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=st.text(max_size=40) | st.binary(max_size=40).map(
+@given(header=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40) |
+       st.binary(max_size=40).map(
     lambda b: "Basic " + base64.b64encode(b).decode()))
 def test_any_wrong_authorization_is_401(hook, header: str):
     client, ps = hook
@@ -96,6 +97,7 @@ def test_any_wrong_authorization_is_401(hook, header: str):
                         headers={"Authorization": header})
     except (UnicodeEncodeError, httpx.LocalProtocolError):  # not sendable as a header
         return
+    # (headers that are not valid HTTP never reach the app: the server answers 400 itself)
     assert r.status_code == 401
     assert ps.payment(PAY_ID)["status"] == "successful"
 
