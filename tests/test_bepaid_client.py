@@ -254,3 +254,101 @@ def test_sandbox_notifies_with_basic_auth_and_retries_until_answered(sandbox, mo
     note = seen[-1][1]["transaction"]
     assert note["uid"] == tx.uid and note["status"] == "failed"
     assert note["message"] == "Insufficient funds." and note["tracking_id"] == "n-1"
+
+
+# --- any answer from bePaid (status code and body) becomes a result or a core error ---------
+
+class _Scripted:
+    """A server that answers whatever the test sets next (TCP_NODELAY: no Nagle waits)."""
+
+    def __init__(self) -> None:
+        import socket
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.body = 200, b""
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[tuple[_Scripted, dict[int, Bepaid]]]:
+    import os
+    import threading
+
+    app = _Scripted()
+    t = threading.Thread(target=app.server.serve_forever, daemon=True)
+    t.start()
+    os.environ["T_BEPAID_SHOP"], os.environ["T_BEPAID_SECRET"] = SHOP_ID, SECRET
+    clients = {}
+    for version in (2, 3):
+        acct = Account(name="bp", provider="bepaid", base_urls=[app.url], timeout_s=2,
+                       credentials={"shop_id": "env:T_BEPAID_SHOP",
+                                    "secret_key": "env:T_BEPAID_SECRET"},
+                       options={"api_version": version})
+        clients[version] = Bepaid(acct)
+    yield app, clients
+    for c in clients.values():
+        c.close()
+    app.server.shutdown()
+    app.server.server_close()
+
+
+answer_bodies = st.one_of(
+    st.binary(max_size=80),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    check_like.map(lambda v: json.dumps(v).encode()),
+    tx_like.map(lambda t: json.dumps({"transaction": t}).encode()),
+    tx_like.map(lambda t: json.dumps({"transactions": [t]}).encode()),
+)
+PAY = PaymentRequest(tracking_id="t", amount=100, currency="BYN", description="d",
+                     phone="375295222222", confirm_agreement="accept",
+                     return_url="https://shop.example/")
+
+
+@hsettings(max_examples=100, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(status=st.sampled_from([200, 200, 200, 201, 302, 400, 401, 404, 422, 429, 500, 502]),
+       body=answer_bodies, version=st.sampled_from([2, 3]))
+def test_any_bepaid_answer_is_a_result_or_a_gonets_error(scripted, status, body, version):
+    from core.errors import ProviderError
+
+    app, clients = scripted
+    app.status, app.body = status, body
+    c = clients[version]
+    for call in (lambda: c.check("375295222222"), lambda: c.by_uid("u"),
+                 lambda: c.by_tracking_id("t")):
+        try:
+            call()
+        except ProviderError:
+            pass
+    try:
+        tx = c.pay(PAY)
+    except OutcomeUnknown:
+        assert status >= 500 or status < 400  # unreadable or 5xx: it may have been created
+    except ProviderError:
+        assert 400 <= status < 500  # refused at the door: surely not created
+    else:
+        assert status in (200, 201) and tx.uid

@@ -275,6 +275,28 @@ def test_a_lost_webhook_is_finished_by_the_pending_sweep(payments, bepaid, webho
     assert not payments.ps.due("bepaid", now=int(time.time() * 1000) + 10**9)
 
 
+def test_worker_killed_while_bepaid_holds_the_request_charges_once(
+        payments, bepaid, webhooks, pay_worker):
+    import signal
+
+    # bePaid records the payment, then sits on the answer; the worker dies meanwhile
+    control(bepaid.url, timeout_after_create=1, timeout_sleep_s=3, lose_webhooks=True)
+    w1 = pay_worker()
+    pay_id = payments.pay_mts_money("375295222222", 4200, description="kill -9")
+    deadline = time.monotonic() + 20
+    while bepaid.counters["created"] < 1:
+        assert time.monotonic() < deadline, "the payment never reached bePaid"
+        time.sleep(0.01)
+    w1.stop(signal.SIGKILL)
+    assert payments.ps.payment(pay_id)["status"] == "queued"
+    assert payments.ps.payment(pay_id)["inflight_ms"]  # sent, outcome unknown
+    pay_worker()  # dramatiq brings the job back once the dead worker's heartbeat is stale
+    wait_status(payments.ps, [pay_id], {"pending", "successful"}, timeout_s=40)
+    assert bepaid.counters["payment"] == 1  # looked up, never sent again
+    assert len(bepaid.transactions_for(pay_id)) == 1
+    assert payments.ps.payment(pay_id)["source"] == "lookup"
+
+
 # --- the webhook receiver ------------------------------------------------------------------
 
 

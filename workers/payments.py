@@ -52,8 +52,10 @@ log = logging.getLogger("gonets.payments")
 
 #: a transient failure without a hint from bePaid is retried after this long
 RETRY_DELAY_S = 2.0
-#: how long one worker may hold a payment while it talks to bePaid
-LOCK_TTL_S = 120.0
+#: how long one worker may hold a payment while it talks to bePaid, beyond the account's
+#: timeout for each of its three requests (check, lookup, payment); a worker killed while
+#: holding it delays the payment's redelivered job by at most this long
+LOCK_SLACK_S = 5.0
 #: the sweep leases what it enqueues for this long (a lookup reschedules it itself)
 SWEEP_LEASE_S = 60.0
 #: most lookups one sweep enqueues (the next sweep takes the rest)
@@ -140,7 +142,7 @@ def pay_mts_money(pay_id: str) -> None:
     left = rt.pause_left_s(account.name)
     if left > 0:
         raise _retry(f"account {account.name} paused", left + 0.5)
-    token = ps.lock(pay_id, LOCK_TTL_S)
+    token = ps.lock(pay_id, 3 * account.timeout_s + LOCK_SLACK_S)
     if token is None:
         raise _retry("another worker is handling this payment", RETRY_DELAY_S)
     try:

@@ -304,6 +304,9 @@ class Bepaid:
         if resp.status_code >= 400:
             raise Permanent(f"bePaid refused the payment: {_error_text(resp)}",
                             code=str(resp.status_code), provider=PROVIDER, rejected=True)
+        if resp.status_code not in (200, 201):
+            raise OutcomeUnknown(f"bePaid answered the payment with HTTP {resp.status_code}",
+                                 code=str(resp.status_code), provider=PROVIDER)
         try:
             tx = parse_transaction_envelope(resp.json())
         except ValueError as exc:
