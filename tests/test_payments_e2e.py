@@ -369,7 +369,8 @@ def test_make_run_config_has_a_payments_pool():
     from core.payments import payments_pool_queues
     from workers.pool import queues_for
 
-    env = sandbox_env({"smsc_http": ["http://a", "http://b"], "bepaid": "http://c"})
+    env = {**sandbox_env({"smsc_http": ["http://a", "http://b"], "bepaid": "http://c"}),
+           "GONETS_SANDBOX_WEBHOOKS_URL": "http://127.0.0.1:8089"}
     settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
     assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")
     assert settings.account("bepaid").options["notification_url"] == \
