@@ -369,8 +369,11 @@ def test_make_run_config_has_a_payments_pool():
     from core.payments import payments_pool_queues
     from workers.pool import queues_for
 
-    env = {**sandbox_env({"smsc_http": ["http://a", "http://b"], "bepaid": "http://c"}),
-           "GONETS_SANDBOX_WEBHOOKS_URL": "http://127.0.0.1:8089"}
+    from sandbox.__main__ import STARTERS
+
+    info: dict[str, object] = {name: ["http://a", "http://b"] for name in STARTERS}
+    info["bepaid"] = "http://c"  # one address, as its starter reports it
+    env = {**sandbox_env(info), "GONETS_SANDBOX_WEBHOOKS_URL": "http://127.0.0.1:8089"}
     settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
     assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")
     assert settings.account("bepaid").options["notification_url"] == \
