@@ -36,7 +36,7 @@ from starlette.routing import Route
 async def ok(request):
     await request.body()
     return JSONResponse({"status": "ok"})
-uvicorn.run(Starlette(routes=[Route("/webhooks/bepaid/{account}", ok, methods=["POST"])]),
+uvicorn.run(Starlette(routes=[Route("/v1/webhooks/bepaid/{account}", ok, methods=["POST"])]),
             host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
@@ -57,7 +57,7 @@ credentials = {{ shop_id = "env:BENCH_BEPAID_SHOP", secret_key = "env:BENCH_BEPA
 [accounts.bepaid.options]
 test = true
 return_url = "https://shop.example/back"
-notification_url = "{hook_url}/webhooks/bepaid/bepaid"
+notification_url = "{hook_url}/v1/webhooks/bepaid/bepaid"
 """)
     return cfg
 
@@ -129,7 +129,7 @@ def run() -> list[dict[str, Any]]:
         recv = _serve([sys.executable, "-m", "cli.main", "pay", "webhooks", "--port",
                        str(hook_port)], env, hook_port)
         try:
-            url = f"{hook_url}/webhooks/bepaid/bepaid"
+            url = f"{hook_url}/v1/webhooks/bepaid/bepaid"
             first = _post_all(url, bodies)
             replay = _post_all(url, bodies)
         finally:
@@ -139,7 +139,7 @@ def run() -> list[dict[str, Any]]:
         base_port = _free_port()
         base = _serve([sys.executable, "-c", BASELINE_APP, str(base_port)], env, base_port)
         try:
-            noop = _post_all(f"http://127.0.0.1:{base_port}/webhooks/bepaid/bepaid", bodies)
+            noop = _post_all(f"http://127.0.0.1:{base_port}/v1/webhooks/bepaid/bepaid", bodies)
         finally:
             _stop(base)
         b50 = statistics.median(noop)

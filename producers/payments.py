@@ -173,13 +173,16 @@ class Payments:
                       check_id: str | None = None, account: str | None = None,
                       return_url: str | None = None, expired_at: Any = None,
                       test: bool | None = None, idempotency_key: str | None = None,
-                      idempotency_ttl_s: int = 24 * 3600) -> str:
+                      idempotency_ttl_s: int = 24 * 3600, producer: str | None = None,
+                      callback_url: str | None = None) -> str:
         """Queue an MTS Money payment; returns its id (bePaid's ``tracking_id``).
 
         ``customer_answer`` is the customer's answer to the MTS Money terms (``accept`` or
         ``decline``); it matters only when the check says the terms must be accepted, and a
         ``decline`` never reaches bePaid.  ``check_id`` reuses a finished check of the same
-        number; without it the worker checks first.
+        number; without it the worker checks first.  ``producer`` names who asked (the HTTP
+        API's token holder); ``callback_url`` receives every status change
+        (producers/http/callbacks.py).
         """
         number = normalise_mts_phone(phone)
         amount = check_amount(amount)
@@ -205,6 +208,7 @@ class Payments:
             raise InvalidInput("test", "must be true or false")
         is_test = bool(opts.get("test", False)) if test is None else test
         idempotency_key = v.check_idempotency_key(idempotency_key)
+        callback_url = v.check_callback_url(callback_url)
         check_fields = self._reuse_check(check_id, number, acct.name)
 
         pay_id = uuid.uuid4().hex
@@ -217,7 +221,8 @@ class Payments:
             "provider": "bepaid", "phone": number, "amount": amount, "currency": currency,
             "description": description, "customer_answer": answer.value if answer else None,
             "return_url": ret, "notification_url": notify, "expired_at": expires,
-            "test": is_test, "idempotency_key": idempotency_key, **check_fields,
+            "test": is_test, "idempotency_key": idempotency_key, "producer": producer,
+            "callback_url": callback_url, **check_fields,
         }
         self.ps.create_payment(pay_id, fields, account=acct.name,
                                due_ms=now_ms() + FIRST_LOOKUP_S * 1000)

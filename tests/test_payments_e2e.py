@@ -69,7 +69,7 @@ timeout_s = 1
 test = true
 api_version = {api_version}
 return_url = "https://shop.example/back"
-notification_url = "{hook_url}/webhooks/bepaid/bepaid"
+notification_url = "{hook_url}/v1/webhooks/bepaid/bepaid"
 pending_lookup_after_s = 0.5
 max_lookup_interval_s = 1
 """, encoding="utf-8")
@@ -309,7 +309,7 @@ def test_webhook_wrong_credentials_401_replay_and_late_pending_change_nothing(
     before = ps.history(pay_id)
     uid = ps.payment(pay_id)["uid"]
     tx = httpx.get(f"{bepaid.url}/beyag/transactions/{uid}", auth=(SHOP_ID, SECRET)).json()
-    url = f"{webhooks}/webhooks/bepaid/bepaid"
+    url = f"{webhooks}/v1/webhooks/bepaid/bepaid"
 
     late = {"transaction": {**tx["transaction"], "status": "failed"}}
     with caplog.at_level(logging.WARNING, logger="gonets.webhooks.bepaid"):
@@ -335,7 +335,7 @@ def test_webhook_wrong_credentials_401_replay_and_late_pending_change_nothing(
         assert r.status_code == 400, body
     assert ps.history(pay_id) == before
     assert ps.payment(pay_id)["status"] == "successful"
-    assert httpx.post(f"{webhooks}/webhooks/bepaid/nosuch", json=tx,
+    assert httpx.post(f"{webhooks}/v1/webhooks/bepaid/nosuch", json=tx,
                       auth=(SHOP_ID, SECRET)).status_code == 404
 
 
@@ -377,4 +377,36 @@ def test_make_run_config_has_a_payments_pool():
     settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
     assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")
     assert settings.account("bepaid").options["notification_url"] == \
-        "http://127.0.0.1:8089/webhooks/bepaid/bepaid"
+        "http://127.0.0.1:8089/v1/webhooks/bepaid/bepaid"
+
+
+# --- over the HTTP API ----------------------------------------------------------------------
+
+
+def test_http_api_takes_a_payment_and_receives_its_webhook(
+        pay_settings, payments, bepaid, hook_socket, pay_worker):
+    from producers.http.app import create_app
+    from producers.http.auth import SCOPES, Tokens
+
+    token = Tokens(payments.store.r, pay_settings.namespace).create("shop", SCOPES).token
+    pay_worker()
+    # the API serves on the address the account's notification_url names
+    with serve_asgi(create_app(pay_settings, store=payments.store), hook_socket) as url, \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                         timeout=30) as c:
+        r = c.post("/v1/payments/mts-money/check", json={"phone": "+375295111111",
+                                                         "wait_s": 15})
+        assert r.status_code == 200 and r.json()["result"] == "must_accept_terms"
+        r = c.post("/v1/payments/mts-money", json={
+            "phone": "+375295111111", "amount": 2500, "description": "via the API",
+            "customer_answer": "accept", "check_id": r.json()["id"]})
+        assert r.status_code == 202
+        pay_id = r.json()["id"]
+        wait_status(payments.ps, [pay_id])
+        body = c.get(f"/v1/payments/{pay_id}").json()
+    assert body["status"] == "failed" and body["amount"] == 2500
+    assert [h["status"] for h in body["history"]] == ["queued", "pending", "failed"]
+    rec = payments.ps.payment(pay_id)
+    assert rec["source"] == "webhook" and rec["producer"] == "shop"
+    assert rec["check_result"] == "must_accept_terms"  # the API's check was reused
+    assert bepaid.counters["check"] == 1

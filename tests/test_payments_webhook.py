@@ -77,7 +77,7 @@ bodies = st.one_of(
 def test_any_body_never_crashes_and_never_changes_a_final_payment(hook, body: bytes):
     client, ps = hook
     before = (ps.payment(PAY_ID), ps.history(PAY_ID))
-    r = client.post("/webhooks/bepaid/bepaid", content=body,
+    r = client.post("/v1/webhooks/bepaid/bepaid", content=body,
                     headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code in (200, 400, 422), (r.status_code, r.text)
     assert (ps.payment(PAY_ID), ps.history(PAY_ID)) == before
@@ -93,7 +93,7 @@ def test_any_wrong_authorization_is_401(hook, header: str):
     body = json.dumps({"transaction": {"uid": UID, "status": "failed", "tracking_id": PAY_ID,
                                        "amount": 100, "currency": "BYN"}})
     try:
-        r = client.post("/webhooks/bepaid/bepaid", content=body,
+        r = client.post("/v1/webhooks/bepaid/bepaid", content=body,
                         headers={"Authorization": header})
     except (UnicodeEncodeError, httpx.LocalProtocolError):  # not sendable as a header
         return
@@ -109,12 +109,12 @@ def test_a_pending_payment_takes_the_final_status_once(hook):
     note: dict[str, Any] = {"transaction": {"uid": UID, "status": "failed", "amount": 250,
                                             "currency": "BYN", "tracking_id": "c" * 32,
                                             "message": "Insufficient funds."}}
-    r1 = client.post("/webhooks/bepaid/bepaid", json=note, headers=AUTH)
-    r2 = client.post("/webhooks/bepaid/bepaid", json=note, headers=AUTH)
+    r1 = client.post("/v1/webhooks/bepaid/bepaid", json=note, headers=AUTH)
+    r2 = client.post("/v1/webhooks/bepaid/bepaid", json=note, headers=AUTH)
     assert r1.json() == {"status": "failed", "changed": True}
     assert r2.json() == {"status": "failed", "changed": False}
     assert [e["status"] for e in ps.history("c" * 32)] == ["queued", "failed"]
     assert ps.payment("c" * 32)["reason"] == "Insufficient funds."
     unknown = {"transaction": {**note["transaction"], "tracking_id": "z" * 32}}
-    assert client.post("/webhooks/bepaid/bepaid", json=unknown,
+    assert client.post("/v1/webhooks/bepaid/bepaid", json=unknown,
                        headers=AUTH).json()["status"] == "ignored"

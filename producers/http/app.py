@@ -263,9 +263,10 @@ def _optional_routes(api: Api) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = [*consents.routes(api)]
     if PAYMENTS:
-        from producers.http import payments
+        from producers.http import bepaid_webhook, payments
 
         routes += payments.routes(api)
+        routes += bepaid_webhook.make_routes(api.settings, api.store)  # bePaid notifications
     return routes
 
 

@@ -1,6 +1,6 @@
 """bePaid notifications (webhooks) for MTS Money payments, as Starlette routes.
 
-``POST /webhooks/bepaid/{account}``: bePaid posts ``{"transaction": {...}}`` with HTTP Basic
+``POST /v1/webhooks/bepaid/{account}``: bePaid posts ``{"transaction": {...}}`` with HTTP Basic
 credentials of the shop (shop id and secret key of that account, from its credential refs).
 
 * wrong or missing credentials: 401, a log line (the user name masked), nothing changed;
@@ -10,8 +10,9 @@ credentials of the shop (shop id and secret key of that account, from its creden
   a late ``pending`` never overwrites ``successful``) and the answer is 200 at once;
 * a payment Gonets does not know (expired after retention, another system's): 200, ignored.
 
-``routes`` is mounted by the HTTP API (``gonets api``); ``make_app(settings)`` runs it alone
-(``gonets pay webhooks``).  Without ``make_app`` the routes use the process-wide settings.
+The HTTP API (``gonets api``) mounts ``make_routes(settings, store)``; ``make_app(settings)``
+runs the receiver alone (``gonets pay webhooks``); the module-level ``routes`` use the
+process-wide settings.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from core.store import Store
 
 log = logging.getLogger("gonets.webhooks.bepaid")
 
-PATH = "/webhooks/bepaid/{account}"
+PATH = "/v1/webhooks/bepaid/{account}"
 #: a notification is a few kilobytes; anything much larger is not one
 MAX_BODY_BYTES = 64 * 1024
 #: used when the account's options do not say
@@ -55,12 +56,13 @@ _default: WebhookContext | None = None
 _lock = threading.Lock()
 
 
-def context_for(settings: Settings) -> WebhookContext:
-    return WebhookContext(settings, PaymentStore(Store.from_settings(settings)))
+def context_for(settings: Settings, store: Store | None = None) -> WebhookContext:
+    return WebhookContext(settings, PaymentStore(store or Store.from_settings(settings)))
 
 
 def _context(request: Request) -> WebhookContext:
-    ctx = getattr(request.app.state, "bepaid_webhook", None)
+    ctx = request.scope.get("gonets_bepaid_webhook") or getattr(request.app.state,
+                                                                "bepaid_webhook", None)
     if isinstance(ctx, WebhookContext):
         return ctx
     global _default
@@ -166,6 +168,18 @@ def _apply(ctx: WebhookContext, account: Account, tx: Any) -> JSONResponse:
 
 
 routes: list[Route] = [Route(PATH, receive, methods=["POST"], name="bepaid_webhook")]
+
+
+def make_routes(settings: Settings, store: Store | None = None) -> list[Route]:
+    """The receiver's routes bound to ``settings`` (and ``store``), for an app that serves
+    other things too (the HTTP API)."""
+    ctx = context_for(settings, store)
+
+    async def bound(request: Request) -> JSONResponse:
+        request.scope["gonets_bepaid_webhook"] = ctx
+        return await receive(request)
+
+    return [Route(PATH, bound, methods=["POST"], name="bepaid_webhook")]
 
 
 def make_app(settings: Settings) -> Starlette:

@@ -67,7 +67,7 @@ class BepaidOptions(BaseModel):
     api_version: Literal[2, 3] = 2
     #: send ``test: true`` (bePaid's test mode with its test numbers)
     test: bool = False
-    #: where bePaid sends notifications: Gonets' receiver, ``.../webhooks/bepaid/<account>``;
+    #: where bePaid sends notifications: Gonets' receiver, ``.../v1/webhooks/bepaid/<account>``;
     #: ``${VAR}`` is expanded when the settings are loaded. Unset: no webhooks, the sweep finds the status
     notification_url: str | None = None
     #: where the customer returns when the payment is done (a producer may give its own)
