@@ -373,6 +373,8 @@ def test_make_run_config_has_a_payments_pool():
 
     info: dict[str, object] = {name: ["http://a", "http://b"] for name in STARTERS}
     info["bepaid"] = "http://c"  # one address, as its starter reports it
+    info["smpp_smsc"] = {"primary": "127.0.0.1:1", "backup": "127.0.0.1:2",
+                         "tls": "127.0.0.1:3", "ca_file": "/ca.pem", "control": "http://d"}
     env = {**sandbox_env(info), "GONETS_SANDBOX_WEBHOOKS_URL": "http://127.0.0.1:8089"}
     settings = load_settings({"GONETS_CONFIG": str(ROOT / SANDBOX_CONFIG), **env})
     assert queues_for(settings, "bepaid") == payments_pool_queues("bepaid")

@@ -61,7 +61,9 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     signal.signal(signal.SIGINT, on_signal)
     from workers.runtime import get_runtime
 
-    provider = get_runtime().provider(settings.account(pool))
+    account = settings.account(pool)
+    # a bePaid account's payments pool has no SMS provider (workers/payments.py keeps its client)
+    provider = None if account.provider == "bepaid" else get_runtime().provider(account)
     consuming = threading.Event()
     health_server = _start_health(health_port, settings.redis_url, provider, worker, consuming)
     # a provider that binds (SMPP) may have to stand by until it holds a bind lease: the
