@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core import contracts as _contracts
 from core.errors import UnknownMessage
 from core.store import Store, _lua, _s, now_ms
 
@@ -211,9 +212,11 @@ MAX_AMOUNT_MINOR = 1_000_000_000
 CHECK_MTS_MONEY = "check_mts_money"
 PAY_MTS_MONEY = "pay_mts_money"
 LOOKUP_PAYMENT = "lookup_payment"
-#: the pending sweep: ``sweep_pending_payments(account)`` on ``payments_sweep_queue(account)``;
-#: the scheduler fires it on a timer, once per bePaid account
-SWEEP_PENDING_PAYMENTS = "sweep_pending_payments"
+#: the pending sweep (core.contracts): ``sweep_pending_payments()`` on PAYMENTS_SWEEP_QUEUE, as
+#: the scheduler fires it (every bePaid account), or ``sweep_pending_payments(account)`` on
+#: ``payments_sweep_queue(account)`` for one account
+SWEEP_PENDING_PAYMENTS = _contracts.SWEEP_PENDING_PAYMENTS
+PAYMENTS_SWEEP_QUEUE = _contracts.PAYMENTS_SWEEP_QUEUE
 
 
 def payments_check_queue(account: str) -> str:
@@ -231,9 +234,9 @@ def payments_sweep_queue(account: str) -> str:
 
 def payments_pool_queues(account: str) -> list[str]:
     """Every queue the ``payments`` pool of one bePaid account consumes (checks first: a
-    customer is waiting for those)."""
+    customer is waiting for those), and the scheduler's sweep queue every such pool shares."""
     return [payments_check_queue(account), payments_pay_queue(account),
-            payments_sweep_queue(account)]
+            payments_sweep_queue(account), PAYMENTS_SWEEP_QUEUE]
 
 
 # --- store ---------------------------------------------------------------------------------

@@ -283,8 +283,13 @@ def lookup_payment(pay_id: str) -> None:
     ps.schedule_lookup(pay_id, account.name, now_ms() + int(delay_s * 1000))
 
 
-def sweep_pending_payments(account_name: str) -> int:
-    """Enqueue a lookup of every due payment of ``account_name``; returns how many."""
+def sweep_pending_payments(account_name: str | None = None) -> int:
+    """Enqueue a lookup of every due payment of ``account_name`` (of every bePaid account when
+    None: the scheduler's timer); returns how many."""
+    if account_name is None:
+        settings = get_runtime().settings
+        return sum(sweep_pending_payments(a.name) for a in settings.accounts
+                   if a.provider == "bepaid")
     ps = payment_store()
     broker = dramatiq.get_broker()
     assert isinstance(broker, RedisBroker)
