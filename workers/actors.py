@@ -75,6 +75,7 @@ def send_sms(msg_id: str) -> None:
         rec["seq"] = str(store.next_seq(account.name))
     out = outgoing(rec)
     rules = traffic.get_traffic(store)
+    sent_ms: int | None = None
     try:
         if rec.get("inflight_ms"):
             found = provider.lookup(out)
@@ -87,6 +88,7 @@ def send_sms(msg_id: str) -> None:
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
         # window, flood rule, pacing slot (the send follows it at once); may hold or expire it
         rules.admit(account, rec)
+        sent_ms = now_ms()
         sub = provider.send(out)
     except traffic.Hold as hold:
         _not_sent(msg_id)
@@ -100,11 +102,12 @@ def send_sms(msg_id: str) -> None:
                          reason=exc.detail, error_code=exc.code, inflight_ms="")
         if exc.alert:  # e.g. sender not registered: this message fails, the account pauses
             rt.pause(account.name, AccountProblem(exc.detail, code=exc.code,
-                                                  provider=exc.provider, alert=exc.alert))
+                                                  provider=exc.provider, alert=exc.alert),
+                     started_ms=sent_ms)
         return
     except AccountProblem as exc:
         store.update(msg_id, inflight_ms="")
-        rt.pause(account.name, exc)
+        rt.pause(account.name, exc, started_ms=sent_ms)
         raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) from exc
     except OutcomeUnknown as exc:
         raise _retry("outcome unknown; will look it up first", exc.delay_s or RETRY_DELAY_S) \

@@ -56,8 +56,16 @@ class Runtime:
         self._incident[account] = bool(incident)
         return max(ttl, 0) / 1000.0
 
-    def pause(self, account: str, exc: AccountProblem) -> bool:
-        """Pause the account's pool; returns True the first time in an incident (alert then)."""
+    def pause(self, account: str, exc: AccountProblem, *, started_ms: int | None = None) -> bool:
+        """Pause the account's pool; returns True the first time in an incident (alert then).
+
+        ``started_ms``: when the failed request was sent. A failure of a request sent before
+        the account last recovered belongs to the incident that is over: it neither pauses
+        the pool again nor alerts (the message is simply retried)."""
+        if started_ms is not None:
+            resumed = self.store.r.get(self.store.key("resumed", account))
+            if resumed is not None and int(resumed) >= started_ms:
+                return False
         info = json.dumps({"alert": exc.alert, "code": exc.code, "detail": exc.detail,
                            "since": time.time()})
         self.store.r.set(self.store.key("pause", account), info,
@@ -78,6 +86,8 @@ class Runtime:
         r = self.store.r
         self._incident[account] = False
         if r.delete(self.store.key("incident", account)):
+            r.set(self.store.key("resumed", account), str(int(time.time() * 1000)),
+                  ex=ALERT_EVERY_S)
             r.delete(self.store.key("pause", account))
             for key in r.scan_iter(self.store.key("alert", account, "*")):
                 r.delete(key)
