@@ -94,13 +94,15 @@ def pipeline(env: dict[str, str], url: str, n: int) -> tuple[float, float]:
             peak[0] = max(peak[0], worker.rss_mb())
 
     threading.Thread(target=sample, daemon=True).start()
-    t0 = time.monotonic()
-    for i in range(n):
-        producer.send_sms(f"+37529{1000000 + i}", f"Bench message {i}")
-    t1 = _wait_accepted(url, base + n)
-    stop.set()
-    worker.stop()
-    broker.close()
+    try:
+        t0 = time.monotonic()
+        for i in range(n):
+            producer.send_sms(f"+37529{1000000 + i}", f"Bench message {i}")
+        t1 = _wait_accepted(url, base + n)
+    finally:
+        stop.set()
+        worker.stop()
+        broker.close()
     return n / (t1 - t0), peak[0]
 
 
@@ -139,6 +141,7 @@ def kill_recovery(env: dict[str, str], url: str, *, cap_s: float) -> float:
     deadline = time.monotonic() + 30
     while not all(store.r.hget(store.msg_key(i), "inflight_ms") for i in ids):
         if time.monotonic() > deadline:
+            a.stop()
             raise RuntimeError("messages never went in flight")
         time.sleep(0.01)
     b = Worker(env, "smsc", 4)

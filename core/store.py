@@ -68,6 +68,7 @@ class Store:
         self.events_maxlen = events_maxlen
         self._transition = client.register_script(_lua("transition.lua"))
         self._create = client.register_script(_lua("create.lua"))
+        self._resubmit = client.register_script(_lua("resubmit.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Store":
@@ -177,6 +178,21 @@ class Store:
             return Transition(changed=res == 1, status=status)
         current = self.r.hget(self.msg_key(msg_id), "status") or status.value
         return Transition(changed=False, status=Status(current))
+
+    def resubmit(self, msg_id: str, receipt_id: str, *, reason: str, error_code: str,
+                 status: Status = Status.QUEUED, max_resubmits: int = 3,
+                 next_check_ms: int | None = None) -> int:
+        """Take a ``submitted`` message back for another send after a retryable receipt.
+        Returns 1 (do send it again), 2 (this receipt was handled already) or 0 (not
+        possible: apply the receipt's final status instead)."""
+        ts = now_ms()
+        event = json.dumps({"id": msg_id, "status": status.value, "at_ms": ts,
+                            "reason": reason, "error_code": error_code, "resubmit": True})
+        return int(self._resubmit(
+            keys=self._keys(msg_id),
+            args=[ts, self.events_maxlen, msg_id, event, receipt_id, max_resubmits,
+                  status.value, next_check_ms or ts + 600_000,
+                  "reason", reason, "error_code", error_code]))
 
     def begin_attempt(self, msg_id: str, *, seq: str | None = None) -> None:
         """Mark a send attempt as in flight (one round trip): until it is settled, a retry

@@ -30,6 +30,7 @@ Control (HTTP JSON on the control port):
     POST /_sandbox/control {"reset": true, "down": ["primary"], "drop": true,
         "drop_after_submits": 5, "resp_delay_s": 0.02, "mute_enquire_link": true,
         "receipt_delay_s": 0.1, "rate_per_s": 30, "phone_error": {"375291112233": 1},
+        "phone_error_times": {"375291112244": [220, 1]} (the next N messages to it),
         "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true,
         "inject_deliver_sm": ["<hex body>"]}
     GET  /_sandbox/state   counters, binds now and at most, messages
@@ -267,6 +268,8 @@ class SmppSandbox:
             self.receipt_delay_s = 0.1
             self.rate_per_s = 30.0
             self.phone_error: dict[str, int] = {}
+            self.phone_error_times: dict[str, list[int]] = {}
+            self.duplicate_window_s = 60.0
             self.id_format = "dec"
             self.idle_timeout_s = 120.0
             self.hold_receipts = False
@@ -565,7 +568,7 @@ class SmppSandbox:
             # the duplicate rule: one identical request per minute
             dkey = (login, f["source_addr"], phone, sm + bytes(udh or ()))
             prev = self.recent.get(dkey)
-            if prev is not None and now - prev[0] < 60:
+            if prev is not None and now - prev[0] < self.duplicate_window_s:
                 self.counters["duplicates"] += 1
                 self._reply(c, pdu("submit_sm_resp", seq, cstr(""), status=RSUBMITFAIL))
                 return
@@ -632,6 +635,10 @@ class SmppSandbox:
         self.flood[fk] = (msg.submitted, n)
         if n > 50:
             msg.status, msg.err = "UNDELIV", 251
+        elif self.phone_error_times.get(msg.phone, [0, 0])[1] > 0:
+            err, left = self.phone_error_times[msg.phone]
+            self.phone_error_times[msg.phone] = [err, left - 1]
+            msg.status, msg.err = "UNDELIV", err
         elif msg.phone in self.phone_error:
             err = self.phone_error[msg.phone]
             msg.status, msg.err = ("REJECTD" if err in (248, 249, 252, 253) else "UNDELIV"), err
@@ -751,11 +758,14 @@ class SmppSandbox:
         with self.lock:
             for key in ("drop_after_submits", "resp_delay_s", "mute_enquire_link",
                         "receipt_delay_s", "rate_per_s", "id_format", "idle_timeout_s",
-                        "hold_receipts"):
+                        "hold_receipts", "duplicate_window_s"):
                 if key in body:
                     setattr(self, key, body[key])
             if "phone_error" in body:
                 self.phone_error = {str(k): int(v) for k, v in body["phone_error"].items()}
+            if "phone_error_times" in body:  # {"375...": [err, how many messages]}
+                self.phone_error_times = {str(k): [int(v[0]), int(v[1])]
+                                          for k, v in body["phone_error_times"].items()}
             if "down" in body:
                 self.down = set(body["down"])
             drop = [c for c in self.conns if c.alive] if body.get("drop") else []

@@ -195,3 +195,46 @@ def test_status_poll_uses_query_sm(producer: Producer, store: Store, smpp: Any,
     assert wait_final(store, [i], 30)[i] == "delivered"  # learnt by query_sm polls
     assert state(smpp)["counters"]["pdu_query_sm"] >= 1
     assert state(smpp)["counters"].get("receipts_sent", 0) == 0
+
+
+def test_a_retryable_receipt_is_sent_again_and_delivered(
+        producer: Producer, store: Store, smpp: Any, gonets_env: dict[str, str],
+        start_worker: Callable[..., Any]) -> None:
+    """err 220 (the operator's queue overflowed) is resent, not left failed."""
+    cfg = Path(gonets_env["GONETS_CONFIG"])
+    cfg.write_text(cfg.read_text().replace("max_poll_interval_s = 2",
+                                           "max_poll_interval_s = 2, retry_receipt_delay_s = 0.5")
+                   + "limits = { duplicate_window_s = 1 }\n")
+    control(smpp.control_url, phone_error_times={"375291112244": [220, 1]},
+            duplicate_window_s=1)
+    start_worker("smsc_smpp")
+    i = producer.send_sms("+375291112244", "try again", account="smsc_smpp")
+    assert wait_final(store, [i], 30)[i] == "delivered"
+    got = [m for m in messages(smpp) if m["phone"] == "375291112244"]
+    assert len(got) == 2  # sent once more after the 220, not more
+    steps = [e["status"] for e in store.history(i)]
+    assert steps == ["queued", "submitted", "queued", "submitted", "delivered"]
+    assert store.history(i)[2]["error_code"] == "220"
+
+
+def test_the_providers_flood_answer_feeds_our_flood_rule(
+        producer: Producer, store: Store, smpp: Any, gonets_env: dict[str, str],
+        start_worker: Callable[..., Any]) -> None:
+    """err 251 (too many to one number): the message waits for the flood gap and goes again,
+    and the next message to that number is held by our own flood rule meanwhile."""
+    cfg = Path(gonets_env["GONETS_CONFIG"])
+    cfg.write_text(cfg.read_text() + "limits = { flood_gap_s = 2, duplicate_window_s = 1 }\n")
+    control(smpp.control_url, phone_error_times={"375291112255": [251, 1]},
+            duplicate_window_s=1)
+    start_worker("smsc_smpp")
+    first = producer.send_sms("+375291112255", "one", account="smsc_smpp")
+    deadline = time.monotonic() + 20
+    while "deferred" not in [e["status"] for e in store.history(first)]:
+        assert time.monotonic() < deadline, store.history(first)
+        time.sleep(0.05)
+    second = producer.send_sms("+375291112255", "two", account="smsc_smpp")
+    final = wait_final(store, [first, second], 30)
+    assert set(final.values()) == {"delivered"}
+    assert "deferred" in [e["status"] for e in store.history(second)]  # held by our rule
+    got = [m for m in messages(smpp) if m["phone"] == "375291112255"]
+    assert len(got) == 3  # "one" twice (251, then again after the gap), "two" once

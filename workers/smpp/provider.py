@@ -150,6 +150,11 @@ class SmppAccountOptions(BaseModel):
     duplicate_window_s: float = Field(60.0, ge=0)
     #: after this long without a receipt a submit of unknown outcome is taken as never sent
     receipt_wait_s: float = Field(6 * 3600.0, gt=0)
+    #: after a receipt with a retryable error (err 220) the message is sent again this much
+    #: later, at most ``resubmits`` times in all (251, the provider's flood rule, waits for
+    #: the account's flood gap instead)
+    retry_receipt_delay_s: float = Field(60.0, gt=0)
+    resubmits: int = Field(3, ge=0, le=10)
     #: the message types and comment of SMSC (``__MAIL__``… ``\\n~~~\\n``)
     smsc_text_types: bool = True
     first_poll_s: float = Field(600.0, gt=0)
@@ -638,6 +643,10 @@ class SmppProvider:
     def _apply(self, msg_id: str, rc: Receipt, early: bool = False) -> None:
         info = rc.err_info
         reason = info.meaning if info and rc.err else ""
+        if info is not None and rc.err and info.action in ("retry", "flood") \
+                and rc.status != Status.DELIVERED and self._resend(msg_id, rc, info.action,
+                                                                   reason):
+            return
         try:
             self.store.transition(msg_id, rc.status, provider_status=rc.raw,
                                   error_code=str(rc.err) if rc.err else None, reason=reason,
@@ -649,6 +658,41 @@ class SmppProvider:
             raise
         if info is not None and info.action in ("funds", "account"):
             self._alert(rc, info.action)
+
+    def _resend(self, msg_id: str, rc: Receipt, action: str, reason: str) -> bool:
+        """A retryable receipt (err 220: the operator's queue overflowed) or the provider's
+        flood rule (err 251): send the message again, later, at most ``resubmits`` times;
+        251 also fills the number's flood burst so our own rule holds what follows. Returns
+        False when the receipt's final status should be applied instead."""
+        from core.broker import enqueue
+        from core.contracts import send_actor, send_queue
+        from workers.traffic import get_traffic
+
+        rec = self.store.find(msg_id)
+        if rec is None:
+            return True  # expired after retention: nothing to do
+        lim = self.account.limits
+        if action == "flood":
+            get_traffic(self.store).flood.saturate(self.account, rec["phone"])
+            delay_s, status = lim.flood_gap_s, Status.DEFERRED
+        else:
+            delay_s, status = self.opts.retry_receipt_delay_s, Status.QUEUED
+        # the same text to the same number within the provider's duplicate window would be
+        # refused as a repeat (SMSC: one identical request a minute): wait it out
+        delay_s = max(delay_s, lim.duplicate_window_s)
+        done = self.store.resubmit(msg_id, rc.message_id, reason=f"{reason}; sent again",
+                                   error_code=str(rc.err), status=status,
+                                   max_resubmits=self.opts.resubmits)
+        if done == 0:
+            return False
+        if done == 1:
+            import dramatiq
+
+            enqueue(dramatiq.get_broker(), send_queue(self.account.name, rec["lane"]),
+                    send_actor(rec["lane"]), msg_id, delay_ms=int(delay_s * 1000))
+            log.warning("smpp %s: message %s got err %s (%s); sent again in %.0f s",
+                        self.account.name, msg_id, rc.err, reason, delay_s)
+        return True
 
     def _alert(self, rc: Receipt, action: str) -> None:
         from workers.runtime import get_runtime

@@ -24,11 +24,24 @@ FAMILY = {
 class FloodGuard:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.ns = namespace
+        self._client = client
         self._script = client.register_script(
             resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8"))
 
     def key(self, account: Account, phone: str) -> str:
         return f"{self.ns}:flood:{FAMILY.get(account.provider, account.provider)}:{phone}"
+
+    def saturate(self, account: Account, phone: str) -> None:
+        """The provider said this number had too many messages (SMSC err 251): count the
+        current burst as full, so the next message to it waits for a gap."""
+        key = self.key(account, phone)
+        t = self._client.time()
+        now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
+        gap_ms = int(account.limits.flood_gap_s * 1000)
+        pipe = self._client.pipeline()
+        pipe.hset(key, mapping={"n": account.limits.flood_max_messages, "last_ms": now_ms})
+        pipe.pexpire(key, gap_ms + 1000)
+        pipe.execute()
 
     def admit(self, account: Account, phone: str, in_s: float = 0.0) -> float:
         """Count one message to ``phone`` that reaches the provider ``in_s`` from now; 0.0 if
