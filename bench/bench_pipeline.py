@@ -137,7 +137,8 @@ def kill_recovery(env: dict[str, str], url: str, *, cap_s: float) -> float:
     store = Store(redis_client(settings.redis_url), namespace=settings.namespace)
     httpx.post(f"{url}/_sandbox/control", json={"delay_s": 30.0}).raise_for_status()
     a = Worker(env, "smsc", 4)
-    ids = [producer.send_sms(f"+37544{3000000 + i}", f"kill {i}") for i in range(4)]
+    run = time.time_ns()  # a text of its own: the same text within a minute is a duplicate
+    ids = [producer.send_sms(f"+37544{3000000 + i}", f"kill {i} ({run})") for i in range(4)]
     deadline = time.monotonic() + 30
     while not all(store.r.hget(store.msg_key(i), "inflight_ms") for i in ids):
         if time.monotonic() > deadline:
