@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.errors import AccountProblem, ConfigError, OutcomeUnknown, Permanent, RetryLater, SlowDown
+from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
 from core.payments import (
     CheckResult,
     PaymentStatus,
@@ -35,6 +35,7 @@ from core.payments import (
 )
 from core.privacy import mask_phone
 from core.settings import Account
+from workers.providers.base import account_options
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,7 @@ class BepaidOptions(BaseModel):
 
 
 def options_of(account: Account) -> BepaidOptions:
-    try:
-        return BepaidOptions.model_validate(account.options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"accounts.{account.name}.options."
-                          f"{'.'.join(str(x) for x in err['loc'])}: {msg}") from None
+    return account_options(BepaidOptions, account)
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,11 @@ from typing import Any, Callable
 
 import httpx
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
-    ConfigError,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -52,6 +51,7 @@ from core.errors import (
 from core.privacy import scrub_text
 from core.settings import Account
 from workers.providers.base import (
+    account_options,
     Balance,
     Outgoing,
     PollPlan,
@@ -256,12 +256,7 @@ class MtsRest:
     def __init__(self, account: Account, ctx: ProviderContext, *,
                  client: httpx.Client | None = None) -> None:
         self.account = account
-        try:
-            self.opts = MtsRestAccountOptions.model_validate(account.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"accounts.{account.name}.options."
-                              f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        self.opts = account_options(MtsRestAccountOptions, account)
         self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
                                   self.opts.give_up_after_s)
         self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")

@@ -38,13 +38,12 @@ from typing import Any, Iterable
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import sms2_rules
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
-    ConfigError,
     InvalidInput,
     OutcomeUnknown,
     Permanent,
@@ -53,6 +52,7 @@ from core.errors import (
 )
 from core.settings import Account
 from workers.providers.base import (
+    account_options,
     Balance,
     Outgoing,
     PollPlan,
@@ -263,12 +263,7 @@ class Sms2Http:
     def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
                  client: httpx.Client | None = None) -> None:
         self.account = account
-        try:
-            self.opts = Sms2HttpAccountOptions.model_validate(account.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"accounts.{account.name}.options."
-                              f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        self.opts = account_options(Sms2HttpAccountOptions, account)
         self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
                                   self.opts.give_up_after_s)
         self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")

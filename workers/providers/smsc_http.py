@@ -18,12 +18,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
-    ConfigError,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -32,6 +31,7 @@ from core.errors import (
 )
 from core.settings import Account
 from workers.providers.base import (
+    account_options,
     Balance,
     Outgoing,
     PollPlan,
@@ -141,12 +141,7 @@ class SmscHttp:
     def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
                  client: httpx.Client | None = None) -> None:
         self.account = account
-        try:
-            self.opts = SmscHttpAccountOptions.model_validate(account.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"accounts.{account.name}.options."
-                              f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        self.opts = account_options(SmscHttpAccountOptions, account)
         self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
                                   self.opts.give_up_after_s)
         self.urls = [u.rstrip("/") for u in (account.base_urls or DEFAULT_URLS)]

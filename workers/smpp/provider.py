@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from smpplib import consts
 
 from core.contracts import Status
@@ -46,6 +46,7 @@ from core.privacy import mask_phone
 from core.settings import Account
 from core.store import Store, now_ms
 from workers.providers.base import (
+    account_options,
     Balance,
     Outgoing,
     PollPlan,
@@ -211,12 +212,7 @@ class SmppProvider:
     def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
                  start: bool = False) -> None:
         self.account = account
-        try:
-            self.opts = SmppAccountOptions.model_validate({**self.DEFAULTS, **account.options})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"accounts.{account.name}.options."
-                              f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        self.opts = account_options(SmppAccountOptions, account, self.DEFAULTS)
         if not account.smpp_host:
             raise ConfigError(f"accounts.{account.name}.smpp_host is not set")
         if ctx is None:
