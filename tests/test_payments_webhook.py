@@ -118,3 +118,32 @@ def test_a_pending_payment_takes_the_final_status_once(hook):
     unknown = {"transaction": {**note["transaction"], "tracking_id": "z" * 32}}
     assert client.post("/v1/webhooks/bepaid/bepaid", json=unknown,
                        headers=AUTH).json()["status"] == "ignored"
+
+
+def test_errors_are_problem_json_like_every_api_answer(hook):
+    """The receiver goes through the API's route wrapper: its refusals are problem+json."""
+    client, ps = hook
+    url = "/v1/webhooks/bepaid/bepaid"
+    note = json.dumps({"transaction": {"uid": UID, "status": "failed", "tracking_id": PAY_ID,
+                                       "amount": 100, "currency": "BYN"}})
+    cases = [
+        (client.post(url, content=note), 401, None),
+        (client.post("/v1/webhooks/bepaid/nosuch", content=note, headers=AUTH), 404,
+         "account"),
+        (client.post(url, content=b"{", headers=AUTH), 400, "body"),
+        (client.post(url, content=b'{"transaction": 5}', headers=AUTH), 400, "body"),
+        (client.post(url, content=b"x" * (64 * 1024 + 1), headers=AUTH), 413, None),
+        (client.post(url, content=json.dumps({"transaction": {
+            "uid": UID, "status": "failed", "tracking_id": PAY_ID, "amount": 1,
+            "currency": "BYN"}}), headers=AUTH), 422, None),
+    ]
+    for r, status, field in cases:
+        assert r.status_code == status, (status, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+        body = r.json()
+        assert body["status"] == status and body["type"].startswith("urn:gonets:problem:")
+        assert body["detail"]
+        if field is not None:
+            assert body["field"] == field
+    assert cases[0][0].headers["www-authenticate"].startswith("Basic")
+    assert ps.payment(PAY_ID)["status"] == "successful"

@@ -8,18 +8,15 @@ body ``{"source": "web form"}``; for ``DELETE`` also ``?source=``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.routing import Route
 
-from producers.http.app import Call, Reply
+from producers.http.framework import Api, Call, Reply
 from producers.http.models import ConsentIn
 from producers.http.problem import ApiError, from_validation
-from producers.http.sms import iso
-
-if TYPE_CHECKING:
-    from producers.http.app import Api
+from producers.http.render import iso
 
 
 def consent_out(c: Any) -> dict[str, Any]:
@@ -30,7 +27,7 @@ def consent_out(c: Any) -> dict[str, Any]:
 
 
 class ConsentRoutes:
-    def __init__(self, api: "Api") -> None:
+    def __init__(self, api: Api) -> None:
         from producers import consent
 
         self.c = consent
@@ -70,7 +67,7 @@ class ConsentRoutes:
         return self._show(call.path_params["phone"])
 
 
-def routes(api: "Api") -> list[Route]:
+def routes(api: Api) -> list[Route]:
     r = ConsentRoutes(api)
     path = "/v1/consents/{phone}"
     return [api.route(path, r.put, methods=["PUT"], scope="consent", name="put_consent"),

@@ -176,13 +176,12 @@ def document() -> dict[str, Any]:
             },
         },
     }
-    if _payments_mounted():
-        paths.update(_payment_paths())
-        _, pay_defs = models_json_schema(
-            [(m.CheckIn, "validation"), (m.PaymentIn, "validation"),
-             (m.CheckOut, "serialization"), (m.PaymentOut, "serialization")],
-            ref_template="#/components/schemas/{model}")
-        schemas.update(pay_defs.get("$defs", {}))
+    paths.update(_payment_paths())
+    _, pay_defs = models_json_schema(
+        [(m.CheckIn, "validation"), (m.PaymentIn, "validation"),
+         (m.CheckOut, "serialization"), (m.PaymentOut, "serialization")],
+        ref_template="#/components/schemas/{model}")
+    schemas.update(pay_defs.get("$defs", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -200,12 +199,6 @@ def document() -> dict[str, Any]:
                                            "bearerFormat": "gnt_<id>_<secret>"}},
         },
     }
-
-
-def _payments_mounted() -> bool:
-    from producers.http.app import PAYMENTS
-
-    return PAYMENTS
 
 
 def _payment_paths() -> dict[str, Any]:

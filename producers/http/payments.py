@@ -14,19 +14,16 @@ callbacks dispatcher sends its status changes like a message's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.routing import Route
 
 from core.errors import UnknownMessage
-from producers.http.app import Call, Reply
+from producers.http.framework import Api, Call, Reply
 from producers.http.models import CheckIn, PaymentIn
 from producers.http.problem import ApiError, from_validation
-from producers.http.sms import event_out, iso
-
-if TYPE_CHECKING:
-    from producers.http.app import Api
+from producers.http.render import event_out, iso
 
 _PAY_FIELDS = ("provider_status", "error_code", "reason", "uid", "check_result",
                "customer_answer", "callback_url", "expired_at")
@@ -61,7 +58,7 @@ def check_out(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 class PaymentRoutes:
-    def __init__(self, api: "Api") -> None:
+    def __init__(self, api: Api) -> None:
         from producers.payments import Payments
 
         self.api = api
@@ -128,7 +125,7 @@ class PaymentRoutes:
         return Reply(200, payment_out({**rec, "id": pay_id}, history))
 
 
-def routes(api: "Api") -> list[Route]:
+def routes(api: Api) -> list[Route]:
     p = PaymentRoutes(api)
     return [
         api.route("/v1/payments/mts-money/check", p.check, methods=["POST"], scope="pay",

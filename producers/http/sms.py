@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.routing import Route
@@ -21,23 +21,15 @@ from starlette.routing import Route
 from core.contracts import Status
 from core.errors import InvalidInput
 from core.store import now_ms
-from producers.http.app import MAX_BATCH_BODY_BYTES, Call, Reply
+from producers.http.framework import MAX_BATCH_BODY_BYTES, Api, Call, Reply
 from producers.http.models import BatchIn, SmsIn
 from producers.http.problem import ApiError, field_path, from_validation
-
-if TYPE_CHECKING:
-    from producers.http.app import Api
+from producers.http.render import event_out, iso
 
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
 #: entries of the index looked at per list call when filters skip most of them
 SCAN_MAX = 5000
-
-
-def iso(ms: int | str | None) -> str:
-    value = int(ms or 0)
-    return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
 
 
 def parse_since(raw: str) -> int:
@@ -56,7 +48,7 @@ def parse_since(raw: str) -> int:
 
 
 class SmsRoutes:
-    def __init__(self, api: "Api") -> None:
+    def __init__(self, api: Api) -> None:
         self.api = api
         self.store = api.store
 
@@ -224,15 +216,7 @@ def record_out(rec: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def event_out(ev: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": ev["status"], "at": iso(ev.get("at_ms"))}
-    for k in ("reason", "provider_status", "error_code"):
-        if ev.get(k):
-            out[k] = str(ev[k])
-    return out
-
-
-def routes(api: "Api") -> list[Route]:
+def routes(api: Api) -> list[Route]:
     s = SmsRoutes(api)
     return [
         api.route("/v1/sms", s.send_one, methods=["POST"], scope="send", idempotent=True,

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from starlette.routing import Route
 
 from core.contracts import Status
 from core.errors import ConfigError
-from producers.http.app import Call, Reply
+from producers.http.framework import Api, Call, Reply
 from producers.http.problem import ApiError
-
-if TYPE_CHECKING:
-    from producers.http.app import Api
 
 log = logging.getLogger("gonets.api.smsc")
 
@@ -69,7 +65,7 @@ def parse_callback(body: bytes) -> tuple[str, int, str | None, str | None]:
 
 
 class SmscWebhook:
-    def __init__(self, api: "Api") -> None:
+    def __init__(self, api: Api) -> None:
         self.api = api
 
     def _authenticate(self, account: str, secret: str) -> None:
@@ -101,7 +97,7 @@ class SmscWebhook:
         return Reply(200, "OK", media_type="text/plain")
 
 
-def routes(api: "Api") -> list[Route]:
+def routes(api: Api) -> list[Route]:
     hook = SmscWebhook(api)
     return [api.route("/v1/webhooks/smsc/{account}/{secret}", hook.receive, methods=["POST"],
                       scope=None, json_body=False, name="smsc_callback")]

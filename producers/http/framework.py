@@ -1,0 +1,264 @@
+"""The HTTP framework under every route: what a handler gets and returns, and the one wrapper
+every route goes through.
+
+``route(path, handler, ...)`` reads the body with a size cap (413 past it, checked on
+``Content-Length`` before anything is read), checks the content type, runs the handler in
+Starlette's thread pool (Redis work never blocks the event loop) and translates errors once:
+``ApiError`` and the ``core.errors`` a handler lets through become
+``application/problem+json`` (``problem.py``).  ``Api.route`` adds the producer token (the
+scope a route needs) and ``Idempotency-Key`` to it; a route with its own credentials (the bePaid
+receiver's HTTP Basic) uses ``route`` directly and checks them in its handler.
+
+Imports run one way: route modules (``sms.py``, ``payments.py``…) import this module,
+``problem.py`` and ``render.py``; ``app.py`` imports the route modules and only assembles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.broker import build_broker
+from core.errors import ConfigError, InvalidInput, UnknownMessage
+from core.settings import Settings
+from core.store import Store
+from producers.http import idempotency
+from producers.http.auth import Principal, Tokens
+from producers.http.problem import ApiError, problem, problem_body
+from producers.sms import Producer
+
+log = logging.getLogger("gonets.api")
+
+#: body cap of every route but the batch one
+MAX_BODY_BYTES = 64 * 1024
+#: body cap of ``POST /v1/sms/batch`` (10,000 messages of ~1 KB JSON each, with room)
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
+
+#: threads that send the items of one batch side by side
+BATCH_THREADS = 16
+
+Handler = Callable[["Call"], "Reply"]
+#: checks the caller's credentials in the request headers; raises ApiError (401/403/503)
+Authenticate = Callable[[Headers], Principal]
+
+
+@dataclass
+class Call:
+    """What a handler gets: who calls, the raw body, path and query parameters."""
+
+    principal: Principal | None
+    body: bytes
+    path_params: dict[str, Any]
+    query: QueryParams
+    headers: Headers
+    client: str = "-"
+
+    def json(self) -> Any:
+        if not self.body:
+            raise ApiError(400, "a JSON body is required", field="body")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ApiError(400, "the body is not valid JSON", field="body") from None
+
+    @property
+    def producer(self) -> str:
+        assert self.principal is not None
+        return self.principal.producer
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+    def encode(self) -> str:
+        return self.body if isinstance(self.body, str) else json.dumps(self.body,
+                                                                      ensure_ascii=False)
+
+
+def route(path: str, handler: Handler, *, methods: list[str],
+          authenticate: Authenticate | None = None,
+          idem: idempotency.Idempotency | None = None, idempotent: bool = False,
+          max_body: int = MAX_BODY_BYTES, json_body: bool = True,
+          name: str | None = None) -> Route:
+    """A Starlette route running ``handler`` the one way every route runs.
+
+    ``authenticate``: the caller's credentials (None: the handler checks its own, or none);
+    ``idempotent``: honour ``Idempotency-Key`` through ``idem``; ``json_body``: a body must be
+    sent as ``application/json`` (415 otherwise)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > max_body):
+                raise ApiError(413, f"bodies of this call are limited to {max_body} bytes")
+            body = b""
+            if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                body = await read_capped(request, max_body)
+                if json_body and body:
+                    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+                    if ctype != "application/json" and not ctype.endswith("+json"):
+                        raise ApiError(415, "send the body as application/json",
+                                       field="Content-Type")
+            reply = await run_in_threadpool(_handle, request, body, handler, authenticate,
+                                            idem if idempotent else None)
+        except ApiError as exc:
+            return problem(exc.status, exc.detail, exc.field, exc.headers, **exc.extra)
+        return Response(reply.encode(), status_code=reply.status, headers=reply.headers,
+                        media_type=reply.media_type)
+
+    return Route(path, endpoint, methods=methods, name=name)
+
+
+def _handle(request: Request, body: bytes, handler: Handler,
+            authenticate: Authenticate | None,
+            idem: idempotency.Idempotency | None) -> Reply:
+    principal = authenticate(request.headers) if authenticate is not None else None
+    call = Call(principal, body, dict(request.path_params), request.query_params,
+                request.headers, request.client.host if request.client else "-")
+    key = request.headers.get("idempotency-key") if idem is not None else None
+    if key is None or idem is None or principal is None:
+        return _run(handler, call)
+    idempotency.check_key(key)
+    fp = idempotency.fingerprint(request.method, request.url.path, body)
+    stored = idem.begin(principal.producer, key, fp)
+    if stored is not None:
+        return Reply(stored.status, stored.body, {"Idempotent-Replayed": "true"},
+                     stored.media_type)
+    try:
+        reply = _run(handler, call)
+    except ApiError as exc:
+        idem.finish(principal.producer, key, fp, exc.status, json.dumps(
+            problem_body(exc.status, exc.detail, exc.field, **exc.extra)),
+            "application/problem+json")
+        raise
+    except BaseException:
+        idem.abandon(principal.producer, key)
+        raise
+    idem.finish(principal.producer, key, fp, reply.status, reply.encode(), reply.media_type)
+    return reply
+
+
+def _run(handler: Handler, call: Call) -> Reply:
+    """The handler's errors, translated once."""
+    try:
+        return handler(call)
+    except InvalidInput as exc:
+        raise ApiError(422, exc.reason, field=exc.field) from None
+    except UnknownMessage:
+        raise ApiError(404, "no such message") from None
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    except redis.RedisError as exc:
+        log.error("Redis unavailable: %s", type(exc).__name__)
+        raise store_unavailable() from exc
+
+
+def store_unavailable() -> ApiError:
+    return ApiError(503, "the store is unavailable; try again", headers={"Retry-After": "5"})
+
+
+async def read_capped(request: Request, max_body: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            raise ApiError(413, f"bodies of this call are limited to {max_body} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) as problem+json."""
+    assert isinstance(exc, HTTPException)
+    detail = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(
+        exc.status_code, str(exc.detail))
+    return problem(exc.status_code, detail, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return problem(500, "internal error; it has been logged")
+
+
+#: the exception handlers of every Gonets app
+EXCEPTION_HANDLERS = {HTTPException: http_error, Exception: server_error}
+
+
+class Api:
+    """The app's shared parts: settings, store, producer, tokens, idempotency; and ``route``
+    with producer tokens."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 producer: Producer | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store.from_settings(settings)
+        self.broker = None
+        if producer is None:
+            self.broker = build_broker(settings)
+            producer = Producer(settings, store=self.store, broker=self.broker)
+        self.producer = producer
+        self.tokens = Tokens(self.store.r, settings.namespace)
+        self.idem = idempotency.Idempotency(self.store.r, settings.namespace)
+        #: runs the items of a batch side by side (each is Redis round trips, not CPU)
+        self.pool = ThreadPoolExecutor(BATCH_THREADS, thread_name_prefix="gonets-batch")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.broker is not None:
+            self.broker.close()
+        self.store.r.close()
+
+    def route(self, path: str, handler: Handler, *, methods: list[str],
+              scope: str | tuple[str, ...] | None, idempotent: bool = False,
+              max_body: int = MAX_BODY_BYTES, json_body: bool = True,
+              name: str | None = None) -> Route:
+        """``route`` for a call with a producer token of ``scope`` (None: no token)."""
+        authenticate: Authenticate | None = None
+        if scope is not None:
+            wanted = scope
+
+            def authenticate(headers: Headers) -> Principal:
+                return self.authenticate(headers, wanted)
+
+        return route(path, handler, methods=methods, authenticate=authenticate,
+                     idem=self.idem, idempotent=idempotent, max_body=max_body,
+                     json_body=json_body, name=name)
+
+    def authenticate(self, headers: Headers, scope: str | tuple[str, ...]) -> Principal:
+        """The caller, if the token is valid and has ``scope`` (or one of them)."""
+        auth = headers.get("authorization", "")
+        kind, _, token = auth.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="gonets"'}
+        if kind.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "send Authorization: Bearer <token> (gonets token create)",
+                           headers=challenge)
+        try:
+            principal = self.tokens.verify(token.strip())
+        except redis.RedisError as exc:
+            raise store_unavailable() from exc
+        if principal is None:
+            raise ApiError(401, "the token is unknown or revoked",
+                           headers={**challenge, "WWW-Authenticate":
+                                    'Bearer realm="gonets", error="invalid_token"'})
+        wanted = (scope,) if isinstance(scope, str) else scope
+        if not principal.scopes.intersection(wanted):
+            raise ApiError(403, f"this call needs the '{' or '.join(wanted)}' scope; the token "
+                                f"has {', '.join(sorted(principal.scopes))}", field="scope")
+        return principal
