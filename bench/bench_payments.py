@@ -20,7 +20,8 @@ import httpx
 
 from bench.common import ROOT, Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker
-from core.payments import PaymentStatus, PaymentStore, Transaction
+from core.payment_store import PaymentStore
+from core.payments import PaymentStatus, Transaction
 from core.settings import load_settings
 from core.store import Store, redis_client
 

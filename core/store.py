@@ -1,6 +1,11 @@
-"""The Gonets store: message records, their status history and the event stream, in Redis.
+"""The Gonets store: records, their status history and the event stream, in Redis.
 
-Key layout (``ns`` is ``Settings.namespace``):
+One ``RecordStore`` serves every kind of record, parameterised by a ``RecordModel`` (its status
+model with the rank table, its key prefix, event stream and index): ``Store`` holds messages
+(``MESSAGES``, below); ``core.payment_store`` holds payments and MTS Money checks on the same
+scripts.
+
+Key layout of messages (``ns`` is ``Settings.namespace``):
 
     ns:msg:<id>            hash    the record; every value a string
     ns:msg:<id>:history    list    JSON events of this record, oldest first
@@ -12,23 +17,25 @@ Key layout (``ns`` is ``Settings.namespace``):
     ns:stats               hash    "<acct>|<status>|<error code>" -> status changes so far
                                    (cluster-wide counters the scheduler's /metrics exports)
 
-Status changes go through one Lua script (``lua/transition.lua``): a final status never
-changes, a status never moves back (a late ``submitted`` cannot undo ``delivered``), and every
-change appends the event to the history and the stream in the same step.  Final records expire
-after ``retention_s``.
+Status changes of every kind go through one Lua script (``lua/transition.lua``): a final
+status never changes, a status never moves back (a late ``submitted`` cannot undo
+``delivered``), and every change appends the event to the history and the stream in the same
+step.  Final records expire after ``retention_s``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import redis
 
-from core.contracts import Status
+from core.contracts import RANK, Status
 from core.errors import UnknownMessage
 from core.settings import Settings
 
@@ -53,131 +60,233 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
+#: the rank of every final status: the transition script refuses any change of a record whose
+#: rank is this (see ``lua/transition.lua``); a model ranks its other statuses below it
+FINAL_RANK = 2
+
+S = TypeVar("S", bound=StrEnum)
+T = TypeVar("T", bound=StrEnum)
+
+
 @dataclass(frozen=True)
-class Transition:
+class RecordModel(Generic[S]):
+    """What one kind of record is: its status model and where its keys live.
+
+    ``ranks`` is the status rank table: a status change never goes to a lower rank, and a
+    status of rank ``FINAL_RANK`` is final (the record expires after the retention period).
+    Key templates are colon-separated parts after the namespace; ``{account}`` in ``index``
+    is the record's account (a per-account index, e.g. the payments due for a lookup).
+    """
+
+    #: key prefix of the record hash (``ns:<prefix>:<id>``; its history is ``…:history``)
+    prefix: str
+    statuses: type[S]
+    ranks: Mapping[S, int]
+    #: the stream every status change of this kind is appended to
+    events: str
+    #: the sorted set of non-final records: id -> when to look at it next (ms)
+    index: str
+    #: written into every record and event of this kind (``None``: not written)
+    kind: str | None = None
+    #: count status changes per account, status and error code in ``ns:stats`` (metrics)
+    stats: bool = False
+    #: fields of a transition that are copied into its event (when given)
+    event_fields: tuple[str, ...] = ("provider_status", "error_code")
+
+    def __post_init__(self) -> None:
+        missing = [s for s in self.statuses if s not in self.ranks]
+        if missing or any(not 0 <= r <= FINAL_RANK for r in self.ranks.values()):
+            raise ValueError(f"{self.prefix}: every status needs a rank 0..{FINAL_RANK}")
+
+    def rank(self, status: S) -> int:
+        return self.ranks[status]
+
+    def final(self, status: S) -> bool:
+        return self.ranks[status] == FINAL_RANK
+
+
+#: SMS message records (core/contracts.py holds their status model)
+MESSAGES: RecordModel[Status] = RecordModel(prefix="msg", statuses=Status, ranks=RANK,
+                                            events="events", index="nonfinal", stats=True)
+
+
+@dataclass(frozen=True)
+class Transition(Generic[S]):
     changed: bool
-    status: Status
+    status: S
 
 
-class Store:
-    def __init__(self, client: redis.Redis, *, namespace: str = "gonets",
+class RecordStore(Generic[S]):
+    """Records of one ``RecordModel`` in Redis: create, read, move through the status model.
+
+    Every record kind (messages, payments, service checks) goes through the same Lua scripts,
+    so "a final status never changes, a status never moves back, every change is an event"
+    is written once."""
+
+    def __init__(self, client: redis.Redis, model: RecordModel[S], *, namespace: str = "gonets",
                  retention_s: int = 30 * 24 * 3600, events_maxlen: int = 1_000_000) -> None:
         self.r = client
+        self.model = model
         self.ns = namespace
         self.retention_s = retention_s
         self.events_maxlen = events_maxlen
         self._transition = client.register_script(_lua("transition.lua"))
         self._create = client.register_script(_lua("create.lua"))
-        self._resubmit = client.register_script(_lua("resubmit.lua"))
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Store":
-        return cls(redis_client(settings.redis_url), namespace=settings.namespace,
-                   retention_s=settings.retention_s, events_maxlen=settings.events_maxlen)
+    def records(self, model: RecordModel[T]) -> RecordStore[T]:
+        """A store of another record kind on the same Redis, namespace and retention."""
+        return RecordStore(self.r, model, namespace=self.ns, retention_s=self.retention_s,
+                           events_maxlen=self.events_maxlen)
 
     # --- keys
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
 
-    def msg_key(self, msg_id: str) -> str:
-        return self.key("msg", msg_id)
+    def record_key(self, rec_id: str) -> str:
+        return self.key(self.model.prefix, rec_id)
 
     @property
     def events_key(self) -> str:
-        return self.key("events")
-
-    @property
-    def nonfinal_key(self) -> str:
-        return self.key("nonfinal")
+        return self.key(self.model.events)
 
     @property
     def stats_key(self) -> str:
         return self.key("stats")
 
-    def _keys(self, msg_id: str) -> list[str]:
-        return [self.msg_key(msg_id), self.msg_key(msg_id) + ":history", self.events_key,
-                self.nonfinal_key, self.stats_key]
+    def index_key(self, account: str | None = None) -> str:
+        """The model's index of non-final records (per account when the model says so)."""
+        if "{account}" not in self.model.index:
+            return self.key(self.model.index)
+        if account is None:
+            raise ValueError(f"the {self.model.prefix} index is per account: name one")
+        return self.key(self.model.index.format(account=account))
+
+    def _index_key_of(self, rec_id: str, account: str | None) -> str:
+        if account is None and "{account}" in self.model.index:
+            account = self.r.hget(self.record_key(rec_id), "account")
+            if account is None:
+                raise UnknownMessage(rec_id)
+        return self.index_key(account)
+
+    def _keys(self, rec_id: str, index_key: str) -> list[str]:
+        k = self.record_key(rec_id)
+        keys = [k, k + ":history", self.events_key, index_key]
+        return keys + [self.stats_key] if self.model.stats else keys
 
     # --- records
-    def create(self, msg_id: str, fields: Mapping[str, Any], *, next_check_ms: int,
-               status: Status = Status.QUEUED, reason: str = "") -> bool:
+    def create(self, rec_id: str, fields: Mapping[str, Any], *, next_check_ms: int,
+               status: S | None = None, reason: str | None = "") -> bool:
+        """Write a new record (never over an existing one) with its first event; it is due in
+        the model's index at ``next_check_ms``. Returns False when the id exists already."""
+        st = self.model.statuses(status) if status is not None else next(iter(self.model.statuses))
         ts = now_ms()
         record = {k: _s(v) for k, v in fields.items() if v is not None}
-        record.update(id=msg_id, status=status.value, status_rank=str(status.rank),
-                      created_ms=str(ts), updated_ms=str(ts), attempts=record.get("attempts", "0"))
-        event = json.dumps({"id": msg_id, "status": status.value, "at_ms": ts, "reason": reason})
-        flat: list[str] = []
-        for k, v in record.items():
-            flat += [k, v]
-        return bool(self._create(keys=self._keys(msg_id),
-                                 args=[msg_id, next_check_ms, self.events_maxlen, event,
-                                       status.value, *flat]))
+        kind = {"kind": self.model.kind} if self.model.kind else {}
+        record.update(id=rec_id, **kind, status=st.value, status_rank=str(self.model.rank(st)),
+                      created_ms=str(ts), updated_ms=str(ts),
+                      attempts=record.get("attempts", "0"))
+        event: dict[str, Any] = {"id": rec_id, **kind, "status": st.value, "at_ms": ts}
+        if reason is not None:
+            event["reason"] = reason
+        per_account = "{account}" in self.model.index
+        keys = self._keys(rec_id, self.index_key(record.get("account") if per_account else None))
+        return bool(self._create(keys=keys, args=[rec_id, next_check_ms, self.events_maxlen,
+                                                  json.dumps(event), st.value, *_flat(record)]))
 
-    def delete(self, msg_id: str) -> None:
-        keys = self._keys(msg_id)
-        self.r.delete(keys[0], keys[1])
-        self.r.zrem(self.nonfinal_key, msg_id)
+    def delete(self, rec_id: str, account: str | None = None) -> None:
+        index = self._index_key_of(rec_id, account)
+        self.r.delete(self.record_key(rec_id), self.record_key(rec_id) + ":history")
+        self.r.zrem(index, rec_id)
 
-    def get(self, msg_id: str) -> dict[str, str]:
-        rec = self.r.hgetall(self.msg_key(msg_id))
+    def get(self, rec_id: str) -> dict[str, str]:
+        rec: dict[str, str] = self.r.hgetall(self.record_key(rec_id))
         if not rec:
-            raise UnknownMessage(msg_id)
+            raise UnknownMessage(rec_id)
         return rec
 
-    def find(self, msg_id: str) -> dict[str, str] | None:
-        return self.r.hgetall(self.msg_key(msg_id)) or None
+    def find(self, rec_id: str) -> dict[str, str] | None:
+        return self.r.hgetall(self.record_key(rec_id)) or None
 
-    def history(self, msg_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self.msg_key(msg_id) + ":history", 0, -1)]
+    def history(self, rec_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self.record_key(rec_id) + ":history", 0, -1)]
 
-    def update(self, msg_id: str, **fields: Any) -> None:
+    def update(self, rec_id: str, **fields: Any) -> None:
         """Set fields without changing the status (only on an existing record)."""
         values = {k: _s(v) for k, v in fields.items() if v is not None}
         if values:
             pipe = self.r.pipeline()
-            pipe.exists(self.msg_key(msg_id))
-            pipe.hset(self.msg_key(msg_id), mapping=values)
+            pipe.exists(self.record_key(rec_id))
+            pipe.hset(self.record_key(rec_id), mapping=values)
             exists, _ = pipe.execute()
             if not exists:  # do not resurrect an expired record as a fragment
-                self.r.delete(self.msg_key(msg_id))
-                raise UnknownMessage(msg_id)
+                self.r.delete(self.record_key(rec_id))
+                raise UnknownMessage(rec_id)
 
-    def incr(self, msg_id: str, field: str, by: int = 1) -> int:
-        return int(self.r.hincrby(self.msg_key(msg_id), field, by))
+    def incr(self, rec_id: str, field: str, by: int = 1) -> int:
+        return int(self.r.hincrby(self.record_key(rec_id), field, by))
 
-    def transition(self, msg_id: str, status: Status | str, *, reason: str = "",
-                   provider_status: str | None = None, error_code: str | None = None,
-                   **fields: Any) -> Transition:
-        """Move a record to ``status``; refused if it is final or the move goes backwards."""
-        status = Status(status)
+    def transition(self, rec_id: str, status: S | str, *, reason: str = "",
+                   account: str | None = None, **fields: Any) -> Transition[S]:
+        """Move a record to ``status``, setting ``fields`` with it; refused if the record is
+        final or the move goes backwards. ``account`` spares a read for a per-account index."""
+        st = self.model.statuses(status)
         ts = now_ms()
         extra = {k: _s(v) for k, v in fields.items() if v is not None}
-        if provider_status is not None:
-            extra["provider_status"] = provider_status
-        if error_code is not None:
-            extra["error_code"] = error_code
         if reason:
             extra["reason"] = reason
-        event: dict[str, Any] = {"id": msg_id, "status": status.value, "at_ms": ts}
+        event: dict[str, Any] = {"id": rec_id, "status": st.value, "at_ms": ts}
+        if self.model.kind:
+            event["kind"] = self.model.kind
         if reason:
             event["reason"] = reason
-        if provider_status is not None:
-            event["provider_status"] = provider_status
-        if error_code is not None:
-            event["error_code"] = error_code
-        flat: list[str] = []
-        for k, v in extra.items():
-            flat += [k, v]
+        for k in self.model.event_fields:
+            if k in extra:
+                event[k] = extra[k]
+        keys = self._keys(rec_id, self._index_key_of(rec_id, account))
         res = int(self._transition(
-            keys=self._keys(msg_id),
-            args=[status.value, status.rank, "1" if status.final else "0", ts, self.retention_s,
-                  self.events_maxlen, msg_id, json.dumps(event), *flat]))
+            keys=keys,
+            args=[st.value, self.model.rank(st), "1" if self.model.final(st) else "0", ts,
+                  self.retention_s, self.events_maxlen, rec_id, json.dumps(event),
+                  *_flat(extra)]))
         if res == -1:
-            raise UnknownMessage(msg_id)
+            raise UnknownMessage(rec_id)
         if res in (1, 2):
-            return Transition(changed=res == 1, status=status)
-        current = self.r.hget(self.msg_key(msg_id), "status") or status.value
-        return Transition(changed=False, status=Status(current))
+            return Transition(changed=res == 1, status=st)
+        current = self.r.hget(keys[0], "status") or st.value
+        return Transition(changed=False, status=self.model.statuses(current))
+
+    def schedule(self, rec_id: str, at_ms: int, account: str | None = None) -> None:
+        """When a non-final record is next due in the index (no-op once it left it)."""
+        self.r.zadd(self._index_key_of(rec_id, account), {rec_id: at_ms}, xx=True)
+
+    def due(self, account: str | None = None, *, now: int | None = None,
+            limit: int = 100) -> list[str]:
+        """Ids due in the index by ``now`` (default: now), oldest first."""
+        return list(self.r.zrangebyscore(self.index_key(account), 0, now or now_ms(), start=0,
+                                         num=limit))
+
+
+class Store(RecordStore[Status]):
+    """The Gonets store: message records (``MESSAGES``) and what belongs to messages only:
+    resubmissions, send attempts, poll chains, provider ids, idempotency keys."""
+
+    def __init__(self, client: redis.Redis, *, namespace: str = "gonets",
+                 retention_s: int = 30 * 24 * 3600, events_maxlen: int = 1_000_000) -> None:
+        super().__init__(client, MESSAGES, namespace=namespace, retention_s=retention_s,
+                         events_maxlen=events_maxlen)
+        self._resubmit = client.register_script(_lua("resubmit.lua"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(redis_client(settings.redis_url), namespace=settings.namespace,
+                   retention_s=settings.retention_s, events_maxlen=settings.events_maxlen)
+
+    def msg_key(self, msg_id: str) -> str:
+        return self.record_key(msg_id)
+
+    @property
+    def nonfinal_key(self) -> str:
+        return self.index_key()
 
     def resubmit(self, msg_id: str, receipt_id: str, *, reason: str, error_code: str,
                  status: Status = Status.QUEUED, max_resubmits: int = 3,
@@ -189,7 +298,7 @@ class Store:
         event = json.dumps({"id": msg_id, "status": status.value, "at_ms": ts,
                             "reason": reason, "error_code": error_code, "resubmit": True})
         return int(self._resubmit(
-            keys=self._keys(msg_id),
+            keys=self._keys(msg_id, self.nonfinal_key),
             args=[ts, self.events_maxlen, msg_id, event, receipt_id, max_resubmits,
                   status.value, next_check_ms or ts + 600_000,
                   "reason", reason, "error_code", error_code]))
@@ -214,7 +323,7 @@ class Store:
 
     def schedule_check(self, msg_id: str, at_ms: int) -> None:
         """Set when the status of a non-final record should next be asked for."""
-        self.r.zadd(self.nonfinal_key, {msg_id: at_ms}, xx=True)
+        self.schedule(msg_id, at_ms)
 
     # --- ids and idempotency
     def bind_provider_id(self, account: str, provider_id: str, msg_id: str) -> None:
@@ -261,6 +370,13 @@ class Store:
                     out[ev["id"]].append(ev["status"])
             last = batch[-1][0]
         return out
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    out: list[str] = []
+    for k, v in fields.items():
+        out += [k, v]
+    return out
 
 
 def _s(v: Any) -> str:

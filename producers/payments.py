@@ -32,11 +32,11 @@ from core.payments import (
     SWEEP_PENDING_PAYMENTS,
     CheckStatus,
     CustomerAnswer,
-    PaymentStore,
     payments_check_queue,
     payments_pay_queue,
     payments_sweep_queue,
 )
+from core.payment_store import PaymentStore
 from core.settings import Account, Settings, get_settings
 from core.store import Store, now_ms
 from producers import validation as v

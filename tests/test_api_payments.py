@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from core.payments import PaymentStore
+from core.payment_store import PaymentStore
 from producers.http.auth import Tokens
 from producers.http.callbacks import Backoff, Dispatcher, verify
 from producers.http.models import CheckOut, PaymentOut

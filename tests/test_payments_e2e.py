@@ -18,7 +18,8 @@ import uvicorn
 
 from core.broker import build_broker
 from core.errors import InvalidInput
-from core.payments import PaymentStatus, PaymentStore
+from core.payment_store import PaymentStore
+from core.payments import PaymentStatus
 from core.settings import Settings, load_settings
 from core.store import Store, redis_client
 from producers.http.bepaid_webhook import make_app

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 import httpx
 
-from core.payments import PaymentStatus, PaymentStore, Transaction
+from core.payment_store import PaymentStore
+from core.payments import PaymentStatus, Transaction
 from core.settings import load_settings
 from core.store import Store, redis_client
 from producers.http.bepaid_webhook import make_app

@@ -55,3 +55,33 @@ def test_unknown_ids_are_a_clear_error_and_create_is_not_an_overwrite(s: Store) 
     assert s.create("m4", {"account": "a"}, next_check_ms=1)
     assert not s.create("m4", {"account": "b"}, next_check_ms=1)
     assert s.get("m4")["account"] == "a"
+
+
+def test_a_status_model_must_rank_every_status() -> None:
+    from enum import StrEnum
+
+    from core.store import RecordModel
+
+    class Half(StrEnum):
+        OPEN = "open"
+        SHUT = "shut"
+
+    with pytest.raises(ValueError, match="every status needs a rank"):
+        RecordModel(prefix="half", statuses=Half, ranks={Half.OPEN: 0}, events="e", index="i")
+
+
+def test_payments_follow_the_same_rules_on_their_own_keys(s: Store) -> None:
+    from core.payment_store import PaymentStore
+    from core.payments import PaymentStatus
+
+    ps = PaymentStore(s)
+    assert ps.create_payment("p1", {"amount": 100}, account="bp", due_ms=7)
+    assert s.r.zscore(ps.due_key("bp"), "p1") == 7
+    assert ps.move_payment("p1", PaymentStatus.PENDING, provider_status="pending").changed
+    assert ps.move_payment("p1", PaymentStatus.SUCCESSFUL).changed
+    late = ps.move_payment("p1", PaymentStatus.PENDING)      # a late notification
+    assert not late.changed and late.status is PaymentStatus.SUCCESSFUL
+    assert [e["status"] for e in ps.history("p1")] == ["queued", "pending", "successful"]
+    assert s.r.zscore(ps.due_key("bp"), "p1") is None and 0 < s.r.ttl(ps.pay_key("p1")) <= 120
+    assert s.r.xlen(ps.events_key) == 3
+    assert not s.r.exists(s.events_key) and not s.r.exists(s.stats_key)  # messages untouched

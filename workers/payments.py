@@ -38,10 +38,10 @@ from core.payments import (
     CheckStatus,
     CustomerAnswer,
     PaymentStatus,
-    PaymentStore,
     confirm_agreement,
     payments_sweep_queue,
 )
+from core.payment_store import PaymentStore
 from core.settings import Account
 from core.store import now_ms
 from core.payments import Transaction, pick

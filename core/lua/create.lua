@@ -1,6 +1,6 @@
--- Gonets: create one message record with its first ("queued") event, atomically.
+-- Gonets: create one record (message, payment, check) with its first event, atomically.
 --
--- Keys:
+-- Keys (messages shown; other kinds use their core.store.RecordModel's keys):
 --   KEYS[1]  <ns>:msg:<id>           hash: the record (must not exist)
 --   KEYS[2]  <ns>:msg:<id>:history   list: JSON status events
 --   KEYS[3]  <ns>:events             stream: every status change

@@ -1,14 +1,16 @@
--- Gonets: move one message record to a new status, atomically.
+-- Gonets: move one record (message, payment, check) to a new status, atomically.
+-- The record's kind is a core.store.RecordModel: its prefix names the keys, its rank table
+-- gives ARGV[2]; rank 2 (core.store.FINAL_RANK) is final for every kind.
 --
--- Keys:
---   KEYS[1]  <ns>:msg:<id>           hash: the message record (status, status_rank, fields...)
+-- Keys (messages shown; payments: <ns>:pay:<id>, <ns>:payments:events, <ns>:pay:due:<acct>):
+--   KEYS[1]  <ns>:msg:<id>           hash: the record (status, status_rank, fields...)
 --   KEYS[2]  <ns>:msg:<id>:history   list: JSON status events of this record, oldest first
---   KEYS[3]  <ns>:events             stream: every status change of every record
+--   KEYS[3]  <ns>:events             stream: every status change of every record of the kind
 --   KEYS[4]  <ns>:nonfinal           zset: id -> next status check (ms) for non-final records
 --   KEYS[5]  <ns>:stats              hash: "<account>|<status>|<error code>" -> changes
---                                    (optional; feeds the metrics)
+--                                    (optional; messages only, feeds the metrics)
 -- Args:
---   ARGV[1] new status   ARGV[2] its rank (0 queued/deferred, 1 submitted, 2 final)
+--   ARGV[1] new status   ARGV[2] its rank (messages: 0 queued/deferred, 1 submitted, 2 final)
 --   ARGV[3] "1" if final ARGV[4] now (ms)      ARGV[5] retention (s)
 --   ARGV[6] stream maxlen ARGV[7] record id    ARGV[8] event JSON
 --   ARGV[9..] field, value pairs to set along with the status

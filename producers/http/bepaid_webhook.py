@@ -32,7 +32,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from core.errors import ConfigError, UnknownMessage
-from core.payments import PaymentStore, parse_transaction_envelope
+from core.payment_store import PaymentStore
+from core.payments import parse_transaction_envelope
 from core.settings import Account, Settings
 from core.store import Store
 from producers.http.framework import EXCEPTION_HANDLERS, Call, Reply, route
