@@ -88,10 +88,11 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         CurrentMessage(),
         Retries(max_retries=1000, min_backoff=1000, max_backoff=10 * 60 * 1000),
     ]
+    from core.observability import JobMetrics, JobTags, KeepTrace
+
+    middleware.append(KeepTrace())
     if worker:
         middleware.append(Liveness(settings.maintenance_interval_s))
-        from core.observability import JobMetrics, JobTags
-
         middleware += [JobTags(), JobMetrics()]
     broker = RedisBroker(
         url=settings.redis_url,

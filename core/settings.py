@@ -155,6 +155,8 @@ class Settings(_Strict):
     default_account: str | None = None
     log_level: str = "INFO"
     sentry_dsn: str | None = None
+    #: share of API requests and jobs traced in Sentry (0: tracing off); failed jobs are kept
+    sentry_traces_sample_rate: float = Field(0.0, ge=0.0, le=1.0)
     environment: str = "development"
     #: dramatiq: a killed worker's messages come back after this long without its heartbeat
     heartbeat_timeout_s: float = Field(10.0, gt=0)

@@ -42,6 +42,7 @@ from core.errors import (
     RetryLater,
     SlowDown,
 )
+from core.observability.tracing import span
 from core.privacy import mask_phone
 from core.settings import Account
 from core.store import Store, now_ms
@@ -391,7 +392,8 @@ class SmppProvider:
         params = self.submit_params(msg)
         resending = bool(self.ctx.redis.delete(self._resend_key(msg.id)))
         started = time.monotonic()
-        results = self._submit_parts(params)
+        with span("smpp.submit", "submit_sm -> submit_sm_resp", parts=len(params)):
+            results = self._submit_parts(params)
         ids: dict[int, str] = {}
         duplicate_parts: list[int] = []
         attempt = -1

@@ -29,6 +29,7 @@ import dramatiq
 import redis
 
 from core.contracts import Kind, Lane, Status
+from core.observability.tracing import span
 from core.settings import Account
 from core.store import Store, now_ms
 from workers.traffic.flood import FloodGuard
@@ -90,8 +91,10 @@ class Traffic:
             wait = w.wait_s(datetime.now(timezone.utc))
             if wait > 0:
                 raise Hold(wait, "outside the account's sending window")
-        return self.pace(account, rec, urgent=urgent, expires_ms=expires_ms,
-                         booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
+        # its own span: "waiting for the rate" apart from "the provider is slow"
+        with span("pacing.wait", f"pace {account.name}"):
+            return self.pace(account, rec, urgent=urgent, expires_ms=expires_ms,
+                             booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
 
     def check_flood(self, account: Account, phone: str, in_s: float) -> None:
         """Count a message that reaches the provider ``in_s`` from now, or hold it."""

@@ -1,0 +1,236 @@
+"""Performance tracing: every job a transaction, every API request one that continues into
+the jobs it enqueues (sentry-sdk's dramatiq integration carries the trace in the message's
+``_sentry_headers`` option), with spans where the time goes.
+
+* ``GONETS_SENTRY_TRACES_SAMPLE_RATE`` (default 0: off).  Above 0, ``traces_sampler`` samples
+  API requests at that rate (health checks and ``/metrics`` never) and *records* every job;
+  ``JobTags`` decides when the job ends: a failed job (an error, a failed or rejected
+  message, a failed payment) is always kept, the others follow the trace's decision (the
+  API request's, or the rate for a job that starts a trace).
+* Each job transaction is named by its actor and tagged ``account``, ``provider``, ``lane``,
+  ``queue``, ``outcome`` (the message's status after the job, ``deferred``, ``throttled``,
+  ``retry`` or ``error``) and ``cause``/``error_code`` when there is one; its queue wait
+  (enqueued or due, to started) is the ``queue_wait`` measurement.
+* Spans: the provider's HTTP calls (sentry-sdk's httpx integration), Redis commands (its Redis
+  integration) and Lua scripts by file name (``db.redis.script``, below), the pacing wait
+  (``pacing.wait``) and the SMPP ``submit_sm`` → ``submit_sm_resp`` round trip
+  (``smpp.submit``), each opened with ``span()`` where it happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from dramatiq.middleware import Middleware
+
+from core.observability.logs import MESSAGE_ACTORS, _message_context
+from core.observability.scrub import _state
+
+# measurements are what Sentry's dashboards and Discover query (``measurements.queue_wait``);
+# sentry-sdk 2.x marks the setter deprecated in favour of span data, which they do not query
+warnings.filterwarnings("ignore", message=r"`set_measurement\(\)` is deprecated",
+                        category=DeprecationWarning)
+
+#: the op sentry-sdk's dramatiq integration gives a job's transaction
+JOB_OP = "queue.task.dramatiq"
+#: outcomes that keep a job's transaction whatever the sample rate
+FAILED_OUTCOMES = frozenset({"error", "failed", "rejected", "unknown"})
+#: requests never traced: probes and scrapes
+_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PAYMENT_ACTORS = frozenset({"pay_mts_money", "check_mts_money", "lookup_payment"})
+
+
+def traces_sampler(ctx: dict[str, Any]) -> float:
+    rate: float = _state["traces_rate"]
+    tx = ctx.get("transaction_context") or {}
+    if tx.get("op") == JOB_OP:
+        return 1.0  # recorded; JobTags keeps it or drops it once the outcome is known
+    scope = ctx.get("asgi_scope") or {}
+    if scope.get("path") in _UNTRACED_PATHS:
+        return 0.0
+    parent = ctx.get("parent_sampled")
+    if parent is not None:
+        return 1.0 if parent else 0.0
+    return rate
+
+
+@contextlib.contextmanager
+def span(op: str, name: str, **data: Any) -> Iterator[Any]:
+    """A child span of the running transaction (nothing when tracing is off or no
+    transaction runs). ``name`` and ``data`` must carry no phone, text or secret."""
+    if not _state["traces_rate"] or not _state["sentry"]:
+        yield None
+        return
+    import sentry_sdk
+
+    if sentry_sdk.get_current_span() is None:
+        yield None
+        return
+    with sentry_sdk.start_span(op=op, name=name) as s:
+        for k, v in data.items():
+            s.set_data(k, v)
+        yield s
+
+
+def _queue_wait_ms(message: Any, now_ms: int) -> int:
+    """Enqueued (or due, for a delayed or retried job) to started."""
+    ready = max(int(message.message_timestamp or 0), int(message.options.get("eta") or 0))
+    return max(now_ms - ready, 0)
+
+
+class KeepTrace(Middleware):
+    """A delayed job (a status poll due in 30 s, a deferred send) is enqueued twice: by its
+    producer onto the delay queue, then by a worker onto its queue when it is due, where
+    sentry-sdk's middleware (first in the list) would stamp the worker's idle trace over the
+    producer's.  The first stamp is kept aside and put back on every later enqueue."""
+
+    KEY = "_gonets_trace"
+
+    def before_enqueue(self, broker: Any, message: Any, delay: int) -> None:
+        headers = message.options.get("_sentry_headers")
+        if headers is None:
+            return
+        kept = message.options.get(self.KEY)
+        if kept is None:
+            message.options[self.KEY] = dict(headers)
+        else:
+            message.options["_sentry_headers"] = dict(kept)
+
+
+class JobTags(Middleware):
+    """Tags every Sentry event and transaction of a job with its job name, account, provider,
+    lane, queue and message id; measures its queue wait; when it ends, tags its outcome and
+    applies the sampling rule (sentry-sdk's own middleware, first in the list, has opened the
+    job's scope and transaction and closes them after this one)."""
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        if not _state["sentry"]:
+            return
+        import sentry_sdk
+
+        tags: dict[str, Any] = {}
+        _message_context(message, tags)
+        q = message.queue_name.split(".")
+        tags["queue"] = message.queue_name
+        if len(q) >= 3:
+            tags["lane"] = q[2]
+        provider = _state["providers"].get(tags.get("account"))
+        if provider:
+            tags["provider"] = provider
+        for k, v in tags.items():
+            sentry_sdk.set_tag(k, v)
+        tx = sentry_sdk.get_current_scope().transaction
+        if tx is not None and tx.sampled:
+            wait = _queue_wait_ms(message, int(time.time() * 1000))
+            tx.set_measurement("queue_wait", wait, "millisecond")
+            tx.set_data("messaging.message.receive.latency", wait)
+            tx.set_data("messaging.message.id", message.message_id)
+            tx.set_data("messaging.message.retry.count", message.options.get("retries", 0))
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        if not _state["sentry"] or not _state["traces_rate"]:
+            return
+        import sentry_sdk
+
+        tx = sentry_sdk.get_current_scope().transaction
+        if tx is None or not tx.sampled:
+            return
+        outcome, extra = job_outcome(message, exception)
+        sentry_sdk.set_tag("outcome", outcome)
+        for k, v in extra.items():
+            sentry_sdk.set_tag(k, v)
+        if outcome in FAILED_OUTCOMES:
+            return  # always kept
+        parent = tx.parent_sampled
+        keep = parent if parent is not None else random.random() < _state["traces_rate"]
+        if not keep:
+            tx.sampled = False  # finished by sentry-sdk's middleware, sent nowhere
+
+    after_skip_message = after_process_message
+
+
+def job_outcome(message: Any, exception: BaseException | None) -> tuple[str, dict[str, str]]:
+    """What the job came to, for the ``outcome`` tag, and ``cause``/``error_code``."""
+    if exception is not None:
+        import dramatiq
+
+        if not isinstance(exception, dramatiq.Retry):
+            return "error", {"cause": type(exception).__name__}
+        cause = exception.__cause__
+        if cause is None:  # a traffic rule or a paused account holds it
+            return "deferred", {}
+        name = type(cause).__name__
+        return ("throttled" if name == "SlowDown" else "retry"), {"cause": name}
+    if not message.args:
+        return "ok", {}
+    try:
+        if message.actor_name in MESSAGE_ACTORS:
+            from workers.runtime import get_runtime
+
+            store = get_runtime().store
+            status, code = store.r.hmget(store.msg_key(str(message.args[0])),
+                                         ["status", "error_code"])
+        elif message.actor_name in PAYMENT_ACTORS:
+            from workers.payments import payment_store
+
+            ps = payment_store()
+            rec = (ps.find_check if message.actor_name == "check_mts_money"
+                   else ps.find_payment)(str(message.args[0])) or {}
+            status, code = rec.get("status"), rec.get("code") or rec.get("error_code")
+        else:
+            return "ok", {}
+    except Exception:  # the outcome is a label: never fail a job over it
+        return "ok", {}
+    extra = {"error_code": str(code)} if code else {}
+    return (str(status) if status else "ok"), extra
+
+
+# --- Redis scripts ----------------------------------------------------------------------
+
+_script_names: dict[str, str] = {}
+
+
+def _lua_names() -> dict[str, str]:
+    """sha1 of every Lua script shipped in the packages -> its file name."""
+    if not _script_names:
+        root = Path(__file__).resolve().parents[2]
+        for pkg in ("core", "workers", "producers", "scheduler"):
+            for f in (root / pkg).rglob("*.lua"):
+                sha = hashlib.sha1(f.read_text(encoding="utf-8").encode()).hexdigest()
+                _script_names[sha] = f.name
+    return _script_names
+
+
+def script_name(script: Any) -> str:
+    sha = getattr(script, "sha", "") or ""
+    name = _lua_names().get(sha)
+    if name:
+        return name
+    src = getattr(script, "script", b"")
+    first = (src.decode(errors="replace") if isinstance(src, bytes) else str(src)).strip()
+    first = first.splitlines()[0] if first else ""
+    return first[:60] if first.startswith("--") else f"script {sha[:12]}"
+
+
+def instrument_scripts() -> None:
+    """Each Lua script call (redis-py ``Script``) as a ``db.redis.script`` span named by its
+    file, around the EVALSHA span of sentry-sdk's Redis integration."""
+    from redis.commands.core import Script
+
+    orig = Script.__call__
+    if getattr(orig, "_gonets", False):
+        return
+
+    def traced(self: Any, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        with span("db.redis.script", script_name(self)):
+            return orig(self, keys, args, client)
+
+    traced._gonets = True  # type: ignore[attr-defined]
+    Script.__call__ = traced  # type: ignore[method-assign]
