@@ -40,12 +40,14 @@ class Producer:
                  kind: str = "transactional", validity: int | None = None,
                  idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
                  options: dict[str, Any] | None = None, producer: str | None = None,
-                 callback_url: str | None = None) -> str:
+                 callback_url: str | None = None, integration: str | None = None) -> str:
         """Queue one SMS and return its id. Raises InvalidInput naming the field; on any error
         nothing is enqueued.
 
         ``producer`` names who sent it (the HTTP API's token holder; it sees only its own
-        messages); ``callback_url`` receives every status change (producers/http/callbacks.py)."""
+        messages); ``callback_url`` receives every status change (producers/http/callbacks.py);
+        ``integration`` (``bitrix24:<message id>``) has them reported to a Bitrix24 portal
+        instead (producers/http/bitrix24.py)."""
         phone = v.normalise_phone(to, self.settings.default_region)
         text = v.check_text(text)
         sender = v.check_sender(sender)
@@ -96,7 +98,7 @@ class Producer:
             "kind": kind_v.value, "phone": phone, "text": text, "sender": sender,
             "encoding": info.encoding, "parts": info.parts, "validity_min": validity,
             "options": opts or None, "idempotency_key": idempotency_key,
-            "producer": producer, "callback_url": callback_url,
+            "producer": producer, "callback_url": callback_url, "integration": integration,
         }
         if validity is not None:
             fields["expires_ms"] = created + validity * 60_000

@@ -28,7 +28,9 @@ from starlette.routing import BaseRoute, Route
 from core.settings import Settings
 from core.store import Store
 from producers.http import (
+    accounts,
     bepaid_webhook,
+    bitrix24,
     consents,
     openapi,
     payments,
@@ -51,6 +53,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
         *sms.routes(api),
         *smsc_webhook.routes(api),
         *consents.routes(api),
+        *accounts.routes(api),
+        *bitrix24.routes(api),
         *payments.routes(api),
         *bepaid_webhook.make_routes(api.settings, api.store),  # bePaid notifications
         *(extra_routes or []),

@@ -31,6 +31,11 @@ callback secret (printed by ``gonets token create``).  The body::
     {"type": "sms.status", "id": "...", "status": "delivered", "at": "2026-…Z",
      "event_id": "1732…-0", "provider_status": "1", "error_code": null, "reason": null}
 
+Messages a Bitrix24 portal sent (record field ``integration`` = ``bitrix24:<its message id>``)
+go through the same queue, order and retries, but each is reported to the portal's
+``messageservice.message.status.update`` instead of a POST (producers/http/bitrix24.py maps
+the statuses and renews the portal's OAuth token).
+
 One ``gonets callbacks`` process per cluster is the intended shape; a second one is safe (the
 lock keeps each message to one deliverer; ordering is by event time in any case).
 """
@@ -115,6 +120,9 @@ class Dispatcher:
                                    headers={"User-Agent": "gonets-callbacks/1"},
                                    limits=httpx.Limits(max_connections=threads * 2))
         self._undue = self.r.register_script(_UNDUE)
+        from producers.http.bitrix24 import Reporter
+
+        self.bitrix24 = Reporter(self.store)
         self._stop = threading.Event()
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
@@ -159,12 +167,14 @@ class Dispatcher:
         pipe = self.r.pipeline(transaction=False)
         for stream, _, f in entries:
             pipe.hmget(self.store.key(self.streams[stream][1], f.get("id", "")),
-                       "callback_url", "producer")
+                       "callback_url", "producer", "integration")
         targets = pipe.execute()
         tx = self.r.pipeline(transaction=True)
         due: dict[str, int] = {}
-        for (stream, eid, f), (url, producer) in zip(entries, targets):
-            if not url:
+        for (stream, eid, f), (url, producer, integration) in zip(entries, targets):
+            b24 = integration[len("bitrix24:"):] \
+                if integration and integration.startswith("bitrix24:") else None
+            if not url and b24 is None:
                 continue
             ms_s, _, seq = eid.partition("-")
             try:
@@ -176,8 +186,11 @@ class Dispatcher:
                     "at": _iso(at), "event_id": eid,
                     "provider_status": ev.get("provider_status"),
                     "error_code": ev.get("error_code"), "reason": ev.get("reason")}
-            entry = json.dumps({"url": url, "producer": producer or "", "body": body},
-                               separators=(",", ":"))
+            target: dict[str, Any] = {"url": url or "", "producer": producer or "",
+                                      "body": body}
+            if b24 is not None:
+                target["bitrix24"] = b24
+            entry = json.dumps(target, separators=(",", ":"))
             tx.zadd(self._k("q", f["id"]), {f"{int(seq):010d}|{entry}": int(ms_s)})
             due[f["id"]] = now_ms()
         for msg_id, at in due.items():
@@ -215,6 +228,10 @@ class Dispatcher:
     def _post(self, msg_id: str, member: str) -> bool:
         """POST one callback. True when it is done with (delivered or given up)."""
         entry = json.loads(member.split("|", 1)[1])
+        if "bitrix24" in entry:
+            ok, why = self.bitrix24.deliver(entry["producer"], entry["bitrix24"], msg_id,
+                                            str(entry["body"]["status"]))
+            return self._settle(msg_id, member, entry, ok, why)
         body = json.dumps(entry["body"], ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json",
                    "X-Gonets-Event-Id": entry["body"]["event_id"]}
@@ -232,6 +249,11 @@ class Dispatcher:
             why = type(exc).__name__
             log.warning("callback %s for %s: unusable URL (%s)", entry["body"]["event_id"],
                         msg_id, why)
+        return self._settle(msg_id, member, entry, ok, why)
+
+    def _settle(self, msg_id: str, member: str, entry: dict[str, Any], ok: bool,
+                why: str) -> bool:
+        """Done with the callback (delivered or given up), or schedule the next try."""
         tries = self._k("try", msg_id)
         if ok:
             pipe = self.r.pipeline(transaction=True)
@@ -287,6 +309,7 @@ class Dispatcher:
                 self._wake.clear()
         ingest.join(5)
         self.client.close()
+        self.bitrix24.client.close()
 
     def _deliver_guarded(self, msg_id: str) -> None:
         try:

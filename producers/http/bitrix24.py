@@ -1,0 +1,507 @@
+"""Bitrix24 (cloud, or box with REST): Gonets as an SMS provider of the portal.
+
+How it fits together (Bitrix24 REST: ``messageservice.sender.add``,
+``messageservice.sender.list``, ``messageservice.message.status.update``; OAuth 2.0 at
+``oauth.bitrix.info``):
+
+1. ``gonets bitrix24 install`` (cli/bitrix24.py) exchanges the application's authorization
+   code for tokens, registers the sender with ``messageservice.sender.add`` (``CODE``,
+   ``TYPE=SMS``, ``HANDLER`` = this API's ``/v1/integrations/bitrix24/<producer>``,
+   ``NAME``) and stores the installation below.
+2. The portal POSTs each message to the handler (form-encoded: ``message_id``,
+   ``message_to``, ``message_body``, ``properties[...]``, ``auth[domain]``,
+   ``auth[access_token]``, ``auth[application_token]``, ``auth[member_id]``...).  The handler
+   checks ``auth[application_token]`` against the stored one (its SHA-256; compared in
+   constant time), and ``domain``/``member_id`` against the installation, then queues the SMS
+   for the producer with Bitrix's ``message_id`` as the idempotency key: a portal retrying
+   the same message gets the same Gonets id, never a second SMS.
+   The application token is not known at install time (the portal hands it out only with
+   its calls), so the first call binds it, and only after proving itself: its access token
+   must list our sender code through ``messageservice.sender.list`` on the *stored* portal
+   (never on a domain taken from the request).
+3. The callbacks dispatcher (producers/http/callbacks.py) reports every status change of
+   such a message to ``https://<portal>/rest/messageservice.message.status.update``, in order
+   and once per Bitrix status, refreshing the OAuth token when the portal says
+   ``expired_token`` (or before, when it is past its ``expires_in``).
+
+Keys:
+
+    ns:b24:<producer>        hash    portal, member_id, code, handler, client_id /
+                                     client_secret (references: env:VAR or file:/path),
+                                     app_token_sha256, access_token, refresh_token,
+                                     expires_ms (the portal's OAuth tokens: they are the
+                                     installation's state, renewed by refresh, not settings)
+    ns:b24:lock:<producer>   string  one token refresh at a time (refresh tokens are single-use)
+    ns:b24:done:<msg id>     set     Bitrix statuses already reported for the message
+
+Status mapping (Gonets -> Bitrix24 ``STATUS``): see ``STATUS_MAP``.  ``deferred`` (held by a
+traffic rule after being queued) and ``unknown`` (the provider can no longer say) are not
+reported: Bitrix has no status for them, and the portal keeps the last one it was told.
+
+The portal's address is always ``https://<portal>/rest/...``.  Tests reach a stand-in over
+loopback by giving this module an httpx transport (``set_transport_for_tests``); no setting or
+environment variable can change the scheme or host, so production cannot be pointed
+elsewhere by configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import redis
+from starlette.routing import Route
+
+from core.contracts import Status
+from core.errors import ConfigError, InvalidInput
+from core.store import Store, now_ms
+from producers.http.framework import Api, Call, Reply
+from producers.http.problem import ApiError
+
+log = logging.getLogger("gonets.bitrix24")
+
+OAUTH_URL = "https://oauth.bitrix.info/oauth/token/"
+#: a portal's host name, e.g. ``shop.bitrix24.by`` or a box's ``crm.example.com[:8443]``
+PORTAL = re.compile(r"^(?=.{1,253}(:\d{1,5})?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+(?::\d{1,5})?$")
+
+#: Gonets status -> Bitrix24 STATUS (None: not reported)
+STATUS_MAP: dict[Status, str | None] = {
+    Status.QUEUED: "queued",
+    Status.DEFERRED: None,
+    Status.SUBMITTED: "sent",
+    Status.DELIVERED: "delivered",
+    Status.FAILED: "undelivered",
+    Status.EXPIRED: "undelivered",
+    Status.REJECTED: "failed",
+    Status.UNKNOWN: None,
+}
+
+#: refresh this long before the portal's ``expires_in`` runs out
+EARLY_REFRESH_MS = 60_000
+
+_transport: httpx.BaseTransport | None = None
+
+
+def set_transport_for_tests(transport: httpx.BaseTransport | None) -> None:
+    """Route every portal and OAuth request through ``transport`` (tests only)."""
+    global _transport
+    _transport = transport
+
+
+def http_client(timeout_s: float = 10.0) -> httpx.Client:
+    return httpx.Client(timeout=timeout_s, follow_redirects=False, transport=_transport,
+                        headers={"User-Agent": "gonets-bitrix24/1"})
+
+
+def sender_code(producer: str) -> str:
+    """The ``CODE`` of the producer's sender on the portal (a-z 0-9 . - _)."""
+    return "gonets_" + re.sub(r"[^A-Za-z0-9._-]", "_", producer)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def resolve_ref(ref: str, what: str) -> str:
+    """A credential reference (``env:VAR`` or ``file:/path``) resolved now."""
+    import os
+    from pathlib import Path
+
+    kind, _, where = ref.partition(":")
+    if kind == "env":
+        value = os.environ.get(where)
+        if value is None:
+            raise ConfigError(f"bitrix24 {what}: environment variable {where} is not set")
+        return value
+    if kind == "file":
+        try:
+            return Path(where).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"bitrix24 {what}: cannot read secret file {where}") from exc
+    raise ConfigError(f"bitrix24 {what} must be a reference 'env:VAR' or 'file:/path', "
+                      "never the secret itself")
+
+
+# --- errors ----------------------------------------------------------------------------
+
+class PortalError(Exception):
+    """The portal (or Bitrix's OAuth server) answered with an error; ``code`` is its
+    ``error``; ``retry`` says whether the same call may work later (5xx, network)."""
+
+    def __init__(self, code: str, detail: str = "", *, retry: bool = False) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.retry = retry
+
+
+# --- the installation --------------------------------------------------------------------
+
+@dataclass
+class Installation:
+    producer: str
+    portal: str
+    member_id: str
+    code: str
+    handler: str
+    client_id: str
+    client_secret: str
+    access_token: str = ""
+    refresh_token: str = ""
+    expires_ms: int = 0
+    app_token_sha256: str = ""
+
+
+class Installations:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.r = store.r
+
+    def key(self, producer: str) -> str:
+        return self.store.key("b24", producer)
+
+    def save(self, inst: Installation) -> None:
+        """Store the installation; a new one (a reinstall) binds its application token anew."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.key(inst.producer))
+        pipe.hset(self.key(inst.producer), mapping={
+            "portal": inst.portal, "member_id": inst.member_id, "code": inst.code,
+            "handler": inst.handler, "client_id": inst.client_id,
+            "client_secret": inst.client_secret, "access_token": inst.access_token,
+            "refresh_token": inst.refresh_token, "expires_ms": str(inst.expires_ms)})
+        if inst.app_token_sha256:
+            pipe.hset(self.key(inst.producer), "app_token_sha256", inst.app_token_sha256)
+        pipe.execute()
+
+    def load(self, producer: str) -> Installation | None:
+        h = self.r.hgetall(self.key(producer))
+        if not h or not h.get("portal"):
+            return None
+        return Installation(
+            producer=producer, portal=h["portal"], member_id=h.get("member_id", ""),
+            code=h.get("code", ""), handler=h.get("handler", ""),
+            client_id=h.get("client_id", ""), client_secret=h.get("client_secret", ""),
+            access_token=h.get("access_token", ""), refresh_token=h.get("refresh_token", ""),
+            expires_ms=int(h.get("expires_ms") or 0),
+            app_token_sha256=h.get("app_token_sha256", ""))
+
+    def set_tokens(self, producer: str, tokens: dict[str, Any]) -> None:
+        self.r.hset(self.key(producer), mapping=_token_fields(tokens))
+
+    def bind_app_token(self, producer: str, token: str) -> bool:
+        """Store the application token's digest unless one is stored already."""
+        return bool(self.r.hsetnx(self.key(producer), "app_token_sha256", _sha256(token)))
+
+
+def _token_fields(tokens: dict[str, Any]) -> dict[str, str]:
+    try:
+        access = str(tokens["access_token"])
+        refresh = str(tokens["refresh_token"])
+        expires_in = int(tokens.get("expires_in") or 3600)
+    except (KeyError, TypeError, ValueError):
+        raise PortalError("bad_token_answer", "the OAuth answer has no tokens") from None
+    return {"access_token": access, "refresh_token": refresh,
+            "expires_ms": str(now_ms() + expires_in * 1000)}
+
+
+# --- the REST client -----------------------------------------------------------------------
+
+def _answer(resp: httpx.Response) -> Any:
+    """The JSON of a REST/OAuth answer, or PortalError."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise PortalError(f"http_{resp.status_code}", "the portal is unavailable", retry=True)
+    if isinstance(data, dict) and data.get("error"):
+        raise PortalError(str(data["error"]), str(data.get("error_description") or ""))
+    if resp.status_code >= 400 or not isinstance(data, dict):
+        raise PortalError(f"http_{resp.status_code}", "unexpected answer")
+    return data
+
+
+def oauth(client: httpx.Client, params: dict[str, str]) -> dict[str, Any]:
+    """One call of Bitrix's OAuth server (``grant_type`` authorization_code or refresh_token)."""
+    try:
+        resp = client.get(OAUTH_URL, params=params)
+    except httpx.HTTPError as exc:
+        raise PortalError("network", type(exc).__name__, retry=True) from exc
+    data: dict[str, Any] = _answer(resp)
+    return data
+
+
+class Portal:
+    """Calls the REST methods of one installation's portal, renewing its token as needed."""
+
+    def __init__(self, installs: Installations, producer: str,
+                 client: httpx.Client | None = None) -> None:
+        self.installs = installs
+        self.producer = producer
+        self.client = client or http_client()
+
+    def _inst(self) -> Installation:
+        inst = self.installs.load(self.producer)
+        if inst is None:
+            raise PortalError("not_installed", f"no Bitrix24 installation for {self.producer}")
+        return inst
+
+    def rest_url(self, portal: str, method: str) -> str:
+        return f"https://{portal}/rest/{method}.json"
+
+    def call(self, method: str, params: dict[str, Any], *,
+             access_token: str | None = None) -> Any:
+        """``method`` with ``params``; with ``access_token`` (someone else's: no refresh)."""
+        inst = self._inst()
+        if access_token is not None:
+            return self._post(inst.portal, method, params, access_token)
+        if inst.expires_ms and inst.expires_ms - EARLY_REFRESH_MS < now_ms():
+            inst = self.refresh(inst)
+        try:
+            return self._post(inst.portal, method, params, inst.access_token)
+        except PortalError as exc:
+            if exc.code not in ("expired_token", "invalid_token"):
+                raise
+        inst = self.refresh(inst)
+        return self._post(inst.portal, method, params, inst.access_token)
+
+    def _post(self, portal: str, method: str, params: dict[str, Any], token: str) -> Any:
+        try:
+            resp = self.client.post(self.rest_url(portal, method), data={**params, "auth": token})
+        except httpx.HTTPError as exc:
+            raise PortalError("network", type(exc).__name__, retry=True) from exc
+        return _answer(resp).get("result")
+
+    def refresh(self, seen: Installation) -> Installation:
+        """New tokens; one refresher at a time, and none when another just refreshed."""
+        r = self.installs.r
+        lock = self.installs.store.key("b24", "lock", self.producer)
+        mine = uuid.uuid4().hex
+        deadline = time.monotonic() + 15
+        while not r.set(lock, mine, nx=True, px=15_000):
+            if time.monotonic() > deadline:
+                raise PortalError("refresh_busy", "another token refresh is stuck", retry=True)
+            time.sleep(0.05)
+        try:
+            inst = self._inst()
+            if inst.access_token != seen.access_token:  # someone else refreshed meanwhile
+                return inst
+            tokens = oauth(self.client, {
+                "grant_type": "refresh_token",
+                "client_id": resolve_ref(inst.client_id, "client_id"),
+                "client_secret": resolve_ref(inst.client_secret, "client_secret"),
+                "refresh_token": inst.refresh_token})
+            self.installs.set_tokens(self.producer, tokens)
+            log.info("bitrix24 %s: OAuth token renewed", self.producer)
+            return self._inst()
+        finally:
+            if r.get(lock) == mine:
+                r.delete(lock)
+
+
+# --- reporting statuses (called by the callbacks dispatcher) -------------------------------
+
+class Reporter:
+    """Sends one status change of a Bitrix24 message to its portal."""
+
+    def __init__(self, store: Store, client: httpx.Client | None = None) -> None:
+        self.store = store
+        self.installs = Installations(store)
+        self.client = client or http_client()
+
+    def done_key(self, msg_id: str) -> str:
+        return self.store.key("b24", "done", msg_id)
+
+    def deliver(self, producer: str, b24_id: str, msg_id: str, status: str) -> tuple[bool, str]:
+        """(done with it, why not): False means "try again later"."""
+        try:
+            b24_status = STATUS_MAP[Status(status)]
+        except (ValueError, KeyError):
+            return True, "unknown status"
+        if b24_status is None:
+            return True, "not reported"
+        done = self.done_key(msg_id)
+        if self.store.r.sismember(done, b24_status):
+            return True, "reported already"
+        inst = self.installs.load(producer)
+        if inst is None:
+            log.warning("bitrix24 %s: status of %s not reported: the producer has no "
+                        "installation (uninstalled?)", producer, msg_id)
+            return True, "not installed"
+        try:
+            Portal(self.installs, producer, self.client).call(
+                "messageservice.message.status.update",
+                {"CODE": inst.code, "MESSAGE_ID": b24_id, "STATUS": b24_status})
+        except PortalError as exc:
+            if exc.retry or exc.code in ("expired_token", "invalid_token", "invalid_grant",
+                                         "refresh_busy", "QUERY_LIMIT_EXCEEDED"):
+                return False, exc.code
+            log.warning("bitrix24 %s: the portal refused status %s of %s: %s; not retried",
+                        producer, b24_status, msg_id, exc.code)
+            return True, exc.code
+        except ConfigError as exc:
+            log.error("bitrix24 %s: %s", producer, exc)
+            return False, "config"
+        pipe = self.store.r.pipeline(transaction=True)
+        pipe.sadd(done, b24_status)
+        pipe.expire(done, self.store.retention_s)
+        pipe.execute()
+        return True, "reported"
+
+
+# --- the handler the portal posts messages to ----------------------------------------------
+
+def parse_form(body: bytes) -> dict[str, Any]:
+    """A PHP-style form (``auth[domain]=...``) as nested dicts; InvalidInput if it is not one."""
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text),
+                          max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("body", "not a form-encoded body") from None
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        m = re.fullmatch(r"([^\[\]]+)((?:\[[^\[\]]*\])*)", key)
+        if not m:
+            continue
+        path = [m.group(1), *re.findall(r"\[([^\[\]]*)\]", m.group(2))]
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _field(data: dict[str, Any], *path: str) -> str:
+    node: Any = data
+    for p in path:
+        node = node.get(p) if isinstance(node, dict) else None
+    if not isinstance(node, str) or not node:
+        name = path[0] + "".join(f"[{p}]" for p in path[1:])
+        raise ApiError(422, "missing", field=name)
+    return node
+
+
+class Bitrix24Routes:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.installs = Installations(api.store)
+
+    def handle(self, call: Call) -> Reply:
+        producer = call.path_params["producer"]
+        ctype = call.headers.get("content-type", "").split(";")[0].strip()
+        if ctype == "application/json":
+            data = call.json()
+            if not isinstance(data, dict):
+                raise ApiError(422, "a JSON object is required", field="body")
+        else:
+            try:
+                data = parse_form(call.body)
+            except InvalidInput as exc:
+                raise ApiError(400, exc.reason, field=exc.field) from None
+        token = _field(data, "auth", "application_token")
+        inst = self.installs.load(producer) if len(producer) <= 64 else None
+        if inst is None:
+            raise ApiError(404, "no Bitrix24 installation for this producer "
+                                "(gonets bitrix24 install)")
+        self._authenticate(inst, data, token)
+        b24_id = _field(data, "message_id")
+        if len(b24_id) > 100:
+            raise ApiError(422, "at most 100 characters", field="message_id")
+        msg_id = self.api.producer.send_sms(
+            _field(data, "message_to"), _field(data, "message_body"), producer=producer,
+            idempotency_key=f"{producer}:bitrix24:{b24_id}", integration=f"bitrix24:{b24_id}")
+        _index(self.api.store, producer, msg_id)
+        return Reply(200, {"id": msg_id, "status": "queued"})
+
+    def _authenticate(self, inst: Installation, data: dict[str, Any], token: str) -> None:
+        denied = ApiError(401, "the application token, domain or member_id is not this "
+                               "producer's installation", field="auth")
+        domain = _field(data, "auth", "domain")
+        member = data.get("auth", {}).get("member_id") if isinstance(data.get("auth"),
+                                                                     dict) else None
+        if domain.lower() != inst.portal.lower() or \
+                (inst.member_id and member is not None and member != inst.member_id):
+            raise denied
+        if inst.app_token_sha256:
+            if not hmac.compare_digest(_sha256(token), inst.app_token_sha256):
+                raise denied
+            return
+        # first call: bind its application token once its access token proves it is ours
+        access = _field(data, "auth", "access_token")
+        try:
+            senders = Portal(self.installs, inst.producer).call(
+                "messageservice.sender.list", {}, access_token=access)
+        except PortalError as exc:
+            if exc.retry:
+                raise ApiError(503, "the portal could not be asked; try again",
+                               headers={"Retry-After": "5"}) from None
+            raise denied from None
+        if not isinstance(senders, list) or inst.code not in senders:
+            raise denied
+        if not self.installs.bind_app_token(inst.producer, token):
+            inst = self.installs.load(inst.producer) or inst
+            if not hmac.compare_digest(_sha256(token), inst.app_token_sha256):
+                raise denied
+        log.info("bitrix24 %s: application token bound", inst.producer)
+
+
+def _index(store: Store, producer: str, msg_id: str) -> None:
+    """List the message with the producer's others (``GET /v1/sms``)."""
+    try:
+        store.r.zadd(store.key("producer", producer, "sms"), {msg_id: now_ms()}, nx=True)
+    except redis.RedisError:
+        log.warning("could not index %s for %s", msg_id, producer)
+
+
+def routes(api: Api) -> list[Route]:
+    r = Bitrix24Routes(api)
+    return [api.route("/v1/integrations/bitrix24/{producer}", r.handle, methods=["POST"],
+                      scope=None, json_body=False, name="bitrix24_handler")]
+
+
+def openapi_paths(errors: dict[str, Any]) -> dict[str, Any]:
+    form = {"type": "object", "required": ["message_id", "message_to", "message_body", "auth"],
+            "properties": {
+                "message_id": {"type": "string"}, "message_to": {"type": "string"},
+                "message_body": {"type": "string"},
+                "auth": {"type": "object", "properties": {
+                    k: {"type": "string"} for k in ("domain", "access_token",
+                                                    "application_token", "member_id")}}}}
+    return {"/v1/integrations/bitrix24/{producer}": {
+        "parameters": [{"name": "producer", "in": "path", "required": True,
+                        "schema": {"type": "string", "maxLength": 64}}],
+        "post": {
+            "operationId": "bitrix24Handler",
+            "summary": "The HANDLER of a Bitrix24 sender (messageservice.sender.add): the "
+                       "portal posts each SMS here; authenticated by auth[application_token]",
+            "security": [],
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": form},
+                "application/json": {"schema": form}}},
+            "responses": {"200": {"description": "queued (the same message_id again: the same "
+                                                 "id)", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["id", "status"], "properties": {
+                    "id": {"type": "string"}, "status": {"type": "string"}}}}}},
+                **errors}}}}
+
+
+def dumps_installation(inst: Installation) -> str:
+    """The installation without tokens (for ``gonets bitrix24 install`` to print)."""
+    return json.dumps({"producer": inst.producer, "portal": inst.portal, "code": inst.code,
+                       "handler": inst.handler, "member_id": inst.member_id,
+                       "client_id": inst.client_id, "client_secret": inst.client_secret},
+                      indent=2)
