@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from core.contracts import Status
 from producers.http import bitrix24 as b24
@@ -156,3 +157,28 @@ def test_form_parser_nests_php_style_keys_and_refuses_garbage() -> None:
 
     with pytest.raises(InvalidInput):
         b24.parse_form(b"\xff\xfe")
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_form_parser_raises_only_its_declared_error(body: bytes) -> None:
+    from core.errors import InvalidInput
+
+    try:
+        got = b24.parse_form(body)
+    except InvalidInput:
+        return
+    assert isinstance(got, dict)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=5))
+def test_portal_answers_of_any_shape_are_portal_errors_or_results(answer: dict[str, str]) -> None:
+    for status in (200, 400, 401, 502):
+        resp = httpx.Response(status, json=answer)
+        try:
+            got = b24._answer(resp)
+        except b24.PortalError as exc:
+            assert exc.retry == (status >= 500)
+            continue
+        assert status == 200 and isinstance(got, dict)

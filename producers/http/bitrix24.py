@@ -184,7 +184,7 @@ class Installations:
         pipe.execute()
 
     def load(self, producer: str) -> Installation | None:
-        h = self.r.hgetall(self.key(producer))
+        h = {_text(k): _text(v) for k, v in self.r.hgetall(self.key(producer)).items()}
         if not h or not h.get("portal"):
             return None
         return Installation(
@@ -196,22 +196,28 @@ class Installations:
             app_token_sha256=h.get("app_token_sha256", ""))
 
     def set_tokens(self, producer: str, tokens: dict[str, Any]) -> None:
-        self.r.hset(self.key(producer), mapping=_token_fields(tokens))
+        access, refresh, expires_ms = _token_fields(tokens)
+        self.r.hset(self.key(producer), mapping={
+            "access_token": access, "refresh_token": refresh, "expires_ms": expires_ms})
 
     def bind_app_token(self, producer: str, token: str) -> bool:
         """Store the application token's digest unless one is stored already."""
         return bool(self.r.hsetnx(self.key(producer), "app_token_sha256", _sha256(token)))
 
 
-def _token_fields(tokens: dict[str, Any]) -> dict[str, str]:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _token_fields(tokens: dict[str, Any]) -> tuple[str, str, str]:
+    """(access token, refresh token, expiry in ms) of an OAuth answer."""
     try:
         access = str(tokens["access_token"])
         refresh = str(tokens["refresh_token"])
         expires_in = int(tokens.get("expires_in") or 3600)
     except (KeyError, TypeError, ValueError):
         raise PortalError("bad_token_answer", "the OAuth answer has no tokens") from None
-    return {"access_token": access, "refresh_token": refresh,
-            "expires_ms": str(now_ms() + expires_in * 1000)}
+    return access, refresh, str(now_ms() + expires_in * 1000)
 
 
 # --- the REST client -----------------------------------------------------------------------
