@@ -87,6 +87,24 @@ def _expand(value: Any, env: dict[str, str], where: str) -> Any:
     return _VAR.sub(sub, value)
 
 
+def resolve_secret(ref: str, where: str) -> str:
+    """Resolve a credential reference (``env:VAR`` or ``file:/path``) now. Raises ConfigError
+    naming ``where`` (the setting), never the value."""
+    kind, _, target = ref.partition(":")
+    if kind == "env":
+        value = os.environ.get(target)
+        if value is None:
+            raise ConfigError(f"{where}: environment variable {target} is not set")
+        return value
+    if kind != "file":
+        raise ConfigError(f"{where} must be a reference 'env:VAR' or 'file:/path', "
+                          "never the secret itself")
+    try:
+        return Path(target).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {target}") from exc
+
+
 class Account(_Strict):
     """One provider account: the unit of credentials, limits and worker pool."""
 
@@ -123,20 +141,7 @@ class Account(_Strict):
         ref = self.credentials.get(key)
         if ref is None:
             raise ConfigError(f"accounts.{self.name}.credentials.{key} is not configured")
-        kind, _, where = ref.partition(":")
-        if kind == "env":
-            value = os.environ.get(where)
-            if value is None:
-                raise ConfigError(
-                    f"accounts.{self.name}.credentials.{key}: environment variable {where} is not set"
-                )
-            return value
-        try:
-            return Path(where).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"accounts.{self.name}.credentials.{key}: cannot read secret file {where}"
-            ) from exc
+        return resolve_secret(ref, f"accounts.{self.name}.credentials.{key}")
 
     def has_secret(self, key: str) -> bool:
         return key in self.credentials

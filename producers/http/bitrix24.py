@@ -63,6 +63,7 @@ from starlette.routing import Route
 
 from core.contracts import Status
 from core.errors import ConfigError, InvalidInput
+from core.settings import resolve_secret
 from core.store import Store, now_ms
 from producers.http.framework import Api, Call, Reply
 from producers.http.problem import ApiError
@@ -114,22 +115,7 @@ def _sha256(value: str) -> str:
 
 def resolve_ref(ref: str, what: str) -> str:
     """A credential reference (``env:VAR`` or ``file:/path``) resolved now."""
-    import os
-    from pathlib import Path
-
-    kind, _, where = ref.partition(":")
-    if kind == "env":
-        value = os.environ.get(where)
-        if value is None:
-            raise ConfigError(f"bitrix24 {what}: environment variable {where} is not set")
-        return value
-    if kind == "file":
-        try:
-            return Path(where).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"bitrix24 {what}: cannot read secret file {where}") from exc
-    raise ConfigError(f"bitrix24 {what} must be a reference 'env:VAR' or 'file:/path', "
-                      "never the secret itself")
+    return resolve_secret(ref, f"bitrix24 {what}")
 
 
 # --- errors ----------------------------------------------------------------------------
