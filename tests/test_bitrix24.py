@@ -102,6 +102,10 @@ def test_statuses_reach_the_portal_in_order_once_each_across_expired_tokens_and_
         assert r.status_code == 401
         assert c.post("/v1/integrations/bitrix24/nobody",
                       data=installed.message_form("1", "+375297000009", "x")).status_code == 404
+        # a number Gonets refuses: 422, and the portal hears at once that it failed
+        r = c.post(HANDLER, data=installed.message_form("b24-bad", "+3752", "x"))
+        assert r.status_code == 422 and r.json()["field"] == "to"
+        assert installed.statuses("b24-bad") == ["failed"]
         assert c.post(HANDLER, content=b"message_id=1&auth[application_token]=" +
                       installed.application_token.encode(),
                       headers={"Content-Type": "application/x-www-form-urlencoded"}

@@ -58,7 +58,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import redis
 from starlette.routing import Route
 
 from core.contracts import Status
@@ -389,8 +388,11 @@ def _field(data: dict[str, Any], *path: str) -> str:
 
 class Bitrix24Routes:
     def __init__(self, api: Api) -> None:
+        from producers.http.sms import SmsRoutes
+
         self.api = api
         self.installs = Installations(api.store)
+        self.sms = SmsRoutes(api)  # lists the message with the producer's others
 
     def handle(self, call: Call) -> Reply:
         producer = call.path_params["producer"]
@@ -413,11 +415,26 @@ class Bitrix24Routes:
         b24_id = _field(data, "message_id")
         if len(b24_id) > 100:
             raise ApiError(422, "at most 100 characters", field="message_id")
-        msg_id = self.api.producer.send_sms(
-            _field(data, "message_to"), _field(data, "message_body"), producer=producer,
-            idempotency_key=f"{producer}:bitrix24:{b24_id}", integration=f"bitrix24:{b24_id}")
-        _index(self.api.store, producer, msg_id)
+        try:
+            msg_id = self.api.producer.send_sms(
+                _field(data, "message_to"), _field(data, "message_body"), producer=producer,
+                idempotency_key=f"{producer}:bitrix24:{b24_id}",
+                integration=f"bitrix24:{b24_id}")
+        except InvalidInput:
+            # no record, so no status will follow: tell the portal now that it cannot go
+            self._refused(inst, b24_id)
+            raise
+        self.sms._index(producer, [msg_id])
         return Reply(200, {"id": msg_id, "status": "queued"})
+
+    def _refused(self, inst: Installation, b24_id: str) -> None:
+        try:
+            Portal(self.installs, inst.producer).call(
+                "messageservice.message.status.update",
+                {"CODE": inst.code, "MESSAGE_ID": b24_id, "STATUS": "failed"})
+        except (PortalError, ConfigError) as exc:
+            log.warning("bitrix24 %s: could not mark refused message %s failed on the "
+                        "portal: %s", inst.producer, b24_id, exc)
 
     def _authenticate(self, inst: Installation, data: dict[str, Any], token: str) -> None:
         denied = ApiError(401, "the application token, domain or member_id is not this "
@@ -449,14 +466,6 @@ class Bitrix24Routes:
             if not hmac.compare_digest(_sha256(token), inst.app_token_sha256):
                 raise denied
         log.info("bitrix24 %s: application token bound", inst.producer)
-
-
-def _index(store: Store, producer: str, msg_id: str) -> None:
-    """List the message with the producer's others (``GET /v1/sms``)."""
-    try:
-        store.r.zadd(store.key("producer", producer, "sms"), {msg_id: now_ms()}, nx=True)
-    except redis.RedisError:
-        log.warning("could not index %s for %s", msg_id, producer)
 
 
 def routes(api: Api) -> list[Route]:
