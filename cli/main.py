@@ -367,9 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("id")
     tsub.add_parser("list", help="list tokens (ids, producers, scopes; never the tokens)")
 
-    from cli import bitrix24, consent, sms2, usage  # each registers its own subcommands
+    from cli import bitrix24, consent, sentry, sms2, usage  # each registers its own subcommands
 
-    for extra in (consent, sms2, usage, bitrix24):
+    for extra in (consent, sms2, usage, bitrix24, sentry):
         COMMANDS[extra.add_parser(sub)] = extra.run
 
     p = sub.add_parser("pay", help="MTS Money payments through bePaid")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -115,6 +116,7 @@ def test_an_api_request_and_its_send_job_are_one_trace_with_tags_spans_and_no_pi
     assert job["release"] == "gonets@9.9.9-test" and job["environment"] == "ci"
     assert job["measurements"]["queue_wait"]["unit"] == "millisecond"
     assert 0 <= job["measurements"]["queue_wait"]["value"] < 30_000
+    assert job["measurements"]["pacing_wait"]["value"] >= 0
     # spans: the provider call, the pacing wait, the Lua scripts by name
     ops = {(s["op"], s.get("description")) for s in _spans(job)}
     http = [s for s in _spans(job) if s["op"] == "http.client"]
@@ -221,6 +223,29 @@ def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server,
     assert len(queries) == 2
     assert "login=[Filtered]&psw=[Filtered]" in queries[0]
     assert "user=[Filtered]&pass=[Filtered]" in queries[1]
+
+
+def test_a_scheduled_run_is_a_transaction_whatever_the_rate(sentry_server):
+    import sentry_sdk
+
+    assert observability.init_sentry(sentry_server.dsn, role="scheduler", environment="test",
+                                     traces_sample_rate=0.01)
+    try:
+        with observability.cron_checkin("status_sweep", {"type": "interval", "value": 1,
+                                                         "unit": "minute"}):
+            time.sleep(0.01)
+        sentry_sdk.flush(5)
+        _wait(lambda: sentry_server.of_type("transaction"), 10, "the sweep's transaction")
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()
+        observability._state.update(sentry=False, traces_rate=0.0)
+    tx = sentry_server.of_type("transaction")[0]
+    assert tx["transaction"] == "status_sweep"
+    assert tx["contexts"]["trace"]["op"] == "schedule.run"
+    took = datetime.fromisoformat(tx["timestamp"]) - datetime.fromisoformat(tx["start_timestamp"])
+    assert took.total_seconds() >= 0.01
+    assert {c["status"] for c in sentry_server.of_type("check_in")} == {"in_progress", "ok"}
 
 
 def test_tracing_is_off_by_default(sentry_server, redis_url):

@@ -160,10 +160,28 @@ def end_session(status: str = "exited") -> None:
 @contextlib.contextmanager
 def cron_checkin(job: str, schedule: dict[str, Any], *, margin_min: int = 5,
                  max_runtime_min: int = 30) -> Iterator[None]:
-    """Sentry Crons check-ins around one scheduled run (``in_progress``, ``ok``/``error``)."""
+    """Sentry Crons check-ins around one scheduled run (``in_progress``, ``ok``/``error``);
+    with tracing on, the run is also a transaction named by the job (the jobs it enqueues
+    continue its trace), for the sweep-duration chart."""
     if not sentry_active():
         yield
         return
+    if _state["traces_rate"]:
+        import sentry_sdk
+
+        from core.observability.tracing import SWEEP_OP
+
+        with sentry_sdk.start_transaction(name=job, op=SWEEP_OP, source="task"):
+            with _checkins(job, schedule, margin_min, max_runtime_min):
+                yield
+        return
+    with _checkins(job, schedule, margin_min, max_runtime_min):
+        yield
+
+
+@contextlib.contextmanager
+def _checkins(job: str, schedule: dict[str, Any], margin_min: int,
+              max_runtime_min: int) -> Iterator[None]:
     from sentry_sdk.crons import capture_checkin
     from sentry_sdk.crons.consts import MonitorStatus
 

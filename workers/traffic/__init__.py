@@ -92,7 +92,7 @@ class Traffic:
             if wait > 0:
                 raise Hold(wait, "outside the account's sending window")
         # its own span: "waiting for the rate" apart from "the provider is slow"
-        with span("pacing.wait", f"pace {account.name}"):
+        with span("pacing.wait", f"pace {account.name}", measure="pacing_wait"):
             return self.pace(account, rec, urgent=urgent, expires_ms=expires_ms,
                              booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
 
