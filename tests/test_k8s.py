@@ -42,7 +42,7 @@ K8S = ROOT / "k8s"
 OVERLAYS = ["dev", "prod", "external-redis", "hpa", "all-components"]
 KEDA_OVERLAYS = ["dev", "prod", "external-redis"]
 EXTERNAL_REDIS = {"external-redis", "all-components"}
-COMPONENTS = ["external-redis", "hpa", "sentry-egress"]
+COMPONENTS = ["bitrix24", "external-redis", "hpa", "sentry-egress"]
 #: the oldest Kubernetes the manifests promise to work on, and the newest the schemas know
 K8S_VERSIONS = ["1.30.0", "1.33.0"]
 SECRETS_MOUNT = "/var/run/secrets/gonets/"
@@ -886,3 +886,20 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
 def test_every_component_is_rendered_by_the_suite() -> None:
     assert sorted(p.name for p in (K8S / "components").iterdir() if p.is_dir()) == \
         sorted(COMPONENTS)
+
+
+def test_the_bitrix24_component_mounts_the_app_credentials_for_the_callbacks(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["all-components"]
+    spec = by_name(docs, "Deployment", "gonets-callbacks")["spec"]["template"]["spec"]
+    [mount] = [m for m in spec["containers"][0]["volumeMounts"]
+               if m["name"] == "bitrix24-credentials"]
+    assert mount["mountPath"] + "/" == SECRETS_MOUNT and mount["readOnly"] is True
+    [vol] = [v for v in spec["volumes"] if v["name"] == "bitrix24-credentials"]
+    assert {i["key"] for i in vol["secret"]["items"]} == {"bitrix24-client-id",
+                                                         "bitrix24-client-secret"}
+    example = (K8S / "secrets" / "credentials.example.env").read_text(encoding="utf-8")
+    assert "bitrix24-client-id=" in example and "bitrix24-client-secret=" in example
+    # without the component the callbacks pod mounts no credentials at all
+    plain = by_name(rendered["prod"], "Deployment", "gonets-callbacks")
+    assert "bitrix24-credentials" not in str(plain)
