@@ -28,6 +28,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from core.keys import Keys
 from core.settings import Settings
 
 _lock = threading.Lock()
@@ -96,7 +97,7 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         middleware += [JobTags(), JobMetrics()]
     broker = RedisBroker(
         url=settings.redis_url,
-        namespace=f"{settings.namespace}-q",
+        namespace=Keys(settings.namespace).broker_namespace(),
         middleware=middleware,
         heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
     )

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.errors import UnknownMessage
+from core.locks import new_token
 from core.payments import (
     CHECK_RANK,
     PAYMENT_RANK,
@@ -103,14 +104,13 @@ class PaymentStore:
 
     def lock(self, pay_id: str, ttl_s: float) -> str | None:
         """One worker at a time talks to bePaid about a payment; returns a token or None."""
-        token = str(now_ms())
-        ok = self.r.set(self.pay_key(pay_id) + ":lock", token, nx=True, px=int(ttl_s * 1000))
+        token = new_token()
+        ok = self.store.locks.take(self.store.keys.pay_lock(pay_id), token, ttl_s)
         return token if ok else None
 
     def unlock(self, pay_id: str, token: str) -> None:
-        key = self.pay_key(pay_id) + ":lock"
-        if self.r.get(key) == token:
-            self.r.delete(key)
+        """Let go of the payment, only if this worker still holds it (core.locks)."""
+        self.store.locks.release(self.store.keys.pay_lock(pay_id), token)
 
     def apply(self, pay_id: str, tx: Transaction, *, source: str,
               lookup_after_s: float) -> bool:

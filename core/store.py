@@ -5,7 +5,7 @@ model with the rank table, its key prefix, event stream and index): ``Store`` ho
 (``MESSAGES``, below); ``core.payment_store`` holds payments and MTS Money checks on the same
 scripts.
 
-Key layout of messages (``ns`` is ``Settings.namespace``):
+Key layout of messages (``ns`` is ``Settings.namespace``; every key of Gonets: ``core/keys.py``):
 
     ns:msg:<id>            hash    the record; every value a string
     ns:msg:<id>:history    list    JSON events of this record, oldest first
@@ -37,6 +37,8 @@ import redis
 
 from core.contracts import RANK, Status
 from core.errors import UnknownMessage
+from core.keys import Keys
+from core.locks import locks_for
 from core.settings import Settings
 
 
@@ -128,6 +130,9 @@ class RecordStore(Generic[S]):
         self.r = client
         self.model = model
         self.ns = namespace
+        #: every key's name (core/keys.py) and the owner-checked locks (core/locks.py)
+        self.keys = Keys(namespace)
+        self.locks = locks_for(client)
         self.retention_s = retention_s
         self.events_maxlen = events_maxlen
         self._transition = client.register_script(_lua("transition.lua"))
@@ -328,28 +333,26 @@ class Store(RecordStore[Status]):
     # --- ids and idempotency
     def bind_provider_id(self, account: str, provider_id: str, msg_id: str) -> None:
         """Remember which message a provider id belongs to (for receipts and webhooks)."""
-        self.r.set(self.key("pid", account, provider_id), msg_id, ex=self.retention_s)
+        self.r.set(self.keys.pid(account, provider_id), msg_id, ex=self.retention_s)
 
     def by_provider_id(self, account: str, provider_id: str) -> str | None:
-        return self.r.get(self.key("pid", account, provider_id))
+        return self.r.get(self.keys.pid(account, provider_id))
 
     def next_seq(self, account: str) -> int:
         """A numeric id unique per account, 1..2**31-1 (SMSC accepts client ids in this range)."""
-        n = int(self.r.incr(self.key("seq", account)))
+        n = int(self.r.incr(self.keys.seq(account)))
         return (n - 1) % (2**31 - 1) + 1
 
     def claim_idempotency(self, account: str, key: str, msg_id: str, ttl_s: int) -> str:
         """Bind ``key`` to ``msg_id`` unless it is bound already; returns the bound id."""
-        k = self.key("idem", account, key)
+        k = self.keys.idem(account, key)
         if self.r.set(k, msg_id, nx=True, ex=ttl_s):
             return msg_id
         existing = self.r.get(k)
         return existing or msg_id
 
     def release_idempotency(self, account: str, key: str, msg_id: str) -> None:
-        k = self.key("idem", account, key)
-        if self.r.get(k) == msg_id:
-            self.r.delete(k)
+        self.locks.release(self.keys.idem(account, key), msg_id)  # only if still bound to it
 
     # --- events
     def events(self, start: str = "-", count: int | None = None) -> list[tuple[str, dict[str, str]]]:

@@ -23,7 +23,7 @@ def fingerprint(phone: str, sender: str | None, text: str) -> str:
 
 
 def key(store: Store, account: str, phone: str, sender: str | None, text: str) -> str:
-    return store.key("dup", account, fingerprint(phone, sender, text))
+    return store.keys.dup(account, fingerprint(phone, sender, text))
 
 
 def claim(store: Store, account: Account, phone: str, sender: str | None, text: str,
@@ -34,14 +34,13 @@ def claim(store: Store, account: Account, phone: str, sender: str | None, text: 
     if window_ms <= 0:
         return msg_id
     k = key(store, account.name, phone, sender, text)
-    if store.r.set(k, msg_id, nx=True, px=window_ms):
+    # the claim is a lock whose token is the message id (core.locks)
+    if store.locks.take(k, msg_id, window_ms / 1000):
         return msg_id
-    return store.r.get(k) or msg_id
+    return store.locks.holder(k) or msg_id
 
 
 def release(store: Store, account: str, phone: str, sender: str | None, text: str,
             msg_id: str) -> None:
     """Undo a claim (the message could not be queued after all)."""
-    k = key(store, account, phone, sender, text)
-    if store.r.get(k) == msg_id:
-        store.r.delete(k)
+    store.locks.release(key(store, account, phone, sender, text), msg_id)  # only if still ours

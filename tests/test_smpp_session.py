@@ -18,7 +18,7 @@ from sandbox import smpp_smsc
 from tests.conftest import control
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
-from workers.smpp.lease import BindLease
+from workers.smpp.lease import bind_lease
 from workers.smpp.provider import SmppProvider
 from workers.smpp.receipt import Receipt
 
@@ -221,9 +221,9 @@ def test_typed_messages_reach_smsc_as_its_text_conventions(
 
 def test_lease_slots_expire_and_are_never_shared(redis_url: str) -> None:
     r = redis_client(redis_url)
-    a = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
-    b = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
-    c = BindLease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    a = bind_lease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    b = bind_lease(r, namespace="t", login="x", slots=2, ttl_s=1)
+    c = bind_lease(r, namespace="t", login="x", slots=2, ttl_s=1)
     assert a.acquire() and b.acquire() and not c.acquire()
     assert a.slot != b.slot
     time.sleep(1.2)  # a and b stopped renewing: their slots free themselves

@@ -231,16 +231,14 @@ def check_balance(account: str) -> None:
     except (RetryLater, AccountProblem, NotImplementedError) as exc:
         log.warning("balance of %s unavailable: %s", account, exc)
         return
-    r = rt.store.r
-    r.set(rt.store.key("balance", account), str(bal.amount))
-    key = rt.store.key("alert", account, "low_balance")
+    rt.accounts.record_balance(account, str(bal.amount))
     threshold = acct.limits.min_balance
     if threshold is not None and bal.amount < Decimal(str(threshold)):
-        if r.set(key, str(bal.amount), nx=True):
+        if rt.accounts.open_low_balance(account, str(bal.amount)):
             log.error("account %s: balance %s %s is under the threshold %s",
                       account, bal.amount, bal.currency, threshold,
                       extra={"gonets_alert": "low_balance", "account": account})
-    elif r.delete(key):
+    elif rt.accounts.close_low_balance(account):
         log.warning("account %s: balance %s %s is back above the threshold %s",
                     account, bal.amount, bal.currency, threshold)
 

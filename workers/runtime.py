@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.account_state import AccountState
 from core.errors import AccountProblem
 from core.settings import Account, Settings, get_settings
 from core.store import Store, redis_client
@@ -16,9 +17,6 @@ from workers import providers
 from workers.providers.base import Outgoing, Provider, ProviderContext
 
 log = logging.getLogger("gonets.worker")
-
-#: one alert per account problem per this long
-ALERT_EVERY_S = 3600
 
 
 @dataclass
@@ -30,6 +28,8 @@ class Runtime:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._incident: dict[str, bool] = {}
+        self.accounts = AccountState.of(self.store)
+        # providers keep their own keys (SMPP maps, leases, OAuth token) on the store's client
         self.ctx = ProviderContext(self.settings, self.store.r)
 
     def provider(self, account: Account) -> Provider:
@@ -45,16 +45,12 @@ class Runtime:
                 p.close()
             self._providers.clear()
 
-    # --- account pause and alerts
+    # --- account pause and alerts (kept in Redis by core.account_state)
     def pause_left_s(self, account: str) -> float:
         """Seconds the account's pool stays paused (0: not paused). Also notes whether an
         incident is open, so ``resume`` costs nothing in the common case."""
-        pipe = self.store.r.pipeline(transaction=False)
-        pipe.pttl(self.store.key("pause", account))
-        pipe.exists(self.store.key("incident", account))
-        ttl, incident = pipe.execute()
-        self._incident[account] = bool(incident)
-        return max(ttl, 0) / 1000.0
+        left, self._incident[account] = self.accounts.pause_state(account)
+        return left
 
     def pause(self, account: str, exc: AccountProblem, *, started_ms: int | None = None) -> bool:
         """Pause the account's pool; returns True the first time in an incident (alert then).
@@ -62,17 +58,12 @@ class Runtime:
         ``started_ms``: when the failed request was sent. A failure of a request sent before
         the account last recovered belongs to the incident that is over: it neither pauses
         the pool again nor alerts (the message is simply retried)."""
-        if started_ms is not None:
-            resumed = self.store.r.get(self.store.key("resumed", account))
-            if resumed is not None and int(resumed) >= started_ms:
-                return False
+        if started_ms is not None and self.accounts.resumed_after(account, started_ms):
+            return False
         info = json.dumps({"alert": exc.alert, "code": exc.code, "detail": exc.detail,
                            "since": time.time()})
-        self.store.r.set(self.store.key("pause", account), info,
-                         px=int(self.settings.account_pause_s * 1000))
-        self.store.r.set(self.store.key("incident", account), info)
-        first = bool(self.store.r.set(self.store.key("alert", account, exc.alert), info,
-                                      nx=True, ex=ALERT_EVERY_S))
+        first = self.accounts.open_incident(account, exc.alert, info,
+                                            self.settings.account_pause_s)
         if first:
             log.error("account %s paused: %s (code %s); messages are kept and retried",
                       account, exc.detail, exc.code,
@@ -80,17 +71,12 @@ class Runtime:
         return first
 
     def resume(self, account: str) -> None:
-        """The account works again: clear the pause and the alert so a new incident alerts."""
+        """The account works again: clear the pause and the incident's alerts so a new
+        incident alerts (the low-balance alert stays: it is the balance check's)."""
         if not self._incident.get(account):
             return
-        r = self.store.r
         self._incident[account] = False
-        if r.delete(self.store.key("incident", account)):
-            r.set(self.store.key("resumed", account), str(int(time.time() * 1000)),
-                  ex=ALERT_EVERY_S)
-            r.delete(self.store.key("pause", account))
-            for key in r.scan_iter(self.store.key("alert", account, "*")):
-                r.delete(key)
+        if self.accounts.close_incident(account):
             log.warning("account %s works again; pool resumed", account)
 
 

@@ -13,6 +13,9 @@ from typing import Any, Iterator
 
 from dramatiq.middleware import Middleware
 
+from core.account_state import AccountState
+from core.keys import Keys
+
 log = logging.getLogger("gonets.observability")
 
 _metrics: dict[str, Any] = {}
@@ -84,8 +87,8 @@ class StoreCollector:
 
         self.settings = settings
         self.r = redis_client(settings.redis_url)
-        self.ns = settings.namespace
-        self.qns = f"{settings.namespace}-q"
+        self.keys = Keys(settings.namespace)
+        self.accounts = AccountState(self.r, settings.namespace)
 
     def describe(self) -> list[Any]:
         return []  # collected lazily: no Redis call at registration
@@ -98,7 +101,7 @@ class StoreCollector:
         r = self.r
         msgs = CounterMetricFamily("gonets_messages", "status changes of messages",
                                    labels=["account", "status", "code"])
-        for field, n in r.hgetall(f"{self.ns}:stats").items():
+        for field, n in r.hgetall(self.keys.stats()).items():
             acct, status, code = (field.split("|") + ["", ""])[:3]
             msgs.add_metric([acct, status, code], float(n))
         yield msgs
@@ -121,19 +124,19 @@ class StoreCollector:
             if a.provider == "bepaid":
                 continue
             limit.add_metric([a.name], a.limits.rate_per_s)
-            b = r.get(f"{self.ns}:balance:{a.name}")
+            b = self.accounts.balance(a.name)
             if b is not None:
-                balance.add_metric([a.name], float(b))
-            paused.add_metric([a.name], 1.0 if r.exists(f"{self.ns}:pause:{a.name}") else 0.0)
-            for key in r.scan_iter(f"{self.ns}:alert:{a.name}:*"):
-                alert.add_metric([a.name, key.rsplit(":", 1)[1]], 1.0)
+                balance.add_metric([a.name], b)
+            paused.add_metric([a.name], 1.0 if self.accounts.paused(a.name) else 0.0)
+            for kind in self.accounts.open_alerts(a.name):
+                alert.add_metric([a.name, kind], 1.0)
             for q in pool_queues(a.name):
-                depth.add_metric([q], float(r.llen(f"{self.qns}:{q}")))
-                delayed.add_metric([q], float(r.hlen(f"{self.qns}:{q}.DQ.msgs")))
-                head = r.lindex(f"{self.qns}:{q}", 0)
+                depth.add_metric([q], float(r.llen(self.keys.queue(q))))
+                delayed.add_metric([q], float(r.hlen(self.keys.delayed_messages(q))))
+                head = r.lindex(self.keys.queue(q), 0)
                 age = 0.0
                 if head is not None:
-                    raw = r.hget(f"{self.qns}:{q}.msgs", head)
+                    raw = r.hget(self.keys.queue_messages(q), head)
                     if raw:
                         try:
                             age = max(now - json.loads(raw)["message_timestamp"] / 1000, 0.0)
@@ -142,7 +145,7 @@ class StoreCollector:
                 oldest.add_metric([q], age)
         yield from (depth, delayed, oldest, limit, balance, paused, alert)
 
-        idx = f"{self.ns}:nonfinal"
+        idx = self.keys.nonfinal()
         yield GaugeMetricFamily("gonets_nonfinal_messages", "messages not final yet",
                                 value=float(r.zcard(idx)))
         first = r.zrange(idx, 0, 0, withscores=True)

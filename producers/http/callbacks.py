@@ -57,6 +57,7 @@ from typing import Any
 import httpx
 import redis
 
+from core.locks import new_token
 from core.settings import Settings
 from core.store import Store, now_ms
 from producers.http.auth import Tokens
@@ -64,6 +65,8 @@ from producers.http.auth import Tokens
 log = logging.getLogger("gonets.callbacks")
 
 GROUP = "callbacks"
+#: one deliverer per message at a time; a deliverer that dies frees it after this long
+LOCK_TTL_S = 120.0
 
 #: remove the message from the due set only if its queue is empty (atomic with ingest)
 _UNDUE = """
@@ -107,6 +110,8 @@ class Dispatcher:
                  backoff: Backoff = Backoff(), threads: int = 16, timeout_s: float = 10.0,
                  claim_idle_ms: int = 30_000, consumer: str | None = None) -> None:
         self.store = store or Store.from_settings(settings)
+        self.keys = self.store.keys
+        # the dispatcher's own keys (cb:*, core/keys.py) and its consumer groups
         self.r = self.store.r
         self.tokens = Tokens(self.r, settings.namespace)
         self.backoff = backoff
@@ -115,7 +120,7 @@ class Dispatcher:
         self.consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
         #: event stream -> (callback ``type``, record key prefix)
         self.streams = {self.store.events_key: ("sms.status", "msg"),
-                        self.store.key("payments", "events"): ("payment.status", "pay")}
+                        self.keys.payment_events(): ("payment.status", "pay")}
         self.client = httpx.Client(timeout=timeout_s, follow_redirects=False,
                                    headers={"User-Agent": "gonets-callbacks/1"},
                                    limits=httpx.Limits(max_connections=threads * 2))
@@ -129,10 +134,6 @@ class Dispatcher:
         self._wake = threading.Event()
         self.delivered = 0
         self.dropped = 0
-
-    # --- keys
-    def _k(self, *parts: str) -> str:
-        return self.store.key("cb", *parts)
 
     # --- ingest
     def ensure_group(self) -> None:
@@ -191,10 +192,10 @@ class Dispatcher:
             if b24 is not None:
                 target["bitrix24"] = b24
             entry = json.dumps(target, separators=(",", ":"))
-            tx.zadd(self._k("q", f["id"]), {f"{int(seq):010d}|{entry}": int(ms_s)})
+            tx.zadd(self.keys.cb_queue(f["id"]), {f"{int(seq):010d}|{entry}": int(ms_s)})
             due[f["id"]] = now_ms()
         for msg_id, at in due.items():
-            tx.zadd(self._k("due"), {msg_id: at}, nx=True)
+            tx.zadd(self.keys.cb_due(), {msg_id: at}, nx=True)
         for stream, ids in acks.items():
             tx.xack(stream, GROUP, *ids)
         tx.execute()
@@ -204,26 +205,25 @@ class Dispatcher:
 
     # --- delivery
     def due_ids(self, limit: int = 200) -> list[str]:
-        return self.r.zrangebyscore(self._k("due"), "-inf", now_ms(), start=0, num=limit)
+        return self.r.zrangebyscore(self.keys.cb_due(), "-inf", now_ms(), start=0, num=limit)
 
     def deliver(self, msg_id: str, max_per_turn: int = 50) -> None:
         """Deliver the message's callbacks in order until one fails or none are left."""
-        lock = self._k("lock", msg_id)
-        token = f"{self.consumer}:{random.random()}"
-        if not self.r.set(lock, token, nx=True, px=120_000):
+        lock = self.keys.cb_lock(msg_id)
+        token = new_token()
+        if not self.store.locks.take(lock, token, LOCK_TTL_S):
             return
         try:
             for _ in range(max_per_turn):
-                head = self.r.zrange(self._k("q", msg_id), 0, 0)
+                head = self.r.zrange(self.keys.cb_queue(msg_id), 0, 0)
                 if not head:
-                    self._undue(keys=[self._k("q", msg_id), self._k("due")], args=[msg_id])
+                    self._undue(keys=[self.keys.cb_queue(msg_id), self.keys.cb_due()], args=[msg_id])
                     return
                 if not self._post(msg_id, head[0]):
                     return
-            self.r.zadd(self._k("due"), {msg_id: now_ms()})
+            self.r.zadd(self.keys.cb_due(), {msg_id: now_ms()})
         finally:
-            if self.r.get(lock) == token:
-                self.r.delete(lock)
+            self.store.locks.release(lock, token)  # only if still ours
 
     def _post(self, msg_id: str, member: str) -> bool:
         """POST one callback. True when it is done with (delivered or given up)."""
@@ -254,10 +254,10 @@ class Dispatcher:
     def _settle(self, msg_id: str, member: str, entry: dict[str, Any], ok: bool,
                 why: str) -> bool:
         """Done with the callback (delivered or given up), or schedule the next try."""
-        tries = self._k("try", msg_id)
+        tries = self.keys.cb_try(msg_id)
         if ok:
             pipe = self.r.pipeline(transaction=True)
-            pipe.zrem(self._k("q", msg_id), member)
+            pipe.zrem(self.keys.cb_queue(msg_id), member)
             pipe.delete(tries)
             pipe.execute()
             self.delivered += 1
@@ -273,7 +273,7 @@ class Dispatcher:
                         entry["body"]["event_id"], msg_id, attempts,
                         self.backoff.give_up_s / 3600, why)
             pipe = self.r.pipeline(transaction=True)
-            pipe.zrem(self._k("q", msg_id), member)
+            pipe.zrem(self.keys.cb_queue(msg_id), member)
             pipe.delete(tries)
             pipe.execute()
             self.dropped += 1
@@ -281,7 +281,7 @@ class Dispatcher:
         delay = self.backoff.delay_s(int(attempts))
         log.info("callback %s for %s failed (%s); attempt %d, next in %.1f s",
                  entry["body"]["event_id"], msg_id, why, attempts, delay)
-        self.r.zadd(self._k("due"), {msg_id: now + int(delay * 1000)})
+        self.r.zadd(self.keys.cb_due(), {msg_id: now + int(delay * 1000)})
         return False
 
     # --- running

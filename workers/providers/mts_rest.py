@@ -48,6 +48,8 @@ from core.errors import (
     RetryLater,
     SlowDown,
 )
+from core.keys import Keys
+from core.locks import locks_for, new_token
 from core.privacy import scrub_text
 from core.settings import Account
 from workers.providers.base import (
@@ -199,54 +201,48 @@ def send_error(ans: SendAnswer, slow_down_delay_s: float) -> ProviderError:
 
 
 class TokenCache:
-    """One OAuth token per client_id, shared through Redis, refreshed by one caller at a time."""
+    """One OAuth token per client_id, shared through Redis, refreshed by one caller at a time
+    (the refresh lock is a ``core.locks`` lock; the token and the lock are named in
+    ``core/keys.py``)."""
 
     def __init__(self, r: redis.Redis, key: str, fetch: Callable[[], tuple[str, float]],
                  margin_s: float, lock_timeout_s: float = 30.0) -> None:
         self.r = r
+        self.locks = locks_for(r)
         self.key = key
+        self.lock_key = key + ":lock"
         self.fetch = fetch
         self.margin_s = margin_s
         self.lock_timeout_s = lock_timeout_s
 
     def get(self) -> str:
-        token = self.r.get(self.key)
+        token = self.r.get(self.key)  # the cached token: a string only this class keeps
         if token:
             return str(token)
-        lock = self.r.lock(self.key + ":lock", timeout=self.lock_timeout_s,
-                           blocking_timeout=self.lock_timeout_s + 5)
+        me = new_token()
         try:
-            acquired = lock.acquire()
+            acquired = self.locks.wait_take(self.lock_key, me, self.lock_timeout_s,
+                                            self.lock_timeout_s + 5)
         except redis.RedisError as exc:
             raise RetryLater("cannot take the MTS token lock", provider=PROVIDER) from exc
         if not acquired:
             raise RetryLater("another worker is still fetching the MTS token",
                              provider=PROVIDER)
         try:
-            token = self.r.get(self.key)  # someone refreshed it while we waited
+            token = self.r.get(self.key)  # refreshed while we waited? (only this class keeps it)
             if token:
                 return str(token)
             token, expires_in_s = self.fetch()
             keep_s = expires_in_s - min(self.margin_s, expires_in_s / 4)
-            self.r.set(self.key, token, px=max(1, int(keep_s * 1000)))
+            self.r.set(self.key, token, px=max(1, int(keep_s * 1000)))  # the cache, as above
             return token
         finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:
-                pass  # it expired meanwhile; the token is stored all the same
+            # False when it expired meanwhile: the token is stored all the same
+            self.locks.release(self.lock_key, me)
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` if it is still the cached one (so a burst of 401s refreshes once)."""
-        with self.r.pipeline() as pipe:
-            try:
-                pipe.watch(self.key)
-                if pipe.get(self.key) == token:
-                    pipe.multi()
-                    pipe.delete(self.key)
-                    pipe.execute()
-            except redis.WatchError:
-                pass  # it changed under us: someone refreshed it already
+        self.locks.release(self.key, token)
 
 
 # --- the provider --------------------------------------------------------------------------
@@ -264,8 +260,9 @@ class MtsRest:
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
-        self.tokens = TokenCache(ctx.redis, f"{ctx.settings.namespace}:oauth:{PROVIDER}:"
-                                            f"{self.client_id}",
+        self.tokens = TokenCache(ctx.redis,
+                                 Keys(ctx.settings.namespace).oauth_token(PROVIDER,
+                                                                          self.client_id),
                                  self._fetch_token, self.opts.token_refresh_margin_s)
 
     # --- OAuth
