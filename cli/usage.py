@@ -22,7 +22,7 @@ def run(a: argparse.Namespace) -> int:
 
     s = get_settings()
     store = Store.from_settings(s)
-    names = [a.account] if a.account else [x.name for x in s.accounts if x.provider != "bepaid"]
+    names = [a.account] if a.account else [x.name for x in s.sms_accounts()]
     for name in names:
         s.account(name)  # a typo is an error, not an empty report
     data = {name: usage.report(store, name, max(1, a.days)) for name in names}

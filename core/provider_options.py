@@ -1,14 +1,36 @@
-"""Per-message options a producer may pass for one provider type, validated before enqueueing.
+"""Provider options, as models producers and workers both validate with (core imports no role).
 
-Each provider type has one model; unknown keys are errors.  A provider type without a model
-accepts no options.
+* **Per-message options** a producer may pass for one provider type (``OPTIONS``), validated
+  before enqueueing.  A provider type without a model accepts no options.
+* **Account options** (``accounts.<name>.options``), read one way: ``account_options`` with the
+  provider's model (``ACCOUNT_OPTIONS``; bePaid's is ``BepaidOptions``).
+
+Unknown keys are errors in both.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import ConfigError
+from core.settings import Account
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def account_options(model: type[M], account: Account,
+                    defaults: dict[str, Any] | None = None) -> M:
+    """The account's ``options`` read with the provider's own model; a bad or unknown key is
+    a ConfigError that names ``accounts.<name>.options.<key>``."""
+    try:
+        return model.model_validate({**(defaults or {}), **account.options})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"accounts.{account.name}.options."
+                          f"{'.'.join(str(x) for x in err['loc'])}: {msg}") from None
 
 
 class SmscHttpOptions(BaseModel):
@@ -73,3 +95,45 @@ OPTIONS: dict[str, type[BaseModel]] = {
     "sms2_http": Sms2HttpOptions,
     "smsc_smpp": SmscSmppOptions,
 }
+
+
+# --- account options -----------------------------------------------------------------------
+
+
+class BepaidOptions(BaseModel):
+    """``options`` of a bePaid account (MTS Money; unknown keys are errors). The producer, the
+    webhook receiver and the worker all read them through ``bepaid_options``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: X-API-Version of the check request: 2 or 3 (they answer in different formats)
+    api_version: Literal[2, 3] = 2
+    #: send ``test: true`` (bePaid's test mode with its test numbers)
+    test: bool = False
+    #: where bePaid sends notifications: Gonets' receiver, ``.../v1/webhooks/bepaid/<account>``;
+    #: ``${VAR}`` is expanded when the settings are loaded. Unset: no webhooks, the sweep finds
+    #: the status
+    notification_url: str | None = None
+    #: where the customer returns when the payment is done (a producer may give its own)
+    return_url: str | None = None
+    currencies: list[str] = Field(default_factory=lambda: ["BYN"])
+    #: a payment pending this long is looked up at bePaid by the sweep
+    pending_lookup_after_s: float = Field(300.0, gt=0)
+    #: lookups of a payment still pending then back off up to this interval
+    max_lookup_interval_s: float = Field(3600.0, gt=0)
+    #: a check that cannot reach bePaid after this many attempts ends as ``error``
+    check_max_attempts: int = Field(4, ge=1, le=50)
+
+    @field_validator("currencies")
+    @classmethod
+    def _iso(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if len(c) != 3 or not c.isalpha() or not c.isupper():
+                raise ValueError(f"{c!r} is not an ISO 4217 code")
+        return v
+
+
+def bepaid_options(account: Account) -> BepaidOptions:
+    """A bePaid account's options, validated (a ConfigError names a bad key)."""
+    return account_options(BepaidOptions, account)
+

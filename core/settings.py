@@ -27,6 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.errors import ConfigError
 
 ProviderType = Literal["smsc_http", "smsc_smpp", "mts_rest", "mts_smpp", "sms2_http", "bepaid"]
+#: what an account of each provider type does: send SMS, or take MTS Money payments
+AccountKind = Literal["sms", "payments"]
+PROVIDER_KINDS: dict[ProviderType, AccountKind] = {
+    "smsc_http": "sms", "smsc_smpp": "sms", "mts_rest": "sms", "mts_smpp": "sms",
+    "sms2_http": "sms", "bepaid": "payments",
+}
 
 _ENV_PREFIX = "GONETS_"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -146,6 +152,18 @@ class Account(_Strict):
     def has_secret(self, key: str) -> bool:
         return key in self.credentials
 
+    @property
+    def kind(self) -> AccountKind:
+        """``sms`` (an SMS pool: send, status, balance) or ``payments`` (MTS Money)."""
+        return PROVIDER_KINDS[self.provider]
+
+    def require(self, kind: AccountKind) -> Account:
+        """This account, or a ConfigError naming it when it is of the other kind."""
+        if self.kind != kind:
+            raise ConfigError(f"account {self.name!r} is {_KIND_WORDS[self.kind]} "
+                              f"({self.provider}), not {_KIND_WORDS[kind]}")
+        return self
+
 
 class Settings(_Strict):
     """Everything a Gonets process needs to know."""
@@ -207,12 +225,34 @@ class Settings(_Strict):
                 return a
         raise ConfigError(f"no account named {name!r}; configured: {[a.name for a in self.accounts]}")
 
+    def sms_accounts(self) -> tuple[Account, ...]:
+        """The accounts that send SMS, in file order."""
+        return tuple(a for a in self.accounts if a.kind == "sms")
+
+    def payment_accounts(self) -> tuple[Account, ...]:
+        """The accounts that take MTS Money payments (bePaid), in file order."""
+        return tuple(a for a in self.accounts if a.kind == "payments")
+
+    def sms_account(self, name: str) -> Account:
+        """``account(name)``, refused with a ConfigError when it sends no SMS."""
+        return self._of_kind(name, "sms")
+
+    def payment_account(self, name: str) -> Account:
+        """``account(name)``, refused with a ConfigError when it takes no payments."""
+        return self._of_kind(name, "payments")
+
+    def _of_kind(self, name: str, kind: AccountKind) -> Account:
+        acct = self.account(name)
+        try:
+            return acct.require(kind)
+        except ConfigError as exc:
+            others = [a.name for a in self.accounts if a.kind == kind]
+            raise ConfigError(f"{exc}; {kind} accounts: {others}") from None
+
     def route(self, e164_digits: str) -> Account:
         """The account for a number: the longest matching route prefix, else the default."""
         best: tuple[int, Account] | None = None
-        for a in self.accounts:
-            if a.provider == "bepaid":
-                continue
+        for a in self.sms_accounts():
             for p in a.route_prefixes:
                 if e164_digits.startswith(p) and (best is None or len(p) > best[0]):
                     best = (len(p), a)
@@ -220,11 +260,14 @@ class Settings(_Strict):
             return best[1]
         if self.default_account:
             return self.account(self.default_account)
-        sms = [a for a in self.accounts if a.provider != "bepaid"]
+        sms = self.sms_accounts()
         if len(sms) == 1:
             return sms[0]
         raise ConfigError("no account routes this number and no default_account is set")
 
+
+_KIND_WORDS: dict[AccountKind, str] = {"sms": "an SMS account",
+                                       "payments": "a payments account"}
 
 _SCALARS = {
     name for name, f in Settings.model_fields.items() if name not in ("accounts", "config")

@@ -37,6 +37,7 @@ from core.payments import (
     payments_sweep_queue,
 )
 from core.payment_store import PaymentStore
+from core.provider_options import BepaidOptions, bepaid_options
 from core.settings import Account, Settings, get_settings
 from core.store import Store, now_ms
 from producers import validation as v
@@ -126,19 +127,18 @@ class Payments:
                 acct = self.settings.account(name)
             except ConfigError as exc:
                 raise InvalidInput("account", str(exc)) from None
-            if acct.provider != "bepaid":
+            if acct.kind != "payments":
                 raise InvalidInput("account", f"{name} is not a bePaid account")
             return acct
-        found = [a for a in self.settings.accounts if a.provider == "bepaid"]
+        found = self.settings.payment_accounts()
         if len(found) != 1:
             raise InvalidInput("account", "name the bePaid account (configured: "
                                           f"{[a.name for a in found]})")
         return found[0]
 
-    def _options(self, acct: Account) -> dict[str, Any]:
-        # the worker validates these fully (workers.providers.bepaid.BepaidOptions); the
-        # producer needs only a few and never imports worker code
-        return dict(acct.options)
+    def _options(self, acct: Account) -> BepaidOptions:
+        # the same model the worker and the webhook receiver read them with
+        return bepaid_options(acct)
 
     # --- check
     def check_mts_money(self, phone: str, *, account: str | None = None) -> str:
@@ -188,7 +188,7 @@ class Payments:
         amount = check_amount(amount)
         acct = self.account(account)
         opts = self._options(acct)
-        allowed = set(opts.get("currencies") or CURRENCIES)
+        allowed = set(opts.currencies or CURRENCIES)
         currency = check_currency(currency, allowed)
         description = _description(description)
         answer: CustomerAnswer | None = None
@@ -197,16 +197,16 @@ class Payments:
                 answer = CustomerAnswer(customer_answer)
             except ValueError:
                 raise InvalidInput("customer_answer", "must be 'accept' or 'decline'") from None
-        ret = return_url or opts.get("return_url")
+        ret = return_url or opts.return_url
         if ret is None:
             raise InvalidInput("return_url", "is required (or set options.return_url on the "
                                              "account)")
         ret = check_url(ret, "return_url")
-        notify = opts.get("notification_url") or None
+        notify = opts.notification_url or None
         expires = check_expired_at(expired_at)
         if test is not None and not isinstance(test, bool):
             raise InvalidInput("test", "must be true or false")
-        is_test = bool(opts.get("test", False)) if test is None else test
+        is_test = opts.test if test is None else test
         idempotency_key = v.check_idempotency_key(idempotency_key)
         callback_url = v.check_callback_url(callback_url)
         check_fields = self._reuse_check(check_id, number, acct.name)
@@ -218,7 +218,7 @@ class Payments:
             if bound != pay_id:
                 return bound
         fields: dict[str, Any] = {
-            "provider": "bepaid", "phone": number, "amount": amount, "currency": currency,
+            "provider": acct.provider, "phone": number, "amount": amount, "currency": currency,
             "description": description, "customer_answer": answer.value if answer else None,
             "return_url": ret, "notification_url": notify, "expired_at": expires,
             "test": is_test, "idempotency_key": idempotency_key, "producer": producer,
@@ -265,7 +265,7 @@ class Payments:
         """Enqueue the pending sweep for one bePaid account, or for each; returns the
         accounts swept. The scheduler calls this on a timer."""
         names = [self.account(account).name] if account else [
-            a.name for a in self.settings.accounts if a.provider == "bepaid"]
+            a.name for a in self.settings.payment_accounts()]
         for name in names:
             enqueue(self.broker, payments_sweep_queue(name), SWEEP_PENDING_PAYMENTS, name)
         return names

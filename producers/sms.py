@@ -70,7 +70,7 @@ class Producer:
             acct = self.settings.account(account) if account else self.settings.route(phone)
         except ConfigError as exc:
             raise InvalidInput("account", str(exc)) from None
-        if acct.provider == "bepaid":
+        if acct.kind != "sms":
             raise InvalidInput("account", f"{acct.name} is a payments account, not an SMS account")
         info = analyse(text)
         if info.parts > acct.limits.max_parts:

@@ -59,7 +59,7 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     t0 = time.perf_counter()
     now = now_ms() if now is None else now
     batch = batch or settings.status_sweep_batch
-    accounts = sorted(a.name for a in settings.accounts if a.provider != "bepaid")
+    accounts = sorted(a.name for a in settings.sms_accounts())
     script = _script(store)
     stats = SweepStats()
     pending: dict[str, list[str]] = {}  # account -> ids not yet enqueued (< batch)
@@ -112,8 +112,8 @@ def _enqueue(broker: Any, account: str, ids: list[str], stats: SweepStats) -> No
 def balance_checks(broker: Any, settings: Settings) -> list[str]:
     """Enqueue ``check_balance`` for every SMS account with a ``limits.min_balance``."""
     done = []
-    for a in settings.accounts:
-        if a.provider != "bepaid" and a.limits.min_balance is not None:
+    for a in settings.sms_accounts():
+        if a.limits.min_balance is not None:
             enqueue(broker, status_queue(a.name), CHECK_BALANCE, a.name)
             done.append(a.name)
     return done
@@ -121,7 +121,7 @@ def balance_checks(broker: Any, settings: Settings) -> list[str]:
 
 def payment_sweep(broker: Any, settings: Settings) -> bool:
     """Enqueue the pending-payment sweep when a payments account is configured."""
-    if not any(a.provider == "bepaid" for a in settings.accounts):
+    if not settings.payment_accounts():
         return False
     enqueue(broker, PAYMENTS_SWEEP_QUEUE, SWEEP_PENDING_PAYMENTS)
     return True

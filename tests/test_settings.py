@@ -91,3 +91,60 @@ def test_shipped_sandbox_config_is_valid() -> None:
         env[var] = "http://127.0.0.1:1"
     s = load_settings(env)
     assert s.accounts
+
+
+BOTH = GOOD + """
+[accounts.pay]
+provider = "bepaid"
+credentials = { shop_id = "env:SHOP", secret_key = "env:KEY" }
+route_prefixes = ["37529"]
+options = { currencies = ["BYN"] }
+"""
+
+
+def test_every_provider_type_is_an_sms_or_a_payments_account() -> None:
+    from typing import get_args
+
+    from core.settings import PROVIDER_KINDS, ProviderType
+
+    assert set(PROVIDER_KINDS) == set(get_args(ProviderType))
+
+
+def test_sms_and_payment_accounts_are_told_apart(tmp_path: Path) -> None:
+    s = load_settings(cfg(tmp_path, BOTH))
+    assert [a.name for a in s.sms_accounts()] == ["a"]
+    assert [a.name for a in s.payment_accounts()] == ["pay"]
+    assert s.route("375291234567").name == "a"  # a payments account never routes an SMS
+    assert s.payment_account("pay").kind == "payments"
+    with pytest.raises(ConfigError, match=r"'pay' is a payments account \(bepaid\), not an SMS "
+                                          r"account; sms accounts: \['a'\]"):
+        s.sms_account("pay")
+    with pytest.raises(ConfigError, match="'a' is an SMS account"):
+        s.payment_account("a")
+
+
+def test_an_sms_operation_on_a_payments_account_is_a_clear_error(tmp_path: Path) -> None:
+    # what `gonets balance --account pay` and `gonets cost --account pay` ask for
+    import redis
+
+    from workers import providers
+    from workers.providers.base import ProviderContext
+
+    s = load_settings(cfg(tmp_path, BOTH))
+    ctx = ProviderContext(s, redis.Redis())  # never connected: refused before any I/O
+    with pytest.raises(ConfigError, match="'pay' is a payments account"):
+        providers.build(s.account("pay"), ctx)
+    with pytest.raises(ConfigError, match="'a' is an SMS account"):
+        providers.build_payments(s.account("a"), ctx)
+
+
+def test_bepaid_options_are_validated_the_one_way_producers_and_workers_read_them(
+        tmp_path: Path) -> None:
+    from core.provider_options import bepaid_options
+
+    s = load_settings(cfg(tmp_path, BOTH))
+    assert bepaid_options(s.account("pay")).pending_lookup_after_s == 300.0
+    bad = load_settings(cfg(tmp_path, BOTH.replace("currencies = [\"BYN\"]",
+                                                   "currencies = [\"BYN\"], lookup_s = 1")))
+    with pytest.raises(ConfigError, match=r"accounts\.pay\.options\.lookup_s: unknown key"):
+        bepaid_options(bad.account("pay"))

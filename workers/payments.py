@@ -22,7 +22,6 @@ a redelivered job cannot race its twin.
 from __future__ import annotations
 
 import logging
-import threading
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -45,7 +44,7 @@ from core.payment_store import PaymentStore
 from core.settings import Account
 from core.store import now_ms
 from core.payments import Transaction, pick
-from workers.providers.bepaid import Bepaid, PaymentRequest
+from workers.providers.payment import PaymentProvider, PaymentRequest
 from workers.runtime import get_runtime
 
 log = logging.getLogger("gonets.payments")
@@ -61,32 +60,13 @@ SWEEP_LEASE_S = 60.0
 #: most lookups one sweep enqueues (the next sweep takes the rest)
 SWEEP_BATCH = 500
 
-_lock = threading.Lock()
-_clients: dict[str, Bepaid] = {}
-_pstore: PaymentStore | None = None
-
-
 def payment_store() -> PaymentStore:
-    global _pstore
-    with _lock:
-        if _pstore is None:
-            _pstore = PaymentStore(get_runtime().store)
-        return _pstore
+    return get_runtime().payments
 
 
-def client(account: Account) -> Bepaid:
-    with _lock:
-        c = _clients.get(account.name)
-        if c is None:
-            c = _clients[account.name] = Bepaid(account)
-        return c
-
-
-def close() -> None:
-    with _lock:
-        for c in _clients.values():
-            c.close()
-        _clients.clear()
+def client(account: Account) -> PaymentProvider:
+    """The account's payment provider (one per process, closed with the runtime)."""
+    return get_runtime().payment_provider(account)
 
 
 def _retry(reason: str, delay_s: float) -> dramatiq.Retry:
@@ -288,8 +268,7 @@ def sweep_pending_payments(account_name: str | None = None) -> int:
     None: the scheduler's timer); returns how many."""
     if account_name is None:
         settings = get_runtime().settings
-        return sum(sweep_pending_payments(a.name) for a in settings.accounts
-                   if a.provider == "bepaid")
+        return sum(sweep_pending_payments(a.name) for a in settings.payment_accounts())
     ps = payment_store()
     broker = dramatiq.get_broker()
     assert isinstance(broker, RedisBroker)

@@ -18,6 +18,7 @@ from dramatiq import Worker
 from core.broker import get_broker
 from core.contracts import pool_queues
 from core.payments import payments_pool_queues
+from core.provider_options import bepaid_options
 from core.settings import Settings, get_settings
 from workers import health
 
@@ -26,10 +27,8 @@ log = logging.getLogger("gonets.worker")
 
 def queues_for(settings: Settings, pool: str) -> list[str]:
     account = settings.account(pool)
-    if account.provider == "bepaid":  # the payments pool (MTS Money): workers/payments.py
-        from workers.providers.bepaid import options_of
-
-        options_of(account)  # a bad options table stops the pool at start, naming the key
+    if account.kind == "payments":  # the payments pool (MTS Money): workers/payments.py
+        bepaid_options(account)  # a bad options table stops the pool at start, naming the key
         return payments_pool_queues(account.name)
     return pool_queues(account.name)
 
@@ -62,8 +61,9 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     from workers.runtime import get_runtime
 
     account = settings.account(pool)
-    # a bePaid account's payments pool has no SMS provider (workers/payments.py keeps its client)
-    provider = None if account.provider == "bepaid" else get_runtime().provider(account)
+    # built now: a bad account stops the pool at start, naming the key
+    rt = get_runtime()
+    provider = rt.provider(account) if account.kind == "sms" else rt.payment_provider(account)
     consuming = threading.Event()
     health_server = _start_health(health_port, settings.redis_url, provider, worker, consuming)
     # a provider that binds (SMPP) may have to stand by until it holds a bind lease: the
@@ -86,7 +86,6 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     if health_server is not None:
         health_server.stop()
     get_runtime().close()
-    payments.close()
     log.info("worker pool=%s stopped", pool)
     return 0
 

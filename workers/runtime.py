@@ -1,4 +1,8 @@
-"""Per-process state of a worker: settings, store, provider instances, account pauses."""
+"""Per-process state of a worker: settings, store, provider instances, account pauses.
+
+One ``Runtime`` per process holds what every actor shares: the message store and the payment
+records beside it, one provider per SMS account and one payment provider per payments account
+(built on first use, closed together), and the account pause/alert state."""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from typing import Any
 
 from core.account_state import AccountState
 from core.errors import AccountProblem
+from core.payment_store import PaymentStore
 from core.settings import Account, Settings, get_settings
 from core.store import Store, redis_client
 from workers import providers
 from workers.providers.base import Outgoing, Provider, ProviderContext
+from workers.providers.payment import PaymentProvider
 
 log = logging.getLogger("gonets.worker")
 
@@ -26,7 +32,10 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._providers: dict[str, Provider] = {}
+        self._payment_providers: dict[str, PaymentProvider] = {}
         self._lock = threading.Lock()
+        #: payment and MTS Money check records (same Redis and scripts as the messages)
+        self.payments = PaymentStore(self.store)
         self._incident: dict[str, bool] = {}
         self.accounts = AccountState.of(self.store)
         # providers keep their own keys (SMPP maps, leases, OAuth token) on the store's client
@@ -39,11 +48,22 @@ class Runtime:
                 p = self._providers[account.name] = providers.build(account, self.ctx)
             return p
 
+    def payment_provider(self, account: Account) -> PaymentProvider:
+        with self._lock:
+            p = self._payment_providers.get(account.name)
+            if p is None:
+                p = self._payment_providers[account.name] = providers.build_payments(account,
+                                                                                     self.ctx)
+            return p
+
     def close(self) -> None:
         with self._lock:
             for p in self._providers.values():
                 p.close()
+            for pp in self._payment_providers.values():
+                pp.close()
             self._providers.clear()
+            self._payment_providers.clear()
 
     # --- account pause and alerts (kept in Redis by core.account_state)
     def pause_left_s(self, account: str) -> float:

@@ -120,9 +120,7 @@ class StoreCollector:
         alert = GaugeMetricFamily("gonets_account_alert", "1 while an alert is open",
                                   labels=["account", "alert"])
         now = time.time()
-        for a in self.settings.accounts:
-            if a.provider == "bepaid":
-                continue
+        for a in self.settings.sms_accounts():
             limit.add_metric([a.name], a.limits.rate_per_s)
             b = self.accounts.balance(a.name)
             if b is not None:

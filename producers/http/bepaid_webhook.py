@@ -34,6 +34,7 @@ from starlette.routing import Route
 from core.errors import ConfigError, UnknownMessage
 from core.payment_store import PaymentStore
 from core.payments import parse_transaction_envelope
+from core.provider_options import bepaid_options
 from core.settings import Account, Settings
 from core.store import Store
 from producers.http.framework import EXCEPTION_HANDLERS, Call, Reply, route
@@ -44,8 +45,6 @@ log = logging.getLogger("gonets.webhooks.bepaid")
 PATH = "/v1/webhooks/bepaid/{account}"
 #: a notification is a few kilobytes; anything much larger is not one
 MAX_BODY_BYTES = 64 * 1024
-#: used when the account's options do not say
-DEFAULT_LOOKUP_AFTER_S = 300.0
 
 
 @dataclass
@@ -55,6 +54,8 @@ class WebhookContext:
 
 
 def context_for(settings: Settings, store: Store | None = None) -> WebhookContext:
+    for account in settings.payment_accounts():
+        bepaid_options(account)  # a bad options table stops the receiver at start, naming it
     return WebhookContext(settings, PaymentStore(store or Store.from_settings(settings)))
 
 
@@ -89,22 +90,12 @@ def _authentic(account: Account, header: str) -> tuple[bool, str]:
     return ok_user and ok_pw, _mask(user)
 
 
-def _lookup_after_s(account: Account) -> float:
-    value = account.options.get("pending_lookup_after_s", DEFAULT_LOOKUP_AFTER_S)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return DEFAULT_LOOKUP_AFTER_S
-
-
 def receive(ctx: WebhookContext, call: Call) -> Reply:
     name = call.path_params.get("account", "")
     try:
-        account = ctx.settings.account(name)
+        account = ctx.settings.payment_account(name)  # bePaid: the one payments provider
     except ConfigError:
-        account = None
-    if account is None or account.provider != "bepaid":
-        raise ApiError(404, "no such bePaid account", field="account")
+        raise ApiError(404, "no such bePaid account", field="account") from None
     ok, user = _authentic(account, call.headers.get("authorization", ""))
     if not ok:
         log.warning("bePaid webhook for %s refused: bad or missing credentials (user %s, "
@@ -132,7 +123,7 @@ def _apply(ctx: WebhookContext, account: Account, tx: Any) -> Reply:
         return Reply(200, {"status": "ignored", "reason": "unknown payment"})
     try:
         changed = ps.apply(tx.tracking_id, tx, source="webhook",
-                           lookup_after_s=_lookup_after_s(account))
+                           lookup_after_s=bepaid_options(account).pending_lookup_after_s)
     except UnknownMessage:
         return Reply(200, {"status": "ignored", "reason": "unknown payment"})
     except ValueError as exc:

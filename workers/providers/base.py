@@ -9,31 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import redis
 
-from pydantic import BaseModel, ValidationError
-
 from core.contracts import Status
-from core.errors import ConfigError
+from core.provider_options import account_options as account_options  # the one reader
 from core.settings import Account, Settings
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def account_options(model: type[M], account: Account,
-                    defaults: dict[str, Any] | None = None) -> M:
-    """The account's ``options`` read with the provider's own model; a bad or unknown key is
-    a ConfigError that names ``accounts.<name>.options.<key>``."""
-    try:
-        return model.model_validate({**(defaults or {}), **account.options})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"accounts.{account.name}.options."
-                          f"{'.'.join(str(x) for x in err['loc'])}: {msg}") from None
 
 
 @dataclass(frozen=True)

@@ -18,24 +18,24 @@ payment up by ``tracking_id`` before it may send it again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
 from core.payments import (
     CheckResult,
-    PaymentStatus,
     Transaction,
     parse_transaction_envelope,
     parse_transactions,
-    pick,
 )
 from core.privacy import mask_phone
+from core.provider_options import BepaidOptions, bepaid_options
 from core.settings import Account
-from workers.providers.base import account_options
+from workers.providers.base import ProviderContext
+from workers.providers.payment import CheckAnswer, PaymentRequest
+
+__all__ = ["Bepaid", "CheckAnswer", "PaymentRequest", "parse_check"]
 
 log = logging.getLogger(__name__)
 
@@ -59,84 +59,19 @@ V3_CODES: dict[str, CheckResult] = {
 OPERATORS = ("mts", "other")
 
 
-class BepaidOptions(BaseModel):
-    """``options`` of a bePaid account (unknown keys are errors)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: X-API-Version of the check request: 2 or 3 (they answer in different formats)
-    api_version: Literal[2, 3] = 2
-    #: send ``test: true`` (bePaid's test mode with its test numbers)
-    test: bool = False
-    #: where bePaid sends notifications: Gonets' receiver, ``.../v1/webhooks/bepaid/<account>``;
-    #: ``${VAR}`` is expanded when the settings are loaded. Unset: no webhooks, the sweep finds the status
-    notification_url: str | None = None
-    #: where the customer returns when the payment is done (a producer may give its own)
-    return_url: str | None = None
-    currencies: list[str] = Field(default_factory=lambda: ["BYN"])
-    #: a payment pending this long is looked up at bePaid by the sweep
-    pending_lookup_after_s: float = Field(300.0, gt=0)
-    #: lookups of a payment still pending then back off up to this interval
-    max_lookup_interval_s: float = Field(3600.0, gt=0)
-    #: a check that cannot reach bePaid after this many attempts ends as ``error``
-    check_max_attempts: int = Field(4, ge=1, le=50)
-
-    @field_validator("currencies")
-    @classmethod
-    def _iso(cls, v: list[str]) -> list[str]:
-        for c in v:
-            if len(c) != 3 or not c.isalpha() or not c.isupper():
-                raise ValueError(f"{c!r} is not an ISO 4217 code")
-        return v
-
-
-def options_of(account: Account) -> BepaidOptions:
-    return account_options(BepaidOptions, account)
-
-
-@dataclass(frozen=True)
-class CheckAnswer:
-    result: CheckResult
-    api_version: int
-    #: v2 ``error_code`` or v3 ``code``
-    code: str | None = None
-    message: str | None = None
-    #: v3: the text for the customer
-    friendly_message: str | None = None
-    #: v2: ``mts``, ``other`` or None
-    operator: str | None = None
-
-    def fields(self) -> dict[str, Any]:
-        return {"result": self.result.value, "api_version": self.api_version, "code": self.code,
-                "message": self.message, "friendly_message": self.friendly_message,
-                "operator": self.operator}
-
-
-@dataclass(frozen=True)
-class PaymentRequest:
-    tracking_id: str
-    amount: int
-    currency: str
-    description: str
-    phone: str
-    confirm_agreement: Literal["already_accepted", "accept"]
-    return_url: str
-    notification_url: str | None = None
-    expired_at: str | None = None
-    test: bool = False
-
-    def body(self) -> dict[str, Any]:
-        req: dict[str, Any] = {
-            "amount": self.amount, "currency": self.currency, "description": self.description,
-            "test": self.test, "tracking_id": self.tracking_id, "return_url": self.return_url,
-            "customer": {"phone": self.phone},
-            "method": {"type": "mts_money", "confirm_agreement": self.confirm_agreement},
-        }
-        if self.expired_at:
-            req["expired_at"] = self.expired_at
-        if self.notification_url:
-            req["notification_url"] = self.notification_url
-        return {"request": req}
+def _body(req: PaymentRequest) -> dict[str, Any]:
+    """bePaid's payment request body (``POST /beyag/payments``)."""
+    body: dict[str, Any] = {
+        "amount": req.amount, "currency": req.currency, "description": req.description,
+        "test": req.test, "tracking_id": req.tracking_id, "return_url": req.return_url,
+        "customer": {"phone": req.phone},
+        "method": {"type": "mts_money", "confirm_agreement": req.confirm_agreement},
+    }
+    if req.expired_at:
+        body["expired_at"] = req.expired_at
+    if req.notification_url:
+        body["notification_url"] = req.notification_url
+    return {"request": body}
 
 
 # --- pure parsers (property-tested) --------------------------------------------------------
@@ -221,9 +156,10 @@ def _mentions_phone(resp: httpx.Response) -> bool:
 class Bepaid:
     """One bePaid shop account. Thread-safe (one httpx.Client)."""
 
-    def __init__(self, account: Account, *, client: httpx.Client | None = None) -> None:
+    def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
+                 client: httpx.Client | None = None) -> None:
         self.account = account
-        self.opts = options_of(account)
+        self.opts: BepaidOptions = bepaid_options(account)
         self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),
@@ -284,7 +220,7 @@ class Bepaid:
     def pay(self, req: PaymentRequest) -> Transaction:
         """Create the payment. ``OutcomeUnknown`` when it may have been created."""
         try:
-            resp = self.client.post(self.url + PAYMENT_PATH, json=req.body(), auth=self._auth(),
+            resp = self.client.post(self.url + PAYMENT_PATH, json=_body(req), auth=self._auth(),
                                     headers=self._headers())
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryLater("bePaid could not be reached; nothing was sent",
