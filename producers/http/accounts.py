@@ -67,7 +67,7 @@ class AccountRoutes:
 
     def list(self, call: Call) -> Reply:
         store = self.api.store
-        accounts = [a for a in self.api.settings.accounts if a.provider != "bepaid"]
+        accounts = list(self.api.settings.sms_accounts())
         pipe = store.r.pipeline(transaction=False)
         for a in accounts:
             pipe.get(store.key("incident", a.name))
