@@ -19,7 +19,7 @@ check and closes only when a balance read is back above the threshold.
 from __future__ import annotations
 
 import time
-
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
@@ -35,6 +35,15 @@ ALERT_EVERY_S = 3600
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class AccountView:
+    #: the open incident's JSON ({alert, code, detail, since}), None when there is none
+    incident: str | None
+    #: seconds the pool stays paused (0: not paused)
+    paused_s: float
+    low_balance: bool
 
 
 class AccountState:
@@ -97,7 +106,18 @@ class AccountState:
         """True when a low-balance alert was open."""
         return bool(self.r.delete(self.keys.alert(account, LOW_BALANCE)))
 
-    # --- readers (metrics)
+    # --- readers (metrics, GET /v1/accounts)
+    def overview(self, accounts: list[str]) -> list[AccountView]:
+        """Each account's open incident, pause and low-balance alert, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for a in accounts:
+            pipe.get(self.keys.incident(a))
+            pipe.pttl(self.keys.pause(a))
+            pipe.exists(self.keys.alert(a, LOW_BALANCE))
+        got = pipe.execute()
+        return [AccountView(incident=got[3 * i], paused_s=max(int(got[3 * i + 1]), 0) / 1000,
+                            low_balance=bool(got[3 * i + 2])) for i in range(len(accounts))]
+
     def balance(self, account: str) -> float | None:
         b = self.r.get(self.keys.balance(account))
         return float(b) if b is not None else None

@@ -88,6 +88,10 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("cb:due", "zset", "-", "id -> when its oldest callback is next tried (ms)"),
     ("cb:try:<id>", "hash", "deleted when sent", "attempts and first try of the oldest"),
     ("cb:lock:<id>", "string", "120 s", "one callback deliverer per record"),
+    # --- Bitrix24: producers/http/bitrix24.py
+    ("b24:<producer>", "hash", "-", "a portal installation and its OAuth tokens"),
+    ("b24:lock:<producer>", "string", "15 s", "one portal token refresh at a time"),
+    ("b24:done:<msg id>", "set", "retention_s", "Bitrix statuses reported for a message"),
     # --- scheduler: scheduler/leader.py, scheduler/service.py
     ("scheduler:leader", "string", "scheduler_lock_ttl_s", "the leader lease holder"),
     ("scheduler:fired:<job>:<ms>", "string", "8 days", "dedupe key of one fire"),
@@ -268,6 +272,16 @@ class Keys:
 
     def cb_lock(self, rec_id: str) -> str:
         return self.key("cb", "lock", rec_id)
+
+    # --- Bitrix24
+    def b24(self, producer: str) -> str:
+        return self.key("b24", producer)
+
+    def b24_lock(self, producer: str) -> str:
+        return self.key("b24", "lock", producer)
+
+    def b24_done(self, msg_id: str) -> str:
+        return self.key("b24", "done", msg_id)
 
     # --- scheduler
     def leader(self) -> str:

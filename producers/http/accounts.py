@@ -3,8 +3,8 @@
 What a shop's admin panel shows (the 1C-Bitrix module turns it into ``CAdminNotify``
 alerts): an account the workers paused after an account problem (no funds, sender name not
 registered, forbidden IP, bad credentials) and a balance under the account's
-``limits.min_balance``.  Read from the keys the workers keep (workers/runtime.py,
-workers/actors.py ``check_balance``):
+``limits.min_balance``.  Read through ``core.account_state`` from the keys the workers keep
+(workers/runtime.py, workers/actors.py ``check_balance``):
 
     ns:incident:<account>            string  JSON {alert, code, detail, since} while the
                                              account problem lasts (cleared on recovery)
@@ -25,6 +25,7 @@ from typing import Any
 
 from starlette.routing import Route
 
+from core.account_state import AccountState
 from producers.http.framework import Api, Call, Reply
 
 #: alert machine name -> what an admin should do about it (English; the module translates)
@@ -66,22 +67,15 @@ class AccountRoutes:
         self.api = api
 
     def list(self, call: Call) -> Reply:
-        store = self.api.store
         accounts = list(self.api.settings.sms_accounts())
-        pipe = store.r.pipeline(transaction=False)
-        for a in accounts:
-            pipe.get(store.key("incident", a.name))
-            pipe.pttl(store.key("pause", a.name))
-            pipe.exists(store.key("alert", a.name, "low_balance"))
-        got = pipe.execute()
+        views = AccountState.of(self.api.store).overview([a.name for a in accounts])
         items: list[dict[str, Any]] = []
-        for i, a in enumerate(accounts):
-            incident, pause_ms, low = got[3 * i: 3 * i + 3]
-            alerts = [x for x in [_alert(incident)] if x is not None]
-            if low:
+        for a, view in zip(accounts, views):
+            alerts = [x for x in [_alert(view.incident)] if x is not None]
+            if view.low_balance:
                 alerts.append({"alert": "low_balance", "detail": "balance under the threshold",
                                "advice": ADVICE["low_balance"]})
-            paused = isinstance(pause_ms, int) and pause_ms > 0
+            paused = view.paused_s > 0
             items.append({"name": a.name, "provider": a.provider,
                           "status": "paused" if paused else ("alert" if alerts else "ok"),
                           "alerts": alerts})

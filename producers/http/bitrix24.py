@@ -51,8 +51,6 @@ import hmac
 import json
 import logging
 import re
-import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -62,6 +60,7 @@ from starlette.routing import Route
 
 from core.contracts import Status
 from core.errors import ConfigError, InvalidInput
+from core.locks import new_token
 from core.settings import resolve_secret
 from core.store import Store, now_ms
 from producers.http.framework import Api, Call, Reply
@@ -88,6 +87,8 @@ STATUS_MAP: dict[Status, str | None] = {
 
 #: refresh this long before the portal's ``expires_in`` runs out
 EARLY_REFRESH_MS = 60_000
+#: a token refresh holds its lock this long at most (and a second refresher waits as long)
+REFRESH_LOCK_TTL_S = 15.0
 
 _transport: httpx.BaseTransport | None = None
 
@@ -153,7 +154,7 @@ class Installations:
         self.r = store.r
 
     def key(self, producer: str) -> str:
-        return self.store.key("b24", producer)
+        return self.store.keys.b24(producer)
 
     def save(self, inst: Installation) -> None:
         """Store the installation; a new one (a reinstall) binds its application token anew."""
@@ -275,14 +276,11 @@ class Portal:
 
     def refresh(self, seen: Installation) -> Installation:
         """New tokens; one refresher at a time, and none when another just refreshed."""
-        r = self.installs.r
-        lock = self.installs.store.key("b24", "lock", self.producer)
-        mine = uuid.uuid4().hex
-        deadline = time.monotonic() + 15
-        while not r.set(lock, mine, nx=True, px=15_000):
-            if time.monotonic() > deadline:
-                raise PortalError("refresh_busy", "another token refresh is stuck", retry=True)
-            time.sleep(0.05)
+        locks = self.installs.store.locks
+        lock = self.installs.store.keys.b24_lock(self.producer)
+        mine = new_token()
+        if not locks.wait_take(lock, mine, REFRESH_LOCK_TTL_S, REFRESH_LOCK_TTL_S):
+            raise PortalError("refresh_busy", "another token refresh is stuck", retry=True)
         try:
             inst = self._inst()
             if inst.access_token != seen.access_token:  # someone else refreshed meanwhile
@@ -296,8 +294,7 @@ class Portal:
             log.info("bitrix24 %s: OAuth token renewed", self.producer)
             return self._inst()
         finally:
-            if r.get(lock) == mine:
-                r.delete(lock)
+            locks.release(lock, mine)  # only if still ours
 
 
 # --- reporting statuses (called by the callbacks dispatcher) -------------------------------
@@ -311,7 +308,7 @@ class Reporter:
         self.client = client or http_client()
 
     def done_key(self, msg_id: str) -> str:
-        return self.store.key("b24", "done", msg_id)
+        return self.store.keys.b24_done(msg_id)
 
     def deliver(self, producer: str, b24_id: str, msg_id: str, status: str) -> tuple[bool, str]:
         """(done with it, why not): False means "try again later"."""
