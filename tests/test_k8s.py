@@ -42,7 +42,7 @@ K8S = ROOT / "k8s"
 OVERLAYS = ["dev", "prod", "external-redis", "hpa", "all-components"]
 KEDA_OVERLAYS = ["dev", "prod", "external-redis"]
 EXTERNAL_REDIS = {"external-redis", "all-components"}
-COMPONENTS = ["bitrix24", "external-redis", "hpa", "sentry-egress"]
+COMPONENTS = ["bitrix24", "external-redis", "hpa", "prometheus", "sentry-egress"]
 #: the oldest Kubernetes the manifests promise to work on, and the newest the schemas know
 K8S_VERSIONS = ["1.30.0", "1.33.0"]
 SECRETS_MOUNT = "/var/run/secrets/gonets/"
@@ -829,6 +829,36 @@ def pods(docs: list[dict[str, Any]]) -> dict[str, Pod]:
             for d in workloads(docs)}
 
 
+def test_every_role_that_serves_metrics_exposes_and_annotates_its_port(
+        rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    """Like the probes: the `metrics` port and the prometheus.io annotations name the port the
+    command serves /metrics on (GONETS_METRICS_PORT from gonets-env; a worker serves it with
+    one process), apart from the health port; roles that serve none announce none."""
+    parser = build_parser()
+    for overlay, docs in rendered.items():
+        port = shipped_settings(docs, tmp_path).metrics_port
+        assert port, f"{overlay}: GONETS_METRICS_PORT is not set: nothing can be scraped"
+        scraped = set()
+        for d in of_kind(docs, "Deployment"):
+            name = f"{overlay} {d['metadata']['name']}"
+            c = gonets_container(d)
+            args = parser.parse_args(c["args"])
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            notes = d["spec"]["template"]["metadata"].get("annotations", {})
+            serves = args.command == "scheduler" or (args.command == "worker"
+                                                     and args.processes == 1)
+            if not serves:
+                assert "metrics" not in ports and "prometheus.io/scrape" not in notes, name
+                continue
+            assert ports.get("metrics") == port, f"{name}: metrics port"
+            assert port != getattr(args, "health_port", None), f"{name}: shares the health port"
+            assert notes.get("prometheus.io/scrape") == "true", name
+            assert notes.get("prometheus.io/port") == str(port), name
+            assert notes.get("prometheus.io/path") == "/metrics", name
+            scraped.add(d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+        assert scraped == {"worker", "scheduler"}, overlay
+
+
 PUBLIC = "203.0.113.10"  # a public address (TEST-NET-3) standing in for a provider
 
 
@@ -868,6 +898,11 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
         assert not net.allowed(stranger, pod, 9999), f"any pod -> {name}"
         if component == "api":
             assert net.allowed(stranger, pod, 8080), "the API is reachable"
+        # Prometheus scrapes workers and the scheduler with the prometheus component only
+        prometheus = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+        scrape = overlay == "all-components" and component in ("worker", "scheduler")
+        assert net.allowed(prometheus, pod, 9100) == scrape, f"prometheus -> {name}"
+        assert not net.allowed(stranger, pod, 9100), f"any pod -> {name} metrics"
     for pool, d in workers(docs).items():
         pod = all_pods[d["metadata"]["name"]]
         account = settings.account(pool)
