@@ -86,7 +86,7 @@ def run(a: argparse.Namespace) -> int:
 def _sms_accounts() -> list[str]:
     from core.settings import get_settings
 
-    return [x.name for x in get_settings().accounts if x.provider != "bepaid"]
+    return [x.name for x in get_settings().sms_accounts()]
 
 
 # --- definitions ------------------------------------------------------------------------
