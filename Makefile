@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
 .PHONY: install run test bench lint clean
 
-$(STAMP): pyproject.toml
+# `make run` needs only the runtime dependencies; tests, benchmarks and lint add the test extra
+$(RUNTIME): pyproject.toml
+	@echo "make: installing Gonets and its runtime dependencies into $(VENV)…"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	@echo "make: installing the test dependencies into $(VENV)…"
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(VENV)/bin/gonets run
 
 test: $(STAMP)
