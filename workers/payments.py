@@ -282,6 +282,12 @@ def sweep_pending_payments(account_name: str | None = None) -> int:
     return len(ids)
 
 
+def sweep_pending_payments_job(account_name: str | None = None) -> None:
+    """The actor: a job's return value is discarded (no Results middleware), and dramatiq
+    warns about every one that is not None."""
+    sweep_pending_payments(account_name)
+
+
 def register(broker: RedisBroker) -> None:
     """Declare the payment actors on ``broker`` (jobs name their own queues)."""
     dramatiq.actor(check_mts_money, actor_name=CHECK_MTS_MONEY, queue_name="payments.unrouted",
@@ -290,6 +296,6 @@ def register(broker: RedisBroker) -> None:
                    broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000)
     dramatiq.actor(lookup_payment, actor_name=LOOKUP_PAYMENT, queue_name="payments.unrouted",
                    broker=broker, max_retries=10, time_limit=2 * 60 * 1000)
-    dramatiq.actor(sweep_pending_payments, actor_name=SWEEP_PENDING_PAYMENTS,
+    dramatiq.actor(sweep_pending_payments_job, actor_name=SWEEP_PENDING_PAYMENTS,
                    queue_name="payments.unrouted", broker=broker, max_retries=3,
                    time_limit=5 * 60 * 1000)
