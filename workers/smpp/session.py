@@ -384,8 +384,10 @@ class Session:
         except Exception:
             c.disconnect()
             raise
-        log.info("smpp %s: bound to %s:%s as %s (%s)", self.cfg.account, host, port,
-                 self.cfg.bind_mode, getattr(resp, "system_id", b""))
+        peer = getattr(resp, "system_id", b"") or b""
+        log.info("smpp %s: bound to %s:%s as %s (SMSC system_id %s)", self.cfg.account, host,
+                 port, self.cfg.bind_mode,
+                 peer.decode("ascii", "replace") if isinstance(peer, bytes) else peer)
         return c
 
     def _serve(self, client: _Client, server: str) -> None:
