@@ -10,7 +10,7 @@ import time
 def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg]
     p = sub.add_parser("consent", help="record, withdraw or show a number's opt-in consent "
                                        "to promotional SMS")
-    acts = p.add_subparsers(dest="action", required=True)
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, help_ in (("grant", "record that the number opted in"),
                         ("withdraw", "record that the number opted out")):
         a = acts.add_parser(name, help=help_)
@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg
         a.add_argument("--source", required=True,
                        help="where it came from, e.g. 'web form' or 'STOP reply'")
     a = acts.add_parser("show", help="show the consent record and its history")
-    a.add_argument("--to", required=True)
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--to", required=True, help="phone number")
+    a.add_argument("--json", action="store_true", help="as JSON")
     return "consent"
 
 
@@ -29,6 +29,9 @@ def run(a: argparse.Namespace) -> int:
     from core.store import Store
     from producers import consent
 
+    from cli.runfile import require_configuration
+
+    require_configuration()
     s = get_settings()
     store = Store.from_settings(s)
     region = s.default_region

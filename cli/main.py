@@ -1,14 +1,30 @@
-"""``gonets``: send, status, worker, run and friends. Each role is imported only when used."""
+"""gonets: send SMS and take MTS Money payments through Redis-backed worker pools.
+
+Start everything locally with "gonets run" (or "make run"); in the project directory every other
+command then finds that system by itself (it reads .gonets/run.env). Options go after the
+subcommand they belong to, e.g. "gonets sms2 balance --account sms2".
+
+Exit codes: 0 done, 1 a runtime failure (Redis down, provider error, unknown id), 2 a usage
+error (bad arguments, bad input, bad configuration). --debug (or GONETS_LOG_LEVEL=debug) shows
+the traceback of an unexpected error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any, Callable
 
+from cli.runfile import NoConfiguration, require_configuration
 from core.errors import ConfigError, GonetsError, InvalidInput, UnknownMessage
+from core.contracts import Status
+
+class UnknownPayment(UnknownMessage):
+    """``gonets pay status`` of an id no payment has."""
+
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -35,21 +51,38 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
 def cmd_send(a: argparse.Namespace) -> int:
     from producers import get_producer
 
+    require_configuration()
     producer = get_producer()
-    if a.demo:
-        return _demo(producer, a.demo, a.account, a.to)
+    name = a.producer or None
+    if a.demo is not None:
+        if a.demo < 1:
+            raise InvalidInput("demo", "must be 1 or more")
+        return _demo(producer, a.demo, a.account, a.to, name)
     if not a.to or a.text is None:
-        print("gonets send: --to and --text are required (or --demo N)", file=sys.stderr)
-        return 2
+        raise InvalidInput("to" if not a.to else "text",
+                           "--to and --text are required (or --demo N)")
     msg_id = producer.send_sms(a.to, a.text, sender=a.sender, account=a.account, lane=a.lane,
                                kind=a.kind, validity=a.validity,
                                idempotency_key=a.idempotency_key,
-                               options=_parse_options(a.option))
+                               options=_parse_options(a.option), producer=name)
+    _index(producer, name, [msg_id])
     print(msg_id)
     return 0
 
 
-def _demo(producer: Any, n: int, account: str | None, to: str | None) -> int:
+def _index(producer: Any, name: str | None, ids: list[str]) -> None:
+    """List the messages in their producer's index, as the HTTP API does for its own: with
+    the demo producer's token, GET /v1/sms shows what the CLI sent."""
+    if not name or not ids:
+        return
+    from core.store import now_ms
+
+    producer.store.r.zadd(producer.store.key("producer", name, "sms"),
+                          {i: now_ms() for i in ids}, nx=True)
+
+
+def _demo(producer: Any, n: int, account: str | None, to: str | None,
+          name: str | None = None) -> int:
     from tqdm import tqdm
 
     from core.contracts import Status
@@ -59,7 +92,8 @@ def _demo(producer: Any, n: int, account: str | None, to: str | None) -> int:
     for i in range(n):
         phone = to or f"+{base + 1000 + i}"
         ids.append(producer.send_sms(phone, f"Gonets demo message {i + 1} of {n}",
-                                     account=account))
+                                     account=account, producer=name))
+    _index(producer, name, ids)
     final: dict[str, str] = {}
     with tqdm(total=n, desc="final", unit="msg") as bar:
         while len(final) < n:
@@ -83,21 +117,30 @@ def _demo(producer: Any, n: int, account: str | None, to: str | None) -> int:
 
 @command("status")
 def cmd_status(a: argparse.Namespace) -> int:
+    from core.privacy import mask_phone
     from producers import get_producer
 
-    rec = get_producer().status(a.id)
-    if a.json:
-        print(json.dumps(rec, ensure_ascii=False, indent=2))
-    else:
-        from core.privacy import mask_phone
+    require_configuration()
+    producer = get_producer()
+    rec = producer.status(a.id)
+    if a.json:  # the HTTP API's shape and types, the number masked as everywhere in the CLI
+        from producers.http.sms import event_out, record_out
 
+        out = record_out(producer.store.get(a.id))
+        out["to"] = "+" + mask_phone(out["to"])
+        out["history"] = [event_out(e) for e in rec["history"]]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
         print(f"{rec['id']}  {rec['status']}  account={rec['account']} "
               f"to={mask_phone(rec['phone'])} parts={rec.get('parts')} "
               f"provider_id={rec.get('provider_id', '-')} error={rec.get('error_code', '-')}")
+        waiting = rec.get("waiting_reason")
+        if waiting and not Status(rec["status"]).final:
+            print(f"  waiting: {waiting}")
         for ev in rec["history"]:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["at_ms"] / 1000))
-            extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("id", "status",
-                                                                              "at_ms"))
+            extra = " ".join(f"{k}={v}" for k, v in ev.items()
+                             if k not in ("id", "status", "at_ms") and v not in ("", None))
             print(f"  {at}  {ev['status']:<10} {extra}")
     return 0
 
@@ -106,6 +149,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_poll(a: argparse.Namespace) -> int:
     from producers import get_producer
 
+    require_configuration()
     get_producer().poll_status(a.id)
     print(f"status poll queued for {a.id}")
     return 0
@@ -113,8 +157,14 @@ def cmd_poll(a: argparse.Namespace) -> int:
 
 @command("worker")
 def cmd_worker(a: argparse.Namespace) -> int:
+    import logging
+
     from workers.pool import run_pool
 
+    if not _debugging(a) and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # a retry is the expected wait of a paused account or a throttled provider; one line
+        # per message per retry drowns the terminal (the outcome is logged by our actors)
+        logging.getLogger("dramatiq.middleware.retries.Retries").setLevel(logging.WARNING)
     if a.processes == 1:
         from core.observability import serve_metrics
         from core.settings import get_settings
@@ -148,9 +198,22 @@ def _provider(account: str | None) -> Any:
     from workers import providers
     from workers.providers.base import ProviderContext
 
+    require_configuration()
     s = get_settings()
-    acct = s.account(account) if account else s.account(s.default_account or s.accounts[0].name)
-    return providers.build(acct, ProviderContext(s, redis_client(s.redis_url)))
+    if account:
+        acct = s.account(account)
+    else:
+        sms = [x for x in s.accounts if x.provider != "bepaid"]
+        acct = s.account(s.default_account) if s.default_account else sms[0]
+    try:
+        built = providers.build(acct, ProviderContext(s, redis_client(s.redis_url)))
+    except NotImplementedError:
+        built = None
+    if built is None or not callable(getattr(built, "balance", None)):
+        raise InvalidInput("account", f"{acct.name} is a {acct.provider} account: it sends no "
+                                      "SMS, so it has no SMS balance or cost (its payments: "
+                                      "gonets pay ...)")
+    return built
 
 
 @command("balance")
@@ -250,6 +313,7 @@ def cmd_token(a: argparse.Namespace) -> int:
 @command("pay")
 def cmd_pay(a: argparse.Namespace) -> int:
     """MTS Money through bePaid: check, create, status, sweep, webhooks."""
+    require_configuration()
     if a.pay_command == "webhooks":
         import uvicorn
 
@@ -275,11 +339,19 @@ def cmd_pay(a: argparse.Namespace) -> int:
         print(pay_id)
         return 0
     if a.pay_command == "status":
-        rec = pay.payment(a.id)
-        if a.json:
-            print(json.dumps(rec, ensure_ascii=False, indent=2))
-            return 0
         from core.privacy import mask_phone
+
+        try:
+            rec = pay.payment(a.id)
+        except UnknownMessage:
+            raise UnknownPayment(a.id) from None
+        if a.json:  # the HTTP API's shape and types, the number masked
+            from producers.http.payments import payment_out
+
+            out = payment_out(rec, rec["history"])
+            out["phone"] = "+" + mask_phone(out["phone"])
+            print(json.dumps(out, ensure_ascii=False, indent=2))
+            return 0
 
         print(f"{rec['id']}  {rec['status']}  account={rec['account']} "
               f"phone={mask_phone(rec['phone'])} amount={rec['amount']} {rec['currency']} "
@@ -296,35 +368,52 @@ def cmd_pay(a: argparse.Namespace) -> int:
     return 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gonets", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
+def _account_option(p: argparse.ArgumentParser, what: str = "account") -> None:
+    p.add_argument("--account", metavar="NAME",
+                   help=f"the {what} to use (default: routed by number, or the default one)")
 
-    p = sub.add_parser("send", help="queue an SMS and print its id")
-    p.add_argument("--to")
-    p.add_argument("--text")
-    p.add_argument("--sender")
-    p.add_argument("--account")
-    p.add_argument("--lane", default="bulk", choices=["urgent", "bulk"])
-    p.add_argument("--kind", default="transactional", choices=["transactional", "promotional"])
-    p.add_argument("--validity", type=int, help="minutes")
-    p.add_argument("--idempotency-key")
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gonets", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true",
+                    help="show the traceback of an unexpected error (also GONETS_LOG_LEVEL=debug)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("send", help="queue an SMS and print its id",
+                       description="Queue an SMS and print its id (it is sent in the background).")
+    p.add_argument("--to", metavar="PHONE", help="the number, e.g. +375291234567")
+    p.add_argument("--text", help="the message text (long texts go as several parts)")
+    p.add_argument("--sender", help="sender name (default: the account's)")
+    _account_option(p)
+    p.add_argument("--lane", default="bulk", choices=["urgent", "bulk"],
+                   help="urgent messages go before bulk ones (default: bulk)")
+    p.add_argument("--kind", default="transactional", choices=["transactional", "promotional"],
+                   help="promotional SMS need the number's recorded opt-in (gonets consent)")
+    p.add_argument("--validity", type=int, metavar="MINUTES",
+                   help="give up if not delivered within this many minutes")
+    p.add_argument("--idempotency-key", metavar="KEY",
+                   help="the same key returns the first message's id instead of sending again")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="provider option, e.g. translit=1 or format=flash")
+    p.add_argument("--producer", default=os.environ.get("GONETS_RUN_PRODUCER"), metavar="NAME",
+                   help="send as this producer, so its HTTP API token can read the message "
+                        "(default: the one of gonets run, 'demo')")
     p.add_argument("--demo", type=int, metavar="N",
                    help="send N sample messages and show their progress until all are final")
 
     p = sub.add_parser("status", help="show a message's status and history")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", help="the id gonets send printed")
+    p.add_argument("--json", action="store_true", help="as JSON, in the HTTP API's shape")
 
     p = sub.add_parser("poll", help="ask the provider for a message's status now")
-    p.add_argument("id")
+    p.add_argument("id", help="the message id")
 
     p = sub.add_parser("worker", help="run the worker pool of one account")
-    p.add_argument("--pool", required=True, help="account name")
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--pool", required=True, metavar="ACCOUNT", help="account name")
+    p.add_argument("--threads", type=int, default=8, help="jobs in flight at once (default 8)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="worker processes, each with --threads (default 1)")
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /healthz (liveness) and /readyz (readiness) on this port")
 
@@ -333,38 +422,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /healthz and /readyz on this port")
 
-    p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers")
-    p.add_argument("--threads", type=int, default=8)
+    p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers, API")
+    p.add_argument("--threads", type=int, default=8, help="threads of each worker (default 8)")
 
     p = sub.add_parser("balance", help="the account's balance at the provider")
-    p.add_argument("--account")
+    _account_option(p, "SMS account")
 
     p = sub.add_parser("cost", help="estimate what a message would cost, without sending")
-    p.add_argument("--to", required=True)
-    p.add_argument("--text", required=True)
-    p.add_argument("--sender")
-    p.add_argument("--account")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--to", required=True, metavar="PHONE", help="the number")
+    p.add_argument("--text", required=True, help="the message text")
+    p.add_argument("--sender", help="sender name (default: the account's)")
+    _account_option(p, "SMS account")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="provider option")
 
     sub.add_parser("config", help="show the effective configuration (no secrets)")
 
     p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
 
     p = sub.add_parser("callbacks", help="deliver status callbacks (webhooks out)")
-    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--threads", type=int, default=16, help="deliveries at once (default 16)")
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /healthz and /readyz on this port")
 
     p = sub.add_parser("token", help="create, revoke or list HTTP API tokens")
-    tsub = p.add_subparsers(dest="token_command", required=True)
+    tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     tp = tsub.add_parser("create", help="create a token and print it (once)")
     tp.add_argument("--producer", required=True, help="who owns the messages sent with it")
     tp.add_argument("--scopes", default="send,read", help="comma-separated: send,pay,read,consent")
     tp = tsub.add_parser("revoke", help="revoke a token by id (or by the token itself)")
-    tp.add_argument("id")
+    tp.add_argument("id", help="the token's id (or the token)")
     tsub.add_parser("list", help="list tokens (ids, producers, scopes; never the tokens)")
 
     from cli import bitrix24, consent, sentry, sms2, usage  # each registers its own subcommands
@@ -373,54 +462,131 @@ def build_parser() -> argparse.ArgumentParser:
         COMMANDS[extra.add_parser(sub)] = extra.run
 
     p = sub.add_parser("pay", help="MTS Money payments through bePaid")
-    pay = p.add_subparsers(dest="pay_command", required=True)
+    pay = p.add_subparsers(dest="pay_command", required=True, metavar="ACTION")
     q = pay.add_parser("check", help="is MTS Money active for this number? (waits for it)")
-    q.add_argument("--phone", required=True)
-    q.add_argument("--account")
+    q.add_argument("--phone", required=True, help="the customer's number")
+    _account_option(q, "bePaid account")
     q.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the answer")
     q = pay.add_parser("create", help="queue a payment and print its id")
-    q.add_argument("--phone", required=True)
+    q.add_argument("--phone", required=True, help="the customer's number")
     q.add_argument("--amount", type=int, required=True, help="minor units: 1050 = 10.50 BYN")
-    q.add_argument("--description", required=True)
-    q.add_argument("--currency", default="BYN")
+    q.add_argument("--description", required=True, help="what is paid for (the customer sees it)")
+    q.add_argument("--currency", default="BYN", help="ISO code (default BYN)")
     q.add_argument("--answer", choices=["accept", "decline"],
                    help="the customer's answer to the MTS Money terms")
-    q.add_argument("--check-id")
-    q.add_argument("--account")
-    q.add_argument("--return-url")
-    q.add_argument("--idempotency-key")
+    q.add_argument("--check-id", help="the id of an earlier gonets pay check")
+    _account_option(q, "bePaid account")
+    q.add_argument("--return-url", help="where bePaid sends the customer afterwards")
+    q.add_argument("--idempotency-key", metavar="KEY",
+                   help="the same key returns the first payment's id instead of paying again")
     q = pay.add_parser("status", help="show a payment's status and history")
-    q.add_argument("id")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("id", help="the id gonets pay create printed")
+    q.add_argument("--json", action="store_true", help="as JSON, in the HTTP API's shape")
     q = pay.add_parser("sweep", help="look up every payment pending too long now")
-    q.add_argument("--account")
+    _account_option(q, "bePaid account")
     q = pay.add_parser("webhooks", help="run only the bePaid notification receiver")
-    q.add_argument("--host", default="127.0.0.1")
-    q.add_argument("--port", type=int, default=8089)
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    q.add_argument("--port", type=int, default=8089, help="port to listen on (default 8089)")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from core.observability import setup
+#: commands that start long-running roles: they read no run file (gonets run gives them
+#: their environment) and their errors are not the CLI user's
+_ROLES = {"run", "worker", "scheduler", "callbacks", "api"}
 
-    # logs and Sentry first: sentry-sdk's dramatiq integration must see the broker being built
-    setup(args.command, account=getattr(args, "pool", None))
+
+def _redis_address() -> str:
     try:
+        from urllib.parse import urlsplit
+
+        from core.settings import get_settings
+
+        u = urlsplit(get_settings().redis_url)
+        return f"{u.hostname}:{u.port or 6379}"
+    except Exception:  # noqa: BLE001 - only for an error message
+        return "the configured address"
+
+
+def _debugging(args: argparse.Namespace | None) -> bool:
+    if args is not None and getattr(args, "debug", False):
+        return True
+    return os.environ.get("GONETS_LOG_LEVEL", "").lower() == "debug"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command not in _ROLES:
+            from cli.runfile import load_run_environment
+
+            load_run_environment()
+            if getattr(args, "producer", "") is None and args.command == "send":
+                args.producer = os.environ.get("GONETS_RUN_PRODUCER")
+        from core.observability import setup
+
+        # logs and Sentry first: sentry-sdk's dramatiq integration must see the broker built
+        setup(args.command, account=getattr(args, "pool", None))
         return COMMANDS[args.command](args)
+    except SystemExit as exc:  # argparse: usage errors exit 2 after printing the usage
+        return exc.code if isinstance(exc.code, int) else 2
     except InvalidInput as exc:
         print(f"gonets: invalid {exc.field}: {exc.reason}", file=sys.stderr)
         return 2
+    except NoConfiguration as exc:  # nothing wrong with the command: the system is not there
+        print(f"gonets: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"gonets: configuration error: {exc}", file=sys.stderr)
         return 2
+    except UnknownPayment as exc:
+        print(f"gonets: no payment {exc.args[0]}", file=sys.stderr)
+        return 1
     except UnknownMessage as exc:
         print(f"gonets: no message {exc.args[0]}", file=sys.stderr)
         return 1
     except GonetsError as exc:
         print(f"gonets: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("gonets: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (gonets status ID | head -1): nothing more to say, to anyone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if _debugging(args):
+            raise
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            print(f"gonets: Redis at {_redis_address()} does not answer; is 'make run' "
+                  "running? (or set GONETS_REDIS_URL to the Redis of your system)",
+                  file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"gonets: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"gonets: {type(exc).__name__}: {exc} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def entry() -> None:
+    """The console script: main()'s code, and no traceback of a broken pipe at exit."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = code or 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # python -m cli.main: one module, whichever way it is reached
+    import cli.main
+
+    cli.main.entry()

@@ -1,4 +1,4 @@
-"""``gonets sms2 …``: SMS2 phone bases and campaigns (``api_call.cgi``), balance and MMS.
+"""gonets sms2: SMS2 phone bases and campaigns (api_call.cgi), balance and MMS.
 
     gonets sms2 bases                                   list the phone bases
     gonets sms2 add       --base B --phone P            add one number
@@ -10,7 +10,8 @@
     gonets sms2 balance                                 balance and overdraft
     gonets sms2 mms --to P --subject S --text T --picture pic.png
 
-``--account NAME`` picks the SMS2 account (default: the first ``sms2_http`` account).
+--account NAME picks the SMS2 account (default: the first sms2_http account); like every
+option it goes after the action (gonets sms2 balance --account sms2).
 """
 
 from __future__ import annotations
@@ -27,32 +28,50 @@ from core.errors import ConfigError, InvalidInput
 def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg]
     p = sub.add_parser("sms2", help="SMS2: phone bases, campaigns, balance, MMS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--account", help="SMS2 account name (default: the first one)")
-    acts = p.add_subparsers(dest="action", required=True)
-    acts.add_parser("bases", help="list the phone bases")
+    # accepted before the action too, as it was documented once
+    p.add_argument("--account", help=argparse.SUPPRESS)
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_: str) -> argparse.ArgumentParser:
+        a: argparse.ArgumentParser = acts.add_parser(name, help=help_, description=help_)
+        a.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS,
+                       help="SMS2 account name (default: the first one)")
+        return a
+
+    action("bases", "list the phone bases")
     for name, help_ in (("add", "add a number to a base"), ("check", "is a number in a base"),
                         ("remove", "remove a number from a base")):
-        a = acts.add_parser(name, help=help_)
-        a.add_argument("--base", required=True)
-        a.add_argument("--phone", required=True)
-    a = acts.add_parser("add-batch", help="add many numbers to a base")
-    a.add_argument("--base", required=True)
+        a = action(name, help_)
+        a.add_argument("--base", required=True, help="the base's name")
+        a.add_argument("--phone", required=True, help="the number")
+    a = action("add-batch", "add many numbers to a base")
+    a.add_argument("--base", required=True, help="the base's name")
     a.add_argument("--phones", help="comma-separated numbers")
     a.add_argument("--file", help="a file with one number a line")
-    a = acts.add_parser("get", help="the numbers of a base")
-    a.add_argument("--base", required=True)
-    a = acts.add_parser("multicast", help="queue a campaign to one or more bases")
+    a = action("get", "the numbers of a base")
+    a.add_argument("--base", required=True, help="the base's name")
+    a = action("multicast", "queue a campaign to one or more bases")
     a.add_argument("--bases", required=True, help="comma-separated base names")
-    a.add_argument("--text", required=True)
-    a.add_argument("--sender", required=True)
+    a.add_argument("--text", required=True, help="the message text")
+    a.add_argument("--sender", required=True, help="a sender name registered at SMS2")
     a.add_argument("--start-at", help="'YYYY-MM-DD HH:MM' (default: now)")
-    acts.add_parser("balance", help="balance and overdraft")
-    a = acts.add_parser("mms", help="send an MMS with a PNG picture")
-    a.add_argument("--to", required=True)
-    a.add_argument("--subject", required=True)
-    a.add_argument("--text", required=True)
+    action("balance", "balance and overdraft")
+    a = action("mms", "send an MMS with a PNG picture")
+    a.add_argument("--to", required=True, help="the number")
+    a.add_argument("--subject", required=True, help="the MMS subject")
+    a.add_argument("--text", required=True, help="the MMS text")
     a.add_argument("--picture", required=True, help="a PNG file (300 KB with the texts)")
     return "sms2"
+
+
+def _read(path: str, field: str, binary: bool = False) -> Any:
+    """A file named on the command line; a missing one is a usage error naming it."""
+    try:
+        return Path(path).read_bytes() if binary else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(field, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(field, f"{path} is not UTF-8 text") from None
 
 
 def _provider(account: str | None) -> Any:
@@ -81,6 +100,11 @@ def _phone(raw: str) -> str:
 
 
 def run(a: argparse.Namespace) -> int:
+    from cli.runfile import require_configuration
+
+    require_configuration()
+    picture = _read(a.picture, "picture", binary=True) if a.action == "mms" else None
+    lines = _read(a.file, "file").splitlines() if getattr(a, "file", None) else []
     p = _provider(a.account)
     try:
         if a.action == "bases":
@@ -91,8 +115,7 @@ def run(a: argparse.Namespace) -> int:
             print("Success")
         elif a.action == "add-batch":
             raw = (a.phones or "").split(",") if a.phones else []
-            if a.file:
-                raw += Path(a.file).read_text(encoding="utf-8").splitlines()
+            raw += lines
             res = p.add_phones(a.base, [x for x in raw if x.strip()])
             print(json.dumps({"added": res.added, "errors": res.errors}))
         elif a.action == "check":
@@ -116,7 +139,6 @@ def run(a: argparse.Namespace) -> int:
             c = p.credit()
             print(f"balance {c.balance} RUB, overdraft {c.overdraft} RUB")
         elif a.action == "mms":
-            picture = Path(a.picture).read_bytes()
             print(p.send_mms(_phone(a.to), a.subject, a.text, picture))
     finally:
         p.close()

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg
     p = sub.add_parser("usage", help="messages and parts sent per day and kind")
     p.add_argument("--account", help="account name (default: every SMS account)")
     p.add_argument("--days", type=int, default=1, help="how many days back, today included")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     return "usage"
 
 
@@ -20,6 +20,9 @@ def run(a: argparse.Namespace) -> int:
     from core.settings import get_settings
     from core.store import Store
 
+    from cli.runfile import require_configuration
+
+    require_configuration()
     s = get_settings()
     store = Store.from_settings(s)
     names = [a.account] if a.account else [x.name for x in s.sms_accounts()]

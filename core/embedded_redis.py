@@ -28,10 +28,13 @@ def redis_server_binary(prefer_system: bool = True) -> str:
 
 
 class RedisServer:
-    """A redis-server child process. ``persist=True`` keeps an append-only file in ``dir``."""
+    """A redis-server child process. ``persist=True`` keeps an append-only file in ``dir``.
+    ``own_group=True`` starts it in a process group of its own: a Ctrl-C in the terminal does
+    not reach it, and its owner stops it last (``gonets run``)."""
 
     def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False,
-                 binary: str | None = None) -> None:
+                 binary: str | None = None, own_group: bool = False) -> None:
+        self.own_group = own_group
         self.dir = Path(directory).resolve()
         self.port = port or free_port()
         self.persist = persist
@@ -51,7 +54,8 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfilename", "gonets.aof"]
         else:
             args += ["--appendonly", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=self.own_group)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         while True:

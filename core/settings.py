@@ -313,8 +313,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if not key.startswith(_ENV_PREFIX) or key == "GONETS_CONFIG":
             continue
         field = key[len(_ENV_PREFIX):].lower()
-        if field.startswith("sandbox_") or field.startswith("test_"):
-            continue  # reserved for the sandbox and test harness
+        if field.startswith(("sandbox_", "test_", "run_")):
+            continue  # reserved for the sandbox, the test harness and `gonets run`
         if field not in _SCALARS:
             raise ConfigError(f"{key}: unknown setting (known: "
                               f"{', '.join('GONETS_' + s.upper() for s in sorted(_SCALARS))})")

@@ -17,10 +17,12 @@ from sandbox import bepaid, mts_rest, smpp_smsc, sms2_http, smsc_http
 #: name -> starter returning (stop function, address info). Sandboxes of later providers add
 #: themselves here.
 STARTERS: dict[str, Callable[[str], tuple[Callable[[], None], Any]]] = {}
+#: keyword arguments of a sandbox's app (``--balance``: the money of the paying sandboxes)
+APP_KW: dict[str, dict[str, Any]] = {}
 
 
 def _smsc_http(host: str) -> tuple[Callable[[], None], Any]:
-    _, server = smsc_http.serve(host, [0, 0])
+    _, server = smsc_http.serve(host, [0, 0], **APP_KW.get("smsc_http", {}))
     return server.stop, server.urls()
 
 
@@ -33,7 +35,7 @@ def _mts_rest(host: str) -> tuple[Callable[[], None], Any]:
 
 
 def _sms2_http(host: str) -> tuple[Callable[[], None], Any]:
-    _, server = sms2_http.serve(host, 0)
+    _, server = sms2_http.serve(host, 0, **APP_KW.get("sms2_http", {}))
     return server.stop, server.urls()
 
 
@@ -70,7 +72,13 @@ STARTERS["bepaid"] = _bepaid
 def main() -> None:
     ap = argparse.ArgumentParser(description="Run every provider sandbox")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--balance", type=float, metavar="RUB",
+                    help="start the SMSC and SMS2 sandboxes with this balance (`gonets run` "
+                         "gives enough for the README's examples)")
     args = ap.parse_args()
+    if args.balance is not None:
+        APP_KW["smsc_http"] = {"balance": args.balance}
+        APP_KW["sms2_http"] = {"balance": args.balance}
     stops = []
     info = {}
     for name, start in STARTERS.items():

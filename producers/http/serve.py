@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -20,11 +22,34 @@ def app_factory() -> Starlette:
 
 
 def serve(host: str, port: int, *, workers: int = 1) -> int:
+    """Bind first, then say where it listens: a busy port is one line, not a traceback."""
+    import socket
+
     get_settings()  # a configuration error stops here, with its message, before uvicorn starts
-    log.info("HTTP API on http://%s:%d (OpenAPI at /openapi.json)", host, port)
-    uvicorn.run("producers.http.serve:app_factory", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"gonets api: cannot listen on {host}:{port}: {exc.strerror}"
+              + (" (is another gonets api running? choose one with --port)"
+                 if exc.errno == errno.EADDRINUSE else ""), file=sys.stderr)
+        return 1
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    log.info("HTTP API on http://%s:%d (OpenAPI at /openapi.json)", host,
+             sock.getsockname()[1])
+    if workers == 1:
+        config = uvicorn.Config("producers.http.serve:app_factory", factory=True,
+                                log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=10)
+        uvicorn.Server(config).run(sockets=[sock])
+    else:
+        uvicorn.run("producers.http.serve:app_factory", factory=True, fd=sock.fileno(),
+                    workers=workers, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=10)
     return 0
 
 
