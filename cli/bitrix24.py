@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg
                                   "(run without it to see where to get it)")
     a.add_argument("--name", default="Gonets SMS", help="the sender's name on the portal")
     s = acts.add_parser("show", help="show a producer's installation (no tokens)")
-    s.add_argument("--producer", required=True)
+    s.add_argument("--producer", required=True, help="whose installation to show")
     return "bitrix24"
 
 
