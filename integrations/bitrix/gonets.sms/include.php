@@ -7,13 +7,13 @@
  */
 
 \Bitrix\Main\Loader::registerAutoLoadClasses('gonets.sms', [
-    '\Gonets\Sms\Options' => 'lib/options.php',
-    '\Gonets\Sms\Client' => 'lib/client.php',
-    '\Gonets\Sms\ClientException' => 'lib/clientexception.php',
-    '\Gonets\Sms\StatusMap' => 'lib/statusmap.php',
-    '\Gonets\Sms\Sender' => 'lib/sender.php',
-    '\Gonets\Sms\Callback' => 'lib/callback.php',
-    '\Gonets\Sms\Consent' => 'lib/consent.php',
-    '\Gonets\Sms\Alerts' => 'lib/alerts.php',
-    '\Gonets\Sms\Events' => 'lib/events.php',
+    'Gonets\Sms\Options' => 'lib/options.php',
+    'Gonets\Sms\Client' => 'lib/client.php',
+    'Gonets\Sms\ClientException' => 'lib/clientexception.php',
+    'Gonets\Sms\StatusMap' => 'lib/statusmap.php',
+    'Gonets\Sms\Sender' => 'lib/sender.php',
+    'Gonets\Sms\Callback' => 'lib/callback.php',
+    'Gonets\Sms\Consent' => 'lib/consent.php',
+    'Gonets\Sms\Alerts' => 'lib/alerts.php',
+    'Gonets\Sms\Events' => 'lib/events.php',
 ]);

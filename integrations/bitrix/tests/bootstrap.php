@@ -16,6 +16,7 @@ define('GONETS_TEST_MODULE_DIR', dirname(__DIR__) . '/gonets.sms');
 require_once __DIR__ . '/standins/main.php';
 require_once __DIR__ . '/standins/messageservice.php';
 require_once __DIR__ . '/standins/admin.php';
+require_once __DIR__ . '/standins/install.php';
 require_once __DIR__ . '/Support.php';
 require_once GONETS_TEST_MODULE_DIR . '/include.php';
 
