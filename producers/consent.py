@@ -28,6 +28,7 @@ Key layout (``ns`` is ``Settings.namespace``):
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,30 @@ def withdraw_consent(target: Any, phone: object, *, source: str,
 def consent_granted(store: Store, e164_digits: str) -> bool:
     """For a number already normalised by the producer."""
     return store.r.hget(_key(store, e164_digits), "granted") == "1"
+
+
+class ConsentMissing(InvalidInput):
+    """A promotional SMS to a number without a granted consent (field ``to``). ``reason``
+    says how to record one from Python and the CLI; ``http_reason`` from the HTTP API."""
+
+    def __init__(self, withdrawn_ms: int | None) -> None:
+        if withdrawn_ms:
+            day = datetime.fromtimestamp(withdrawn_ms / 1000, UTC).date().isoformat()
+            why = (f"consent withdrawn on {day}: promotional SMS to this number are refused "
+                   "until it opts in again")
+        else:
+            why = "no recorded opt-in consent for promotional SMS to this number"
+        super().__init__("to", f"{why} (record it with producers.consent.record_consent or "
+                               "gonets consent grant)")
+        self.withdrawn_ms = withdrawn_ms
+        self.http_reason = f"{why} (record it with PUT /v1/consents/{{phone}}, scope consent)"
+
+
+def require_consent(store: Store, e164_digits: str) -> None:
+    """Raise ConsentMissing unless the number has opted in (and not withdrawn since)."""
+    granted, withdrawn = store.r.hmget(_key(store, e164_digits), ["granted", "withdrawn_ms"])
+    if granted != "1":
+        raise ConsentMissing(int(withdrawn) if granted == "0" and withdrawn else None)
 
 
 def has_consent(target: Any, phone: object, *, region: str | None = None) -> bool:

@@ -59,10 +59,8 @@ class Producer:
             kind_v = Kind(kind)
         except ValueError:
             raise InvalidInput("kind", "must be 'transactional' or 'promotional'") from None
-        if kind_v is Kind.PROMOTIONAL and not consent.consent_granted(self.store, phone):
-            raise InvalidInput("to", "no recorded opt-in consent for promotional SMS to this "
-                                     "number (record it with producers.consent.record_consent "
-                                     "or `gonets consent grant`)")
+        if kind_v is Kind.PROMOTIONAL:
+            consent.require_consent(self.store, phone)
         validity = v.check_validity(validity)
         idempotency_key = v.check_idempotency_key(idempotency_key)
         callback_url = v.check_callback_url(callback_url)

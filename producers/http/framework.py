@@ -137,7 +137,8 @@ def _handle(request: Request, body: bytes, handler: Handler,
     fp = idempotency.fingerprint(request.method, request.url.path, body)
     stored = idem.begin(principal.producer, key, fp)
     if stored is not None:
-        return Reply(stored.status, stored.body, {"Idempotent-Replayed": "true"},
+        return Reply(stored.status, stored.body,
+                     {**(stored.headers or {}), "Idempotent-Replayed": "true"},
                      stored.media_type)
     try:
         reply = _run(handler, call)
@@ -149,7 +150,8 @@ def _handle(request: Request, body: bytes, handler: Handler,
     except BaseException:
         idem.abandon(principal.producer, key)
         raise
-    idem.finish(principal.producer, key, fp, reply.status, reply.encode(), reply.media_type)
+    idem.finish(principal.producer, key, fp, reply.status, reply.encode(), reply.media_type,
+                reply.headers)
     return reply
 
 
@@ -157,8 +159,8 @@ def _run(handler: Handler, call: Call) -> Reply:
     """The handler's errors, translated once."""
     try:
         return handler(call)
-    except InvalidInput as exc:
-        raise ApiError(422, exc.reason, field=exc.field) from None
+    except InvalidInput as exc:  # worded for an HTTP client where the reason says how to fix it
+        raise ApiError(422, getattr(exc, "http_reason", exc.reason), field=exc.field) from None
     except UnknownMessage:
         raise ApiError(404, "no such message") from None
     except ConfigError as exc:

@@ -23,6 +23,8 @@ import redis
 from producers.http.problem import ApiError
 
 TTL_S = 24 * 3600
+#: headers of the first answer a replay repeats (where the created resource is)
+REPLAYED_HEADERS = ("location",)
 WAIT_S = 5.0
 
 
@@ -31,6 +33,8 @@ class Stored:
     status: int
     body: str
     media_type: str
+    #: headers the first answer had that say where its result is (Location), given again
+    headers: dict[str, str] | None = None
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -72,20 +76,22 @@ class Idempotency:
                 raise ApiError(409, "this Idempotency-Key was used with a different request "
                                "body", field="Idempotency-Key")
             if "status" in rec:
-                return Stored(rec["status"], rec["body"], rec["media_type"])
+                return Stored(rec["status"], rec["body"], rec["media_type"],
+                              rec.get("headers") or None)
             if time.monotonic() > deadline:
                 raise ApiError(409, "a request with this Idempotency-Key is still in progress",
                                field="Idempotency-Key")
             time.sleep(0.05)
 
     def finish(self, producer: str, key: str, fp: str, status: int, body: str,
-               media_type: str) -> None:
+               media_type: str, headers: dict[str, str] | None = None) -> None:
         k = self._k(producer, key)
         if status >= 500:
             self.r.delete(k)
             return
+        kept = {h: v for h, v in (headers or {}).items() if h.lower() in REPLAYED_HEADERS}
         self.r.set(k, json.dumps({"fp": fp, "status": status, "body": body,
-                                  "media_type": media_type}), ex=TTL_S)
+                                  "media_type": media_type, "headers": kept}), ex=TTL_S)
 
     def abandon(self, producer: str, key: str) -> None:
         self.r.delete(self._k(producer, key))

@@ -68,9 +68,10 @@ class PaymentRoutes:
     def _owner_key(self, kind: str, rec_id: str) -> str:
         return self.api.store.key("owner", kind, rec_id)
 
-    def _own(self, call: Call, kind: str, rec_id: str) -> None:
+    def _own(self, call: Call, kind: str, rec_id: str, field: str | None = None) -> None:
         if len(rec_id) > 64 or self.r.get(self._owner_key(kind, rec_id)) != call.producer:
-            raise ApiError(404, f"no such {kind} (or not yours, or expired after retention)")
+            raise ApiError(404, f"no such {kind} (or not yours, or expired after retention)",
+                           field=field)
 
     def _claim(self, call: Call, kind: str, rec_id: str) -> None:
         self.r.set(self._owner_key(kind, rec_id), call.producer,
@@ -103,7 +104,7 @@ class PaymentRoutes:
         except ValidationError as exc:
             raise from_validation(exc) from None
         if m.check_id is not None:
-            self._own(call, "check", m.check_id)
+            self._own(call, "check", m.check_id, field="check_id")
         key = f"{call.producer}:{m.idempotency_key}" if m.idempotency_key else None
         pay_id = self.payments.pay_mts_money(
             m.phone, m.amount, description=m.description, currency=m.currency,

@@ -72,9 +72,55 @@ def field_path(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
     return out or "body"
 
 
+#: pydantic error types in the API's own words ({…} from the error's context)
+_WORDS = {
+    "too_long": "at most {max_length} items (got {actual_length})",
+    "too_short": "at least {min_length} items (got {actual_length})",
+    "string_too_long": "at most {max_length} characters",
+    "string_too_short": "at least {min_length} characters",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be {ge} or more",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be {le} or less",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be an array",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "literal_error": "must be {expected}",
+    "enum": "must be {expected}",
+    "json_invalid": "is not valid JSON",
+    "string_pattern_mismatch": "has the wrong format",
+    "datetime_parsing": "must be an ISO 8601 date-time, e.g. 2026-11-22T10:00:00Z",
+    "datetime_type": "must be an ISO 8601 date-time, e.g. 2026-11-22T10:00:00Z",
+    "url_parsing": "must be a URL",
+    "url_type": "must be a URL",
+    "url_scheme": "must be an http or https URL",
+}
+
+
 def _message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
+    kind = err["type"]
+    if kind == "extra_forbidden":
         return "unknown field"
-    if err["type"] == "missing":
+    if kind == "missing":
         return "is required"
-    return str(err["msg"])
+    words = _WORDS.get(kind)
+    if words is not None:
+        try:
+            return words.format(**(err.get("ctx") or {}))
+        except (KeyError, IndexError, ValueError):
+            pass
+    msg = str(err["msg"])
+    if msg.startswith(("Value error, ", "Assertion failed, ")):
+        msg = msg.split(", ", 1)[1]
+    # what is left of pydantic's own phrasing, in ours
+    return (msg.replace("Input should be", "must be").replace(" after validation", "")
+            .replace("Input ", "").replace("input ", ""))

@@ -67,8 +67,9 @@ class SmsRoutes:
                 m.to, m.text, sender=m.sender, account=m.account, lane=m.lane, kind=m.kind,
                 validity=m.validity, idempotency_key=key, options=m.options,
                 producer=call.producer, callback_url=m.callback_url)
-        except InvalidInput as exc:
-            raise ApiError(422, exc.reason, field=field_path([exc.field], prefix)) from None
+        except InvalidInput as exc:  # worded for an HTTP client where it says how to fix it
+            raise ApiError(422, getattr(exc, "http_reason", exc.reason),
+                           field=field_path([exc.field], prefix)) from None
 
     def _index(self, producer: str, ids: list[str]) -> None:
         if not ids:
