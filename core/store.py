@@ -26,7 +26,6 @@ step.  Final records expire after ``retention_s``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,10 +39,7 @@ from core.errors import UnknownMessage
 from core.keys import Keys
 from core.locks import locks_for
 from core.settings import Settings
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from core.timing import now_ms as now_ms  # re-exported: the store's clock is the timing rules'
 
 
 def _lua(name: str) -> str:

@@ -9,13 +9,11 @@ provider before it sends anything.
 from __future__ import annotations
 
 import logging
-import uuid
 from decimal import Decimal
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from core import usage
 from core.broker import enqueue
 from core.contracts import (
     CHECK_BALANCE,
@@ -26,25 +24,18 @@ from core.contracts import (
     Status,
     status_queue,
 )
-from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
-from core.store import now_ms
+from core.errors import AccountProblem, ProviderError, RetryLater
+from core.timing import age_s, expired, now_ms
 from workers import traffic
-from workers.providers.base import PollPlan, StatusReport
+from workers.outcomes import RETRY_DELAY_S
 from workers.runtime import get_runtime, outgoing
 
 log = logging.getLogger("gonets.worker")
 
-#: how long to wait before retrying a transient failure without a hint from the provider
-RETRY_DELAY_S = 5.0
-
-
-def _retry(reason: str, delay_s: float) -> dramatiq.Retry:
-    return dramatiq.Retry(reason, delay=int(delay_s * 1000))
-
 
 def send_sms(msg_id: str) -> None:
     rt = get_runtime()
-    store = rt.store
+    store, oc = rt.store, rt.outcomes
     rec = store.find(msg_id)
     if rec is None:
         log.warning("send %s: no such record (expired or deleted); nothing to send", msg_id)
@@ -54,21 +45,16 @@ def send_sms(msg_id: str) -> None:
         # sent already; this job came back (its worker died after the send): make sure the
         # status is followed, superseding any poll chain the dead worker may have started
         account = rt.settings.account(rec["account"])
-        _schedule_poll(msg_id, account.name, rt.provider(account).poll_plan.first_s)
+        oc.schedule_poll(msg_id, account.name, rt.provider(account).poll_plan.first_s)
         return
     if status.final:
         return
-    expires = int(rec.get("expires_ms") or 0)
-    if expires and now_ms() >= expires:
-        store.transition(msg_id, Status.EXPIRED, reason="validity ended before it could be sent")
+    if expired(rec):
+        oc.expire(msg_id, "validity ended before it could be sent")
         return
     account = rt.settings.account(rec["account"])
-    left = rt.pause_left_s(account.name)
-    if left > 0:
-        wait_s = left + 0.5
-        if expires:  # come back when the validity ends, to be expired then, if sooner
-            wait_s = min(wait_s, max((expires - now_ms()) / 1000 + 0.02, 0.001))
-        raise _retry(f"account {account.name} paused", wait_s)
+    if rt.pause_left_s(account.name) > 0:
+        raise oc.wait_for_pause(rec, account)
     provider = rt.provider(account)
     new_seq = not rec.get("seq")
     if new_seq:
@@ -76,93 +62,32 @@ def send_sms(msg_id: str) -> None:
     out = outgoing(rec)
     rules = traffic.get_traffic(store)
     sent_ms: int | None = None
+    looking_up = bool(out.inflight_ms)
     try:
-        if rec.get("inflight_ms"):
+        if looking_up:
             found = provider.lookup(out)
             if found is not None:
-                store.bind_provider_id(account.name, out.provider_id or str(out.seq), msg_id)
-                _apply_submitted(msg_id, found.raw, provider_id=out.provider_id or str(out.seq))
-                usage.count(store, account.name, out.kind, out.parts)
-                _apply_status(msg_id, found, provider.poll_plan, polls_done=0)
+                oc.found(rec, account, out, found, provider.poll_plan)
                 return
+            looking_up = False
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
         # window, flood rule, pacing slot (the send follows it at once); may hold or expire it
         rules.admit(account, rec)
         sent_ms = now_ms()
         sub = provider.send(out)
     except traffic.Hold as hold:
-        _not_sent(msg_id)
-        raise traffic.defer(store, msg_id, rec, hold.delay_s, hold.reason) from None
+        oc.not_sent(msg_id)
+        raise oc.defer(rec, hold.delay_s, hold.reason) from None
     except traffic.Expired as exc:
-        _not_sent(msg_id)
-        store.transition(msg_id, Status.EXPIRED, reason=str(exc))
+        oc.not_sent(msg_id)
+        oc.expire(msg_id, str(exc))
         return
-    except Permanent as exc:
-        store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
-                         reason=exc.detail, error_code=exc.code, inflight_ms="")
-        if exc.alert:  # e.g. sender not registered: this message fails, the account pauses
-            rt.pause(account.name, AccountProblem(exc.detail, code=exc.code,
-                                                  provider=exc.provider, alert=exc.alert),
-                     started_ms=sent_ms)
-        return
-    except AccountProblem as exc:
-        store.update(msg_id, inflight_ms="")
-        rt.pause(account.name, exc, started_ms=sent_ms)
-        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) from exc
-    except OutcomeUnknown as exc:
-        raise _retry("outcome unknown; will look it up first", exc.delay_s or RETRY_DELAY_S) \
-            from exc
-    except SlowDown as exc:
-        store.update(msg_id, inflight_ms="")
-        rules.slowed(account)
-        raise traffic.defer(store, msg_id, rec, exc.delay_s or traffic.SLOWDOWN_DELAY_S,
-                            f"provider asked to slow down: {exc.detail}") from exc
-    except RetryLater as exc:
-        store.update(msg_id, inflight_ms="")
-        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
-    rt.resume(account.name)
-    store.bind_provider_id(account.name, sub.provider_id, msg_id)
-    _apply_submitted(msg_id, "accepted", provider_id=sub.provider_id, parts_billed=sub.parts,
-                     cost=sub.cost)
-    usage.count(store, account.name, out.kind, sub.parts or out.parts)
-    _schedule_poll(msg_id, account.name, provider.poll_plan.first_s)
-
-
-def _not_sent(msg_id: str) -> None:
-    """A traffic rule stopped the message before it went out: no attempt, nothing in flight."""
-    store = get_runtime().store
-    store.update(msg_id, inflight_ms="")
-    store.incr(msg_id, "attempts", -1)
-
-
-def _apply_submitted(msg_id: str, raw: str, **fields: object) -> None:
-    get_runtime().store.transition(msg_id, Status.SUBMITTED, provider_status=raw,
-                                   submitted_ms=now_ms(), inflight_ms="", **fields)
-
-
-def _schedule_poll(msg_id: str, account: str, delay_s: float) -> None:
-    """Enqueue the next status poll. Each poll carries a token; only the newest token's poll
-    runs, so a poll chain never forks into two."""
-    rt = get_runtime()
-    at = now_ms() + int(delay_s * 1000)
-    token = str(uuid.uuid4())[:8]
-    rt.store.set_poll(msg_id, token, at)
-    broker = dramatiq.get_broker()
-    assert isinstance(broker, RedisBroker)
-    enqueue(broker, status_queue(account), POLL_STATUS, msg_id, token,
-            delay_ms=int(delay_s * 1000))
-
-
-def _apply_status(msg_id: str, rep: StatusReport, plan: PollPlan, polls_done: int) -> None:
-    rt = get_runtime()
-    fields = {f"hlr_{k}": v for k, v in rep.extra.items()}
-    rt.store.transition(msg_id, rep.status, provider_status=rep.raw, error_code=rep.error_code,
-                        **fields)
-    if not rep.status.final:
-        rec = rt.store.find(msg_id)
-        if rec is None:
+    except ProviderError as exc:
+        again = oc.send_failed(rec, account, exc, sent_ms=sent_ms, looking_up=looking_up)
+        if again is None:
             return
-        _schedule_poll(msg_id, rec["account"], plan.next_delay_s(polls_done))
+        raise again from exc
+    oc.submitted(rec, account, out, sub, provider.poll_plan)
 
 
 def poll_status(msg_id: str, token: str | None = None) -> None:
@@ -176,27 +101,20 @@ def poll_status(msg_id: str, token: str | None = None) -> None:
         return  # superseded by a newer poll chain
     if Status(rec["status"]) != Status.SUBMITTED:
         return  # not sent yet: its send job owns it
+    if age_s(rec) > rt.settings.status_give_up_s:
+        rt.outcomes.give_up(msg_id)
+        return
     account = rt.settings.account(rec["account"])
     provider = rt.provider(account)
-    plan = provider.poll_plan
-    age_s = (now_ms() - int(rec.get("submitted_ms") or rec["created_ms"])) / 1000
-    if age_s > plan.give_up_after_s:
-        rt.store.transition(msg_id, Status.UNKNOWN,
-                            reason="the provider gave no final status in time")
-        return
+    started_ms = now_ms()
     try:
         rep = provider.status(outgoing(rec))
-    except (RetryLater, AccountProblem) as exc:
-        raise _retry(exc.detail, getattr(exc, "delay_s", None) or RETRY_DELAY_S) from exc
-    except Permanent as exc:
-        rt.store.transition(msg_id, Status.UNKNOWN, reason=exc.detail, error_code=exc.code)
-        return
-    polls = rt.store.incr(msg_id, "polls")
-    if token is None and rep.status.final is False:
-        rt.store.transition(msg_id, rep.status, provider_status=rep.raw,
-                            error_code=rep.error_code)
-        return
-    _apply_status(msg_id, rep, plan, polls)
+    except ProviderError as exc:
+        again = rt.outcomes.poll_failed(rec, account, exc, started_ms=started_ms)
+        if again is None:
+            return
+        raise again from exc
+    rt.outcomes.status(msg_id, rep, provider.poll_plan, chain=token is not None)
 
 
 #: a sweep batch the provider keeps refusing is left to the next sweep after this many tries

@@ -38,8 +38,13 @@ class Runtime:
         self.payments = PaymentStore(self.store)
         self._incident: dict[str, bool] = {}
         self.accounts = AccountState.of(self.store)
+        from workers.outcomes import Outcomes  # it acts through this runtime
+
+        #: applies every fact to its record (``workers/outcomes.py``)
+        self.outcomes = Outcomes(self)
         # providers keep their own keys (SMPP maps, leases, OAuth token) on the store's client
-        self.ctx = ProviderContext(self.settings, self.store.r)
+        # and hand what arrives on its own (SMPP receipts) to the outcomes module
+        self.ctx = ProviderContext(self.settings, self.store.r, facts=self.outcomes)
 
     def provider(self, account: Account) -> Provider:
         with self._lock:
@@ -71,6 +76,15 @@ class Runtime:
         incident is open, so ``resume`` costs nothing in the common case."""
         left, self._incident[account] = self.accounts.pause_state(account)
         return left
+
+    def pause_detail(self, account: str) -> str:
+        """Why the account is paused, in words ("" if it is not)."""
+        raw = self.accounts.overview([account])[0].incident
+        if not raw:
+            return ""
+        info = json.loads(raw)
+        code = f", code {info['code']}" if info.get("code") else ""
+        return f"{info.get('detail')} ({info.get('alert')}{code}); tried again after the pause"
 
     def pause(self, account: str, exc: AccountProblem, *, started_ms: int | None = None) -> bool:
         """Pause the account's pool; returns True the first time in an incident (alert then).
@@ -108,7 +122,8 @@ def outgoing(rec: dict[str, str]) -> Outgoing:
         encoding=rec.get("encoding", "gsm7"), kind=rec.get("kind", "transactional"),
         lane=rec.get("lane", "bulk"),
         validity_min=int(rec["validity_min"]) if rec.get("validity_min") else None,
-        options=opts, provider_id=rec.get("provider_id") or None)
+        options=opts, provider_id=rec.get("provider_id") or None,
+        inflight_ms=int(rec.get("inflight_ms") or 0))
 
 
 _runtime: Runtime | None = None

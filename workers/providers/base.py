@@ -1,8 +1,11 @@
 """The one small protocol every provider module implements.
 
 A provider turns an ``Outgoing`` message into a provider id, asks for a status, and reports
-the account's balance.  It raises only errors of ``core.errors`` (translated at this
-boundary, with the cause kept); traffic rules, retries and the store are not its business.
+the account's balance.  It speaks its protocol only: what it hears becomes a typed fact of
+``core.facts`` (returned, or for what arrives on its own -- SMPP receipts, incoming messages
+-- handed to the context's ``FactSink``) or an error of ``core.errors`` (translated at this
+boundary, with the cause kept).  It never imports the store, the broker or the worker runtime:
+what a fact does to a record is decided in ``workers/outcomes.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from typing import Any, Protocol
 
 import redis
 
-from core.contracts import Status
+from core.facts import DeliveryReceipt, Incoming, StatusReport, Submitted
 from core.provider_options import account_options as account_options  # the one reader
 from core.settings import Account, Settings
+from core.timing import CheckPlan
+
+__all__ = ["Balance", "CheckPlan", "DeliveryReceipt", "FactSink", "Incoming", "Outgoing",
+           "Provider", "ProviderContext", "StatusReport", "Submitted", "account_options"]
 
 
 @dataclass(frozen=True)
@@ -34,23 +41,8 @@ class Outgoing:
     validity_min: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     provider_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Submitted:
-    provider_id: str
-    parts: int | None = None
-    cost: str | None = None
-    balance: str | None = None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    status: Status
-    #: the provider's own state, kept raw (e.g. SMSC "1", MTS "DELIVERED")
-    raw: str
-    error_code: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    #: when an earlier attempt whose outcome is unknown went out (ms); 0: none is in flight
+    inflight_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,28 +51,29 @@ class Balance:
     currency: str
 
 
-@dataclass(frozen=True)
-class PollPlan:
-    """When to ask for the status of a submitted message that has no final status yet."""
+class FactSink(Protocol):
+    """Where a provider hands the facts that arrive on their own (SMPP's session thread)."""
 
-    first_s: float = 60.0
-    max_interval_s: float = 3600.0
-    #: a message older than this is closed as ``unknown``: the provider cannot answer any more
-    give_up_after_s: float = 3 * 24 * 3600.0
+    def receipt(self, account: Account, fact: DeliveryReceipt) -> bool:
+        """Apply a receipt; True when its message took it (it exists and was not final)."""
 
-    def next_delay_s(self, polls_done: int) -> float:
-        return min(self.first_s * (2 ** polls_done), self.max_interval_s)
+    def incoming(self, account: Account, fact: Incoming) -> None:
+        """Keep a message a subscriber sent."""
 
 
 @dataclass(frozen=True)
 class ProviderContext:
     settings: Settings
+    #: for the provider's own protocol state (SMPP id correlation, bind leases, OAuth tokens),
+    #: never for message records
     redis: redis.Redis
+    facts: FactSink | None = None
 
 
 class Provider(Protocol):
     account: Account
-    poll_plan: PollPlan
+    #: when the worker's poll chain asks for the status of a submitted message
+    poll_plan: CheckPlan
 
     def send(self, msg: Outgoing) -> Submitted:
         """Hand the message to the provider. Raises a ``core.errors.ProviderError``."""

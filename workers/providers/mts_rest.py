@@ -56,7 +56,7 @@ from workers.providers.base import (
     account_options,
     Balance,
     Outgoing,
-    PollPlan,
+    CheckPlan,
     ProviderContext,
     StatusReport,
     Submitted,
@@ -108,7 +108,6 @@ class MtsRestAccountOptions(BaseModel):
     token_refresh_margin_s: float = Field(60.0, ge=0)
     first_poll_s: float = Field(60.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
-    give_up_after_s: float = Field(3 * 24 * 3600.0, gt=0)
 
 
 # --- pure readers (table-tested, property-tested) ------------------------------------------
@@ -253,8 +252,7 @@ class MtsRest:
                  client: httpx.Client | None = None) -> None:
         self.account = account
         self.opts = account_options(MtsRestAccountOptions, account)
-        self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
-                                  self.opts.give_up_after_s)
+        self.poll_plan = CheckPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s)
         self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")
         self.client_id = account.secret("client_id")
         self.client = client or httpx.Client(

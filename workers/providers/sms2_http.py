@@ -55,7 +55,7 @@ from workers.providers.base import (
     account_options,
     Balance,
     Outgoing,
-    PollPlan,
+    CheckPlan,
     ProviderContext,
     StatusReport,
     Submitted,
@@ -122,7 +122,6 @@ class Sms2HttpAccountOptions(BaseModel):
 
     first_poll_s: float = Field(60.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
-    give_up_after_s: float = Field(3 * 24 * 3600.0, gt=0)
     #: how long a message waits after a 5xx or an unreachable gate
     retry_delay_s: float = Field(5.0, gt=0)
 
@@ -264,8 +263,7 @@ class Sms2Http:
                  client: httpx.Client | None = None) -> None:
         self.account = account
         self.opts = account_options(Sms2HttpAccountOptions, account)
-        self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
-                                  self.opts.give_up_after_s)
+        self.poll_plan = CheckPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s)
         self.url = (account.base_urls[0] if account.base_urls else DEFAULT_URL).rstrip("/")
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),

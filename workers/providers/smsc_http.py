@@ -34,7 +34,7 @@ from workers.providers.base import (
     account_options,
     Balance,
     Outgoing,
-    PollPlan,
+    CheckPlan,
     ProviderContext,
     StatusReport,
     Submitted,
@@ -92,8 +92,6 @@ class SmscHttpAccountOptions(BaseModel):
     #: seconds after a send before the first status poll; polls then back off
     first_poll_s: float = Field(60.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
-    #: after this long a message with no final status is closed as ``unknown``
-    give_up_after_s: float = Field(3 * 24 * 3600.0, gt=0)
 
 
 class _Answer:
@@ -142,8 +140,7 @@ class SmscHttp:
                  client: httpx.Client | None = None) -> None:
         self.account = account
         self.opts = account_options(SmscHttpAccountOptions, account)
-        self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
-                                  self.opts.give_up_after_s)
+        self.poll_plan = CheckPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s)
         self.urls = [u.rstrip("/") for u in (account.base_urls or DEFAULT_URLS)]
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),

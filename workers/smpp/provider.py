@@ -50,7 +50,7 @@ from workers.providers.base import (
     account_options,
     Balance,
     Outgoing,
-    PollPlan,
+    CheckPlan,
     ProviderContext,
     StatusReport,
     Submitted,
@@ -161,7 +161,6 @@ class SmppAccountOptions(BaseModel):
     smsc_text_types: bool = True
     first_poll_s: float = Field(600.0, gt=0)
     max_poll_interval_s: float = Field(6 * 3600.0, gt=0)
-    give_up_after_s: float = Field(3 * 24 * 3600.0, gt=0)
 
 
 def split_host(value: str, default_port: int | None, what: str) -> tuple[str, int]:
@@ -219,8 +218,7 @@ class SmppProvider:
         if ctx is None:
             raise ConfigError("the SMPP provider needs a worker context (Redis)")
         self.ctx = ctx
-        self.poll_plan = PollPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s,
-                                  self.opts.give_up_after_s)
+        self.poll_plan = CheckPlan(self.opts.first_poll_s, self.opts.max_poll_interval_s)
         s = ctx.settings
         self.store = Store(ctx.redis, namespace=s.namespace, retention_s=s.retention_s,
                            events_maxlen=s.events_maxlen)

@@ -8,8 +8,8 @@ One call before ``provider.send`` (``Traffic.admit``) applies them in this order
    the provider sees are between sends, however long a message waited for its slot; a
    message it holds leaves its slot unused), then sleeps until the slot.
 
-A rule that holds a message raises ``Hold``; the actor turns it into status ``deferred`` and a
-requeue with a delay (``defer``), never a drop.  A message whose validity ends while it waits
+A rule that holds a message raises ``Hold``; ``workers/outcomes.py`` turns it into status
+``deferred`` and a requeue with a delay, never a drop.  A message whose validity ends while it waits
 raises ``Expired`` (the actor marks it ``expired`` and sends nothing).  When a provider says
 "too fast" (``core.errors.SlowDown``) the actor calls ``slowed``: the account's rate drops for
 every pod and the message is requeued, not failed.
@@ -25,18 +25,19 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-import dramatiq
 import redis
 
-from core.contracts import Kind, Lane, Status
+from core import timing
+from core.contracts import Kind, Lane
 from core.observability.tracing import span
 from core.settings import Account
-from core.store import Store, now_ms
+from core.store import Store
+from core.timing import expired
 from workers.traffic.flood import FloodGuard
 from workers.traffic.pacing import Pacer, Slot
 from workers.traffic.window import SendWindow
 
-__all__ = ["Expired", "Hold", "Traffic", "defer", "get_traffic"]
+__all__ = ["Expired", "Hold", "Traffic", "get_traffic"]
 
 log = logging.getLogger("gonets.traffic")
 
@@ -83,8 +84,7 @@ class Traffic:
         """Apply every rule to the message ``rec``; returns once its pacing slot has come.
         Raises ``Hold`` or ``Expired``."""
         urgent = rec.get("lane") == Lane.URGENT.value
-        expires_ms = int(rec.get("expires_ms") or 0)
-        if expires_ms and now_ms() >= expires_ms:
+        if expired(rec):
             raise Expired("validity ended before it could be sent")
         w = self.window(account)
         if w is not None and (not urgent or rec.get("kind") == Kind.PROMOTIONAL.value):
@@ -93,7 +93,7 @@ class Traffic:
                 raise Hold(wait, "outside the account's sending window")
         # its own span: "waiting for the rate" apart from "the provider is slow"
         with span("pacing.wait", f"pace {account.name}", measure="pacing_wait"):
-            return self.pace(account, rec, urgent=urgent, expires_ms=expires_ms,
+            return self.pace(account, rec, urgent=urgent, expires_ms=timing.expires_ms(rec),
                              booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
 
     def check_flood(self, account: Account, phone: str, in_s: float) -> None:
@@ -115,7 +115,7 @@ class Traffic:
                                   deadline=deadline, booked=booked)
         if slot is not None:
             return slot
-        if expires_ms and now_ms() >= expires_ms:
+        if expired(rec):
             raise Expired("validity ended while it waited behind the rate")
         raise Hold(BEHIND_RATE_DELAY_S, "waiting behind the account's rate")
 
@@ -127,18 +127,6 @@ class Traffic:
                         account.name, account.limits.rate_per_s * factor,
                         extra={"account": account.name})
         return factor
-
-
-def defer(store: Store, msg_id: str, rec: dict[str, str], delay_s: float,
-          reason: str) -> dramatiq.Retry:
-    """Mark the message ``deferred`` and return the Retry that requeues it after ``delay_s``
-    (sooner if its validity ends first: it comes back then and is marked expired)."""
-    delay_ms = max(int(delay_s * 1000), 1)
-    expires_ms = int(rec.get("expires_ms") or 0)
-    if expires_ms:
-        delay_ms = max(min(delay_ms, expires_ms - now_ms() + 20), 1)
-    store.transition(msg_id, Status.DEFERRED, reason=reason)
-    return dramatiq.Retry(reason, delay=delay_ms)
 
 
 _lock = threading.Lock()

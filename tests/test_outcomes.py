@@ -1,0 +1,249 @@
+"""The outcomes module, table-driven: each error class -> its action, and each fact -> what the
+record, the account and the queue show afterwards (a real Redis, a real dramatiq broker)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import dramatiq
+import pytest
+
+from core.broker import reset_broker
+from core.contracts import Status
+from core.errors import (
+    AccountProblem,
+    OutcomeUnknown,
+    Permanent,
+    ProviderError,
+    RetryLater,
+    SlowDown,
+)
+from core.facts import DeliveryReceipt, Resend, StatusReport, Submitted
+from core.settings import Settings
+from core.store import Store, now_ms
+from core.timing import CheckPlan
+from workers.outcomes import ERROR_ACTIONS, Action, action_for
+from workers.providers.base import Outgoing
+from workers.runtime import Runtime, outgoing
+
+
+class Refused(Permanent):
+    """A provider's own subclass takes its base's action."""
+
+
+@pytest.mark.parametrize("exc, action", [
+    (OutcomeUnknown("timeout after sending"), Action.LOOK_UP_FIRST),
+    (SlowDown("throttled", delay_s=1.0), Action.SLOW_DOWN),
+    (RetryLater("503"), Action.RETRY),
+    (AccountProblem("no funds", alert="no_funds"), Action.PAUSE),
+    (Permanent("bad number", rejected=True), Action.CLOSE),
+    (Permanent("sender not registered", alert="sender"), Action.CLOSE),
+    (Refused("forbidden"), Action.CLOSE),
+    (ProviderError("something odd"), Action.LOOK_UP_FIRST),
+])
+def test_each_error_class_has_one_action(exc: ProviderError, action: Action) -> None:
+    assert action_for(exc) is action
+
+
+def test_the_table_covers_the_whole_error_tree() -> None:
+    tree = {OutcomeUnknown, SlowDown, RetryLater, AccountProblem, Permanent, ProviderError}
+    assert set(ERROR_ACTIONS) == tree
+
+
+# --- facts applied to records -------------------------------------------------------------
+
+
+@pytest.fixture
+def rt(settings: Settings, store: Store) -> Iterator[Runtime]:
+    runtime = Runtime(settings, store)
+    yield runtime
+    runtime.close()
+    reset_broker()
+
+
+def _msg(store: Store, n: int, **fields: Any) -> dict[str, str]:
+    msg_id = f"m{n:031d}"
+    store.create(msg_id, {"account": "smsc", "phone": f"37529100{n:04d}", "text": "hi",
+                          "lane": "bulk", "kind": "transactional", "parts": 1, "seq": n,
+                          **fields}, next_check_ms=0)
+    return store.get(msg_id)
+
+
+def _queued_jobs(store: Store, queue: str) -> list[dict[str, Any]]:
+    # delayed jobs wait in dramatiq's delay queue (``<queue>.DQ``)
+    raw = store.r.hvals(f"gonets-q:{queue}.DQ.msgs") + store.r.hvals(f"gonets-q:{queue}.msgs")
+    return [json.loads(m) for m in raw]
+
+
+SEND_CASES = [
+    # error, status after, still in flight, account paused, retried after (s, approx)
+    (OutcomeUnknown("reset after sending", delay_s=7.0), "queued", True, False, 7.0),
+    (RetryLater("503 before processing"), "queued", False, False, 5.0),
+    (RetryLater("blocked", delay_s=60.0), "queued", False, False, 60.0),
+    (SlowDown("too fast", delay_s=3.0), "deferred", False, False, 3.0),
+    (AccountProblem("insufficient funds", code="3", alert="no_funds"), "queued", False, True,
+     2.5),
+    (Permanent("bad number", code="7", rejected=True), "rejected", False, False, None),
+    (Permanent("undeliverable", code="8"), "failed", False, False, None),
+    (Permanent("sender not registered", code="10", alert="sender"), "failed", False, True,
+     None),
+]
+
+
+@pytest.mark.parametrize("exc, status, inflight, paused, delay_s", SEND_CASES)
+def test_a_failed_send_does_what_the_table_says(rt: Runtime, store: Store, exc: ProviderError,
+                                                status: str, inflight: bool, paused: bool,
+                                                delay_s: float | None) -> None:
+    rec = _msg(store, 1)
+    store.begin_attempt(rec["id"])
+    account = rt.settings.account("smsc")
+    again = rt.outcomes.send_failed(rec, account, exc, sent_ms=now_ms())
+    after = store.get(rec["id"])
+    assert after["status"] == status
+    assert bool(after.get("inflight_ms")) is inflight
+    assert (rt.pause_left_s("smsc") > 0) is paused
+    if delay_s is None:
+        assert again is None
+    else:
+        assert isinstance(again, dramatiq.Retry) and again.delay is not None
+        assert delay_s - 0.2 <= again.delay / 1000 <= delay_s + 0.1
+    if isinstance(exc, Permanent):
+        assert after["error_code"] == exc.code and after["reason"] == exc.detail
+
+
+def test_a_failed_lookup_keeps_the_earlier_attempt_in_flight(rt: Runtime, store: Store) -> None:
+    rec = _msg(store, 2)
+    store.begin_attempt(rec["id"])
+    again = rt.outcomes.send_failed(rec, rt.settings.account("smsc"), RetryLater("503"),
+                                    sent_ms=None, looking_up=True)
+    assert again is not None and store.get(rec["id"])["inflight_ms"]
+
+
+def test_a_message_held_by_a_paused_account_says_why(rt: Runtime, store: Store) -> None:
+    rec = _msg(store, 3, expires_ms=now_ms() + 600)
+    account = rt.settings.account("smsc")
+    rt.pause("smsc", AccountProblem("insufficient funds", code="3", alert="no_funds"))
+    again = rt.outcomes.wait_for_pause(rec, account)
+    after = store.get(rec["id"])
+    assert after["status"] == "queued"
+    assert after["waiting_reason"] == ("account smsc is paused: insufficient funds (no_funds, "
+                                       "code 3); tried again after the pause")
+    assert again.delay is not None and again.delay <= 620  # back when its validity ends
+    # once sent, the reason is gone
+    rt.outcomes.submitted(rec, account, outgoing(rec), Submitted("77"), CheckPlan(60, 600))
+    assert store.get(rec["id"])["waiting_reason"] == ""
+    assert rt.pause_left_s("smsc") == 0  # a send that worked resumes the account
+
+
+def test_submitted_binds_the_id_and_starts_the_poll_chain(rt: Runtime, store: Store) -> None:
+    rec = _msg(store, 4)
+    store.begin_attempt(rec["id"])
+    rt.outcomes.submitted(rec, rt.settings.account("smsc"), outgoing(rec),
+                          Submitted("4711", parts=2, cost="0.1"), CheckPlan(30, 600))
+    after = store.get(rec["id"])
+    assert (after["status"], after["provider_id"], after["parts_billed"]) == \
+        ("submitted", "4711", "2")
+    assert after["inflight_ms"] == "" and store.by_provider_id("smsc", "4711") == rec["id"]
+    polls = _queued_jobs(store, "sms.smsc.status")
+    assert [(j["actor_name"], j["args"]) for j in polls] == \
+        [("poll_status", [rec["id"], after["poll_token"]])]
+    assert 29_000 <= polls[0]["options"]["eta"] - now_ms() <= 30_000
+
+
+@pytest.mark.parametrize("exc, status, paused, retried", [
+    (Permanent("message not found", code="3"), "unknown", False, False),
+    (AccountProblem("bad login", code="2", alert="credentials"), "submitted", True, True),
+    (RetryLater("503"), "submitted", False, True),
+    (SlowDown("too many requests", delay_s=2.0), "submitted", False, True),
+])
+def test_a_failed_poll_does_what_the_table_says(rt: Runtime, store: Store, exc: ProviderError,
+                                                status: str, paused: bool, retried: bool) -> None:
+    rec = _msg(store, 5)
+    store.transition(rec["id"], Status.SUBMITTED)
+    again = rt.outcomes.poll_failed(rec, rt.settings.account("smsc"), exc, started_ms=now_ms())
+    assert store.get(rec["id"])["status"] == status
+    assert (rt.pause_left_s("smsc") > 0) is paused
+    assert (again is not None) is retried
+
+
+def test_a_status_report_moves_the_record_and_schedules_by_its_age(rt: Runtime,
+                                                                   store: Store) -> None:
+    rec = _msg(store, 6)
+    store.transition(rec["id"], Status.SUBMITTED, submitted_ms=now_ms() - 200_000)
+    plan = CheckPlan(60, 3600)
+    rt.outcomes.status(rec["id"], StatusReport(Status.SUBMITTED, "0", extra={"mcc": "257"}),
+                       plan, chain=True)
+    after = store.get(rec["id"])
+    assert after["provider_status"] == "0" and after["hlr_mcc"] == "257"
+    eta = _queued_jobs(store, "sms.smsc.status")[0]["options"]["eta"]
+    assert 199_000 <= eta - now_ms() <= 201_000  # as long again as it has lived
+    rt.outcomes.status(rec["id"], StatusReport(Status.DELIVERED, "1"), plan, chain=False)
+    assert store.get(rec["id"])["status"] == "delivered"
+
+
+def _receipt(msg_id: str, status: Status, err: str | None = None, **kw: Any) -> DeliveryReceipt:
+    return DeliveryReceipt(msg_id=msg_id, provider_id="abc",
+                           report=StatusReport(status, status.value.upper(), error_code=err,
+                                               reason=kw.pop("reason", ""),
+                                               fields={"dlr_cost": "0.5"}), **kw)
+
+
+def test_a_receipt_is_taken_once_and_a_late_one_changes_nothing(rt: Runtime,
+                                                                store: Store) -> None:
+    rec = _msg(store, 7)
+    store.transition(rec["id"], Status.SUBMITTED, inflight_ms=now_ms())
+    account = rt.settings.account("smsc")
+    assert rt.outcomes.receipt(account, _receipt(rec["id"], Status.DELIVERED)) is True
+    after = store.get(rec["id"])
+    assert (after["status"], after["provider_id"], after["dlr_cost"], after["inflight_ms"]) == \
+        ("delivered", "abc", "0.5", "")
+    # a final record does not take another receipt (a number match tries the next message)
+    assert rt.outcomes.receipt(account, _receipt(rec["id"], Status.FAILED)) is False
+    assert rt.outcomes.receipt(account, _receipt("gone", Status.FAILED)) is False
+
+
+def test_an_account_receipt_fails_the_message_and_pauses(rt: Runtime, store: Store) -> None:
+    rec = _msg(store, 8)
+    store.transition(rec["id"], Status.SUBMITTED)
+    problem = AccountProblem("insufficient funds", code="224", alert="no_funds")
+    rt.outcomes.receipt(rt.settings.account("smsc"),
+                        _receipt(rec["id"], Status.FAILED, "224", account_problem=problem))
+    assert store.get(rec["id"])["status"] == "failed" and rt.pause_left_s("smsc") > 0
+
+
+@pytest.mark.parametrize("resend, status, delay_s", [
+    (Resend.RETRY, "queued", 60.0),   # resend_after_s (>= the duplicate window, 60 s)
+    (Resend.FLOOD, "deferred", 60.0),  # the flood gap (30 s) or the duplicate window
+])
+def test_a_resend_receipt_sends_again_once_per_receipt_within_its_allowance(
+        rt: Runtime, store: Store, resend: Resend, status: str, delay_s: float) -> None:
+    rec = _msg(store, 9)
+    store.transition(rec["id"], Status.SUBMITTED, provider_id="abc")
+    account = rt.settings.account("smsc")
+    fact = _receipt(rec["id"], Status.FAILED, "220", reason="queue overflowed",
+                    resend=resend, resend_after_s=10.0, resends=1)
+    assert rt.outcomes.receipt(account, fact) is True
+    assert rt.outcomes.receipt(account, fact) is True  # the same receipt again: no second job
+    after = store.get(rec["id"])
+    assert after["status"] == status and after["resubmits"] == "1"
+    jobs = _queued_jobs(store, "sms.smsc.bulk")
+    assert [j["args"] for j in jobs] == [[rec["id"]]]
+    assert delay_s - 1 <= (jobs[0]["options"]["eta"] - now_ms()) / 1000 <= delay_s
+    if resend is Resend.FLOOD:
+        assert store.r.hget(f"gonets:flood:smsc:{rec['phone']}", "n") == \
+            str(account.limits.flood_max_messages)
+    # sent and failed again: the allowance (one resend) is used up, the failure is final
+    store.transition(rec["id"], Status.SUBMITTED, provider_id="def")
+    again = DeliveryReceipt(msg_id=rec["id"], provider_id="def", report=fact.report,
+                            resend=resend, resends=1)
+    assert rt.outcomes.receipt(account, again) is True
+    assert store.get(rec["id"])["status"] == "failed"
+
+
+def test_outgoing_carries_the_attempt_in_flight(store: Store) -> None:
+    rec = _msg(store, 10)
+    assert outgoing(rec).inflight_ms == 0
+    store.begin_attempt(rec["id"])
+    out: Outgoing = outgoing(store.get(rec["id"]))
+    assert out.inflight_ms > 0

@@ -1,0 +1,317 @@
+"""What happens to a record when a provider says something: one module, one table.
+
+Every worker path that learns something about a message or a payment ends here: a send and a
+status poll (``workers/actors.py``), an SMPP receipt or incoming message (handed over by the
+provider through its ``FactSink``), and the payment actors (``workers/payments.py``).  Providers
+only turn their protocol into facts (``core.facts``) and errors (``core.errors``); this module
+applies them: the transition, the next poll, a resend, a flood-rule fill, a pause and its
+alert, a retry.  (The record change of a status report and of the give-up is
+``core.facts.record_status`` / ``give_up``, which the SMSC status webhook and the scheduler's
+sweep call too: they may not import workers.)
+
+One table, ``ERROR_ACTIONS``, maps each class of the ``core.errors`` tree to what is done; the
+SMS and the payment actors both read it through ``action_for``:
+
+    error            action          the record                        the account
+    OutcomeUnknown   LOOK_UP_FIRST   stays in flight: the next try     -
+                                     looks it up before resending
+    SlowDown         SLOW_DOWN       deferred, requeued later          its send rate drops
+    RetryLater       RETRY           requeued later                    -
+    AccountProblem   PAUSE           kept, ``waiting_reason`` says     paused, alerted once
+                                     why; tried again after the pause  per incident
+    Permanent        CLOSE           closed (SMS rejected or failed,   paused and alerted too
+                                     a poll's message unknown, a       when the error names
+                                     payment rejected, a check error)  an ``alert``
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import dramatiq
+
+from core import usage
+from core.broker import enqueue, get_broker
+from core.contracts import POLL_STATUS, Status, send_actor, send_queue, status_queue
+from core.errors import (
+    AccountProblem,
+    OutcomeUnknown,
+    Permanent,
+    ProviderError,
+    RetryLater,
+    SlowDown,
+    UnknownMessage,
+)
+from core.facts import (
+    DeliveryReceipt,
+    Incoming,
+    Resend,
+    StatusReport,
+    Submitted,
+    give_up,
+    record_status,
+)
+from core.privacy import mask_phone
+from core.settings import Account
+from core.store import Store
+from core.timing import CheckPlan, age_s, now_ms, within_validity_ms
+from workers import traffic
+from workers.providers.base import Outgoing
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
+
+log = logging.getLogger("gonets.worker")
+
+#: how long to wait before retrying a transient SMS failure without a hint from the provider
+RETRY_DELAY_S = 5.0
+#: a paused account's message comes back this long after the pause ends
+PAUSE_MARGIN_S = 0.5
+
+
+class Action(StrEnum):
+    #: it may have reached the provider: keep it in flight, look it up before any resend
+    LOOK_UP_FIRST = "look_up_first"
+    #: the provider says we send too fast: hold it, lower the account's rate
+    SLOW_DOWN = "slow_down"
+    #: nothing happened: try again later
+    RETRY = "retry"
+    #: the account cannot work: pause it and alert, keep the record, retry after the pause
+    PAUSE = "pause"
+    #: this record can never succeed: close it
+    CLOSE = "close"
+
+
+#: error class -> action; a class not listed takes its nearest listed base's action
+ERROR_ACTIONS: dict[type[ProviderError], Action] = {
+    OutcomeUnknown: Action.LOOK_UP_FIRST,
+    SlowDown: Action.SLOW_DOWN,
+    RetryLater: Action.RETRY,
+    AccountProblem: Action.PAUSE,
+    Permanent: Action.CLOSE,
+    # anything else a provider did: it may have been sent, so treat it as unknown
+    ProviderError: Action.LOOK_UP_FIRST,
+}
+
+
+def action_for(exc: ProviderError) -> Action:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_ACTIONS:
+            return ERROR_ACTIONS[cls]  # type: ignore[index]
+    raise TypeError(f"not a provider error: {exc!r}")
+
+
+def hinted_delay_s(exc: ProviderError, default_s: float) -> float:
+    """The delay the provider asked for, else ``default_s``."""
+    return exc.delay_s if isinstance(exc, RetryLater) and exc.delay_s else default_s
+
+
+def retry(reason: str, delay_s: float) -> dramatiq.Retry:
+    return dramatiq.Retry(reason, delay=max(int(delay_s * 1000), 1))
+
+
+def alert_of(exc: Permanent) -> AccountProblem | None:
+    """The account problem a permanent error also names (MTS 10: unregistered sender)."""
+    if not exc.alert:
+        return None
+    return AccountProblem(exc.detail, code=exc.code, provider=exc.provider, alert=exc.alert)
+
+
+class Outcomes:
+    """Applies facts to records for one worker process (``Runtime.outcomes``)."""
+
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+
+    @property
+    def store(self) -> Store:
+        return self.rt.store
+
+    # --- the account ---------------------------------------------------------------------
+
+    def pause(self, account: Account, exc: AccountProblem, *,
+              started_ms: int | None = None) -> None:
+        """Pause the account's pool and alert once per incident (``Runtime.pause``)."""
+        self.rt.pause(account.name, exc, started_ms=started_ms)
+
+    def wait_for_pause(self, rec: dict[str, str], account: Account) -> dramatiq.Retry:
+        """The message waits while its account is paused: it stays ``queued`` and its record's
+        ``waiting_reason`` says why, until it is sent."""
+        left = self.rt.pause_left_s(account.name)
+        why = f"account {account.name} is paused: {self.rt.pause_detail(account.name)}"
+        try:
+            self.store.update(rec["id"], waiting_reason=why)
+        except UnknownMessage:
+            pass
+        delay_ms = within_validity_ms(rec, int((left + PAUSE_MARGIN_S) * 1000))
+        return retry(why, delay_ms / 1000)
+
+    # --- sends ---------------------------------------------------------------------------
+
+    def submitted(self, rec: dict[str, str], account: Account, out: Outgoing, sub: Submitted,
+                  plan: CheckPlan) -> None:
+        """The provider took the message: it is ``submitted``; follow its status."""
+        msg_id = rec["id"]
+        self.rt.resume(account.name)
+        self.store.bind_provider_id(account.name, sub.provider_id, msg_id)
+        self._submitted(msg_id, "accepted", provider_id=sub.provider_id,
+                        parts_billed=sub.parts, cost=sub.cost)
+        usage.count(self.store, account.name, out.kind, sub.parts or out.parts)
+        self.schedule_poll(msg_id, account.name, plan.first_s)
+
+    def found(self, rec: dict[str, str], account: Account, out: Outgoing, rep: StatusReport,
+              plan: CheckPlan) -> None:
+        """A send whose outcome was unknown reached the provider after all: never resend it."""
+        msg_id = rec["id"]
+        pid = out.provider_id or str(out.seq)
+        self.store.bind_provider_id(account.name, pid, msg_id)
+        self._submitted(msg_id, rep.raw, provider_id=pid)
+        usage.count(self.store, account.name, out.kind, out.parts)
+        self.status(msg_id, rep, plan, chain=True)
+
+    def _submitted(self, msg_id: str, raw: str, **fields: object) -> None:
+        self.store.transition(msg_id, Status.SUBMITTED, provider_status=raw,
+                              submitted_ms=now_ms(), inflight_ms="", waiting_reason="", **fields)
+
+    def not_sent(self, msg_id: str) -> None:
+        """A traffic rule stopped the message before it went out: no attempt, nothing in flight."""
+        self.store.update(msg_id, inflight_ms="")
+        self.store.incr(msg_id, "attempts", -1)
+
+    def expire(self, msg_id: str, reason: str) -> None:
+        self.store.transition(msg_id, Status.EXPIRED, reason=reason)
+
+    def defer(self, rec: dict[str, str], delay_s: float, reason: str) -> dramatiq.Retry:
+        """Hold the message: ``deferred`` with the reason, back after ``delay_s`` (sooner if
+        its validity ends first: it comes back then and is marked expired)."""
+        self.store.transition(rec["id"], Status.DEFERRED, reason=reason)
+        return dramatiq.Retry(reason, delay=within_validity_ms(rec, int(delay_s * 1000)))
+
+    def send_failed(self, rec: dict[str, str], account: Account, exc: ProviderError, *,
+                    sent_ms: int | None, looking_up: bool = False) -> dramatiq.Retry | None:
+        """A send (or the lookup before it) failed: do what the table says. Returns the Retry
+        to raise, or None when the message is closed. ``looking_up``: the failure came from the
+        lookup of an earlier attempt, which may still be out there, so it stays in flight."""
+        msg_id = rec["id"]
+        action = action_for(exc)
+        if action is Action.CLOSE:
+            assert isinstance(exc, Permanent)
+            self.store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
+                                  reason=exc.detail, error_code=exc.code, inflight_ms="")
+            problem = alert_of(exc)
+            if problem is not None:  # e.g. sender not registered: it fails, the account pauses
+                self.pause(account, problem, started_ms=sent_ms)
+            return None
+        if action is Action.LOOK_UP_FIRST or looking_up:
+            return retry("outcome unknown; will look it up first",
+                         hinted_delay_s(exc, RETRY_DELAY_S))
+        self.store.update(msg_id, inflight_ms="")
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc, started_ms=sent_ms)
+            return self.wait_for_pause(rec, account)
+        if action is Action.SLOW_DOWN:
+            traffic.get_traffic(self.store).slowed(account)
+            return self.defer(rec, hinted_delay_s(exc, traffic.SLOWDOWN_DELAY_S),
+                              f"provider asked to slow down: {exc.detail}")
+        return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
+
+    # --- statuses ------------------------------------------------------------------------
+
+    def schedule_poll(self, msg_id: str, account: str, delay_s: float) -> None:
+        """Enqueue the next status poll. Each poll carries a token; only the newest token's poll
+        runs, so a poll chain never forks into two."""
+        token = str(uuid.uuid4())[:8]
+        self.store.set_poll(msg_id, token, now_ms() + int(delay_s * 1000))
+        enqueue(get_broker(self.rt.settings), status_queue(account), POLL_STATUS, msg_id, token,
+                delay_ms=int(delay_s * 1000))
+
+    def status(self, msg_id: str, rep: StatusReport, plan: CheckPlan, *, chain: bool) -> None:
+        """Apply a status; ``chain``: the worker's own poll chain follows a non-final one."""
+        record_status(self.store, msg_id, rep)
+        if chain and not rep.status.final:
+            rec = self.store.find(msg_id)
+            if rec is not None:
+                self.schedule_poll(msg_id, rec["account"], plan.next_delay_s(age_s(rec)))
+
+    def give_up(self, msg_id: str) -> None:
+        give_up(self.store, msg_id, self.rt.settings.status_give_up_s)
+
+    def poll_failed(self, rec: dict[str, str], account: Account, exc: ProviderError, *,
+                    started_ms: int) -> dramatiq.Retry | None:
+        """A status request failed: the table again, for a message already sent."""
+        action = action_for(exc)
+        if action is Action.CLOSE:  # the provider cannot say: it never will
+            assert isinstance(exc, Permanent)
+            self.store.transition(rec["id"], Status.UNKNOWN, reason=exc.detail,
+                                  error_code=exc.code)
+            problem = alert_of(exc)
+            if problem is not None:
+                self.pause(account, problem, started_ms=started_ms)
+            return None
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc, started_ms=started_ms)
+            return retry(exc.detail, self.rt.pause_left_s(account.name) + PAUSE_MARGIN_S)
+        return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
+
+    # --- what arrives on its own (FactSink) ----------------------------------------------
+
+    def receipt(self, account: Account, fact: DeliveryReceipt) -> bool:
+        """Apply a delivery receipt; True when its message took it (exists, was not final)."""
+        if fact.resend is not None and self._resend(account, fact):
+            return True
+        try:
+            t = record_status(self.store, fact.msg_id, fact.report,
+                              provider_id=fact.provider_id, receipt_ms=now_ms(), inflight_ms="")
+        except UnknownMessage:
+            return False  # expired after retention
+        if fact.account_problem is not None:
+            try:
+                self.pause(account, fact.account_problem)
+            except Exception:  # the receipt is stored; the session thread must go on
+                log.exception("account %s: could not raise the %s alert", account.name,
+                              fact.account_problem.alert)
+        return t.changed or not t.status.final
+
+    def _resend(self, account: Account, fact: DeliveryReceipt) -> bool:
+        """A receipt asks for its message again (err 220: the operator's queue overflowed;
+        251: the provider's flood rule, which also fills the number's flood burst so our own
+        rule holds what follows). Returns False when its final status applies instead (the
+        allowance is used up, or the message is not ``submitted``)."""
+        rec = self.store.find(fact.msg_id)
+        if rec is None:
+            return True  # expired after retention: nothing to do
+        lim = account.limits
+        if fact.resend is Resend.FLOOD:
+            traffic.get_traffic(self.store).flood.saturate(account, rec["phone"])
+            delay_s, status = lim.flood_gap_s, Status.DEFERRED
+        else:
+            delay_s, status = fact.resend_after_s, Status.QUEUED
+        # the same text to the same number within the provider's duplicate window would be
+        # refused as a repeat (SMSC: one identical request a minute): wait it out
+        delay_s = max(delay_s, lim.duplicate_window_s)
+        rep = fact.report
+        done = self.store.resubmit(fact.msg_id, fact.provider_id,
+                                   reason=f"{rep.reason}; sent again",
+                                   error_code=rep.error_code or "", status=status,
+                                   max_resubmits=fact.resends)
+        if done == 0:
+            return False
+        if done == 1:
+            enqueue(get_broker(self.rt.settings), send_queue(account.name, rec["lane"]),
+                    send_actor(rec["lane"]), fact.msg_id, delay_ms=int(delay_s * 1000))
+            log.warning("account %s: message %s got err %s (%s); sent again in %.0f s",
+                        account.name, fact.msg_id, rep.error_code, rep.reason, delay_s)
+        return True
+
+    def incoming(self, account: Account, fact: Incoming) -> None:
+        """Keep a subscriber's message as an event of ``<ns>:smpp:incoming``."""
+        self.store.r.xadd(self.store.key("smpp", "incoming"), {
+            "account": account.name, "from": fact.sender, "to": fact.recipient,
+            "text": fact.text, "at_ms": str(now_ms())},
+            maxlen=self.rt.settings.events_maxlen, approximate=True)
+        log.info("account %s: incoming message from %s", account.name, mask_phone(fact.sender))
