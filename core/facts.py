@@ -97,7 +97,8 @@ def status_fields(rep: StatusReport) -> dict[str, Any]:
     return {**{f"hlr_{k}": v for k, v in rep.extra.items()}, **rep.fields}
 
 
-def record_status(store: Store, msg_id: str, rep: StatusReport, **fields: Any) -> Transition:
+def record_status(store: Store, msg_id: str, rep: StatusReport,
+                  **fields: Any) -> Transition[Status]:
     """Move the record to the reported status (a final status never changes, a late one never
     moves it back: ``Store.transition``), keeping the raw state and code."""
     return store.transition(msg_id, rep.status, provider_status=rep.raw,
@@ -105,7 +106,7 @@ def record_status(store: Store, msg_id: str, rep: StatusReport, **fields: Any) -
                             **status_fields(rep), **fields)
 
 
-def give_up(store: Store, msg_id: str, give_up_s: float) -> Transition:
+def give_up(store: Store, msg_id: str, give_up_s: float) -> Transition[Status]:
     """Close a message the provider gave no final status for in ``give_up_s`` as ``unknown``."""
     return store.transition(msg_id, Status.UNKNOWN, reason="no final status from the provider "
                             f"within {give_up_s / 3600:g} h")

@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 #: a waiting message comes back this long after its validity ends (so it is past it then)
 EXPIRY_MARGIN_MS = 20

@@ -4,7 +4,8 @@ record, the account and the queue show afterwards (a real Redis, a real dramatiq
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pytest

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import uuid
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
@@ -100,7 +100,7 @@ ERROR_ACTIONS: dict[type[ProviderError], Action] = {
 def action_for(exc: ProviderError) -> Action:
     for cls in type(exc).__mro__:
         if cls in ERROR_ACTIONS:
-            return ERROR_ACTIONS[cls]  # type: ignore[index]
+            return ERROR_ACTIONS[cls]
     raise TypeError(f"not a provider error: {exc!r}")
 
 
@@ -123,7 +123,7 @@ def alert_of(exc: Permanent) -> AccountProblem | None:
 class Outcomes:
     """Applies facts to records for one worker process (``Runtime.outcomes``)."""
 
-    def __init__(self, rt: "Runtime") -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
     @property
@@ -172,7 +172,7 @@ class Outcomes:
         usage.count(self.store, account.name, out.kind, out.parts)
         self.status(msg_id, rep, plan, chain=True)
 
-    def _submitted(self, msg_id: str, raw: str, **fields: object) -> None:
+    def _submitted(self, msg_id: str, raw: str, **fields: Any) -> None:
         self.store.transition(msg_id, Status.SUBMITTED, provider_status=raw,
                               submitted_ms=now_ms(), inflight_ms="", waiting_reason="", **fields)
 
