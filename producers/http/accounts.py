@@ -70,7 +70,7 @@ class AccountRoutes:
         accounts = list(self.api.settings.sms_accounts())
         views = AccountState.of(self.api.store).overview([a.name for a in accounts])
         items: list[dict[str, Any]] = []
-        for a, view in zip(accounts, views):
+        for a, view in zip(accounts, views, strict=True):
             alerts = [x for x in [_alert(view.incident)] if x is not None]
             if view.low_balance:
                 alerts.append({"alert": "low_balance", "detail": "balance under the threshold",
