@@ -12,6 +12,7 @@ moves back (a late ``pending`` cannot undo ``successful``):
     ns:mtscheck:<id>:history  list
     ns:mtscheck:open          zset    checks without a result yet
     ns:payments:events        stream  every status change of payments and checks
+    ns:owner:<kind>:<id>      string  the producer that made a payment or check (HTTP API)
 
 The statuses and bePaid's transaction shape are the contract in ``core.payments``.
 """
@@ -101,6 +102,15 @@ class PaymentStore:
 
     def due(self, account: str, *, now: int | None = None, limit: int = 100) -> list[str]:
         return self.payments.due(account, now=now, limit=limit)
+
+    # owners (the HTTP API's producers)
+    def set_owner(self, kind: str, rec_id: str, producer: str) -> None:
+        """``producer`` made the payment or check ``rec_id`` (kept for the retention period)."""
+        self.r.set(self.store.keys.owner(kind, rec_id), producer, ex=self.store.retention_s)
+
+    def owner(self, kind: str, rec_id: str) -> str | None:
+        got = self.r.get(self.store.keys.owner(kind, rec_id))
+        return str(got) if got is not None else None
 
     def lock(self, pay_id: str, ttl_s: float) -> str | None:
         """One worker at a time talks to bePaid about a payment; returns a token or None."""

@@ -134,6 +134,13 @@ class RecordStore(Generic[S]):
         self._transition = client.register_script(_lua("transition.lua"))
         self._create = client.register_script(_lua("create.lua"))
 
+    def ping(self) -> bool:
+        """True when Redis answers (health checks)."""
+        return bool(self.r.ping())
+
+    def close(self) -> None:
+        self.r.close()
+
     def records(self, model: RecordModel[T]) -> RecordStore[T]:
         """A store of another record kind on the same Redis, namespace and retention."""
         return RecordStore(self.r, model, namespace=self.ns, retention_s=self.retention_s,

@@ -76,7 +76,7 @@ def _source(source: object) -> str:
 
 
 def _key(store: Store, digits: str) -> str:
-    return store.key("consent", digits)
+    return store.keys.consent(digits)
 
 
 def _set(target: Any, phone: object, source: object, granted: bool,
@@ -90,9 +90,9 @@ def _set(target: Any, phone: object, source: object, granted: bool,
               ("granted_ms" if granted else "withdrawn_ms"): str(at)}
     event = json.dumps({"action": "grant" if granted else "withdraw", "source": src,
                         "at_ms": at}, ensure_ascii=False)
-    pipe = store.r.pipeline(transaction=True)
+    pipe = store.r.pipeline(transaction=True)  # the consent records: this module's own keys
     pipe.hset(key, mapping=fields)
-    pipe.rpush(key + ":history", event)
+    pipe.rpush(store.keys.consent_history(digits), event)
     pipe.execute()
     return Consent(digits, granted, src, at)
 
@@ -111,6 +111,7 @@ def withdraw_consent(target: Any, phone: object, *, source: str,
 
 def consent_granted(store: Store, e164_digits: str) -> bool:
     """For a number already normalised by the producer."""
+    # the consent records: this module's own keys
     return store.r.hget(_key(store, e164_digits), "granted") == "1"
 
 
@@ -147,9 +148,10 @@ def get_consent(target: Any, phone: object, *, region: str | None = None) -> Con
     store, region = _store_and_region(target, region)
     digits = _phone(phone, region)
     key = _key(store, digits)
-    rec = store.r.hgetall(key)
+    rec = store.r.hgetall(key)  # the consent records: this module's own keys
     if not rec:
         return None
-    history = [json.loads(x) for x in store.r.lrange(key + ":history", 0, -1)]
+    # the consent records: this module's own keys
+    history = [json.loads(x) for x in store.r.lrange(store.keys.consent_history(digits), 0, -1)]
     return Consent(digits, rec.get("granted") == "1", rec.get("source", ""),
                    int(rec.get("updated_ms", "0")), history)

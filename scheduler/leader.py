@@ -9,10 +9,10 @@ Key layout (``ns`` is ``Settings.namespace``):
 
 The lock is a ``core.locks.Lease`` of one slot (``core/lua/lease.lua``: take it if free, renew
 it if ours).  Kubernetes may run two replicas during a rollout.  Each renews the lock every
-third of its ttl; only the holder fires.  A holder that dies (or pauses past the ttl) loses it and the
-other replica takes over.  Every fire first takes the dedupe key named by job and fire time
-(arq's ``run_cron`` idea), so even a holder that lost the lock without noticing cannot run
-a fire the new holder has run.
+third of its ttl; only the holder fires.  A holder that dies (or pauses past the ttl) loses
+it and the other replica takes over.  Every fire first takes the dedupe key named by job and
+fire time (arq's ``run_cron`` idea), so even a holder that lost the lock without noticing
+cannot run a fire the new holder has run.
 """
 
 from __future__ import annotations
@@ -55,14 +55,22 @@ class LeaderLock:
     # --- dedupe and catch-up bookkeeping
     def claim_fire(self, job: str, fire_ms: int) -> bool:
         """Take the dedupe key of one fire; False if any instance took it already."""
-        ok = bool(self.r.set(self.keys.fired(job, fire_ms), self.me, nx=True, ex=FIRED_TTL_S))
+        # a claim nobody releases: it only has to outlive the catch-up horizon
+        ok = self.lease.locks.take(self.keys.fired(job, fire_ms), self.me, FIRED_TTL_S)
         if ok:
-            self.r.set(self.keys.last_fire(job), fire_ms)
+            self.r.set(self.keys.last_fire(job), fire_ms)  # the fires' bookkeeping: its own key
         return ok
 
     def last_fire_ms(self, job: str) -> int | None:
-        v = self.r.get(self.keys.last_fire(job))
+        v = self.r.get(self.keys.last_fire(job))  # the bookkeeping, as above
         return int(v) if v is not None else None
 
     def set_last_fire_ms(self, job: str, fire_ms: int) -> None:
-        self.r.set(self.keys.last_fire(job), fire_ms, nx=True)
+        self.r.set(self.keys.last_fire(job), fire_ms, nx=True)  # the bookkeeping, as above
+
+    def record_run(self, job: str, fire_ms: int, started_ms: int, ended_ms: int, result: str,
+                   *, maxlen: int) -> None:
+        """One entry of the runs stream (capped at about ``maxlen``)."""
+        self.r.xadd(self.keys.runs(), {"job": job, "fire_ms": fire_ms, "by": self.me,
+                                       "started_ms": started_ms, "ended_ms": ended_ms,
+                                       "result": result}, maxlen=maxlen, approximate=True)

@@ -93,6 +93,7 @@ class Scheduler:
         self.settings = settings
         self.store = store or Store.from_settings(settings)
         self.broker = broker if broker is not None else build_broker(settings)
+        # the leader lease and the fires' bookkeeping (core/locks.py, scheduler/leader.py)
         self.lock = LeaderLock(self.store.r, settings.namespace, settings.scheduler_lock_ttl_s,
                                me=me)
         self.jobs = {j.name: j for j in self._jobs()}
@@ -150,12 +151,8 @@ class Scheduler:
                 try:
                     result = job.run()
                 finally:
-                    self.store.r.xadd(
-                        f"{self.settings.namespace}:scheduler:runs",
-                        {"job": name, "fire_ms": fire_ms, "by": self.lock.me,
-                         "started_ms": started, "ended_ms": now_ms(),
-                         "result": json.dumps(result)},
-                        maxlen=RUNS_MAXLEN, approximate=True)
+                    self.lock.record_run(name, fire_ms, started, now_ms(), json.dumps(result),
+                                         maxlen=RUNS_MAXLEN)
             log.info("%s: done in %.2f s %s", name, (now_ms() - started) / 1000, result)
             return True
 

@@ -79,7 +79,7 @@ async def _openapi_endpoint(request: Request) -> Response:
 def _health(api: Api) -> Callable[[Request], Awaitable[Response]]:
     async def health(request: Request) -> Response:
         try:
-            await run_in_threadpool(api.store.r.ping)
+            await run_in_threadpool(api.store.ping)
         except redis.RedisError:
             return problem(503, "Redis does not answer")
         return JSONResponse({"ok": True})

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import redis
 
 from core.errors import InvalidInput
+from core.keys import Keys
 from core.store import now_ms
 
 SCOPES = ("send", "pay", "read", "consent")
@@ -68,9 +69,7 @@ class Tokens:
     def __init__(self, r: redis.Redis, namespace: str = "gonets") -> None:
         self.r = r
         self.ns = namespace
-
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
+        self.keys = Keys(namespace)
 
     def create(self, producer: str, scopes: str | list[str] | tuple[str, ...]) -> NewToken:
         if not _PRODUCER.match(producer or ""):
@@ -79,14 +78,15 @@ class Tokens:
         token_id = secrets.token_hex(6)
         token = f"gnt_{token_id}_{secrets.token_urlsafe(32)}"
         digest = _digest(token)
-        pk = self._k("producer", producer)
+        pk = self.keys.producer(producer)
+        # Tokens is the store of its own keys
         self.r.hsetnx(pk, "secret", secrets.token_urlsafe(32))
-        self.r.hsetnx(pk, "created_ms", str(now_ms()))
+        self.r.hsetnx(pk, "created_ms", str(now_ms()))  # Tokens is the store of its own keys
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self._k("token", digest), mapping={
+        pipe.hset(self.keys.token(digest), mapping={
             "id": token_id, "producer": producer, "scopes": ",".join(sc),
             "created_ms": str(now_ms())})
-        pipe.hset(self._k("tokens"), token_id, digest)
+        pipe.hset(self.keys.tokens(), token_id, digest)
         pipe.execute()
         return NewToken(token, token_id, producer, sc, self.callback_secret(producer) or "")
 
@@ -94,19 +94,19 @@ class Tokens:
         """Revoke by token id or by the token itself; True if it existed."""
         m = _TOKEN.match(token_or_id)
         token_id = m.group(1) if m else token_or_id
-        digest = self.r.hget(self._k("tokens"), token_id)
+        digest = self.r.hget(self.keys.tokens(), token_id)
         if digest is None:
             return False
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._k("token", digest))
-        pipe.hdel(self._k("tokens"), token_id)
+        pipe.delete(self.keys.token(digest))
+        pipe.hdel(self.keys.tokens(), token_id)
         pipe.execute()
         return True
 
     def list(self) -> list[dict[str, str]]:
         out = []
-        for token_id, digest in sorted(self.r.hgetall(self._k("tokens")).items()):
-            rec = self.r.hgetall(self._k("token", digest))
+        for token_id, digest in sorted(self.r.hgetall(self.keys.tokens()).items()):
+            rec = self.r.hgetall(self.keys.token(digest))
             if rec:
                 out.append(rec)
         return out
@@ -117,7 +117,7 @@ class Tokens:
         if not m:
             return None
         digest = _digest(token)
-        rec = self.r.hgetall(self._k("token", digest))
+        rec = self.r.hgetall(self.keys.token(digest))
         # the hash is the lookup key already; compare ids anyway so a corrupt record never
         # authenticates a different token
         if not rec or not hmac.compare_digest(rec.get("id", ""), m.group(1)):
@@ -125,4 +125,4 @@ class Tokens:
         return Principal(rec["id"], rec["producer"], frozenset(rec["scopes"].split(",")))
 
     def callback_secret(self, producer: str) -> str | None:
-        return self.r.hget(self._k("producer", producer), "secret")
+        return self.r.hget(self.keys.producer(producer), "secret")

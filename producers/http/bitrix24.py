@@ -151,7 +151,7 @@ class Installation:
 class Installations:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.r = store.r
+        self.r = store.r  # the installation store: b24 keys
 
     def key(self, producer: str) -> str:
         return self.store.keys.b24(producer)
@@ -183,11 +183,12 @@ class Installations:
 
     def set_tokens(self, producer: str, tokens: dict[str, Any]) -> None:
         access, refresh, expires_ms = _token_fields(tokens)
-        self.r.hset(self.key(producer), mapping={
+        self.r.hset(self.key(producer), mapping={  # the installation store: b24 keys
             "access_token": access, "refresh_token": refresh, "expires_ms": expires_ms})
 
     def bind_app_token(self, producer: str, token: str) -> bool:
         """Store the application token's digest unless one is stored already."""
+        # the installation store: b24 keys
         return bool(self.r.hsetnx(self.key(producer), "app_token_sha256", _sha256(token)))
 
 
@@ -319,7 +320,7 @@ class Reporter:
         if b24_status is None:
             return True, "not reported"
         done = self.done_key(msg_id)
-        if self.store.r.sismember(done, b24_status):
+        if self.store.r.sismember(done, b24_status):  # the installation store: b24 keys
             return True, "reported already"
         inst = self.installs.load(producer)
         if inst is None:
@@ -340,7 +341,7 @@ class Reporter:
         except ConfigError as exc:
             log.error("bitrix24 %s: %s", producer, exc)
             return False, "config"
-        pipe = self.store.r.pipeline(transaction=True)
+        pipe = self.store.r.pipeline(transaction=True)  # the installation store: b24 keys
         pipe.sadd(done, b24_status)
         pipe.expire(done, self.store.retention_s)
         pipe.execute()

@@ -112,7 +112,7 @@ class Dispatcher:
         self.store = store or Store.from_settings(settings)
         self.keys = self.store.keys
         # the dispatcher's own keys (cb:*, core/keys.py) and its consumer groups
-        self.r = self.store.r
+        self.r = self.store.r  # the dispatcher's own keys
         self.tokens = Tokens(self.r, settings.namespace)
         self.backoff = backoff
         self.threads = threads
@@ -217,7 +217,8 @@ class Dispatcher:
             for _ in range(max_per_turn):
                 head = self.r.zrange(self.keys.cb_queue(msg_id), 0, 0)
                 if not head:
-                    self._undue(keys=[self.keys.cb_queue(msg_id), self.keys.cb_due()], args=[msg_id])
+                    self._undue(keys=[self.keys.cb_queue(msg_id), self.keys.cb_due()],
+                                args=[msg_id])
                     return
                 if not self._post(msg_id, head[0]):
                     return

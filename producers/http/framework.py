@@ -216,8 +216,9 @@ class Api:
             self.broker = build_broker(settings)
             producer = Producer(settings, store=self.store, broker=self.broker)
         self.producer = producer
-        self.tokens = Tokens(self.store.r, settings.namespace)
-        self.idem = idempotency.Idempotency(self.store.r, settings.namespace)
+        # the token and Idempotency-Key stores keep their own keys on the store's client
+        self.tokens = Tokens(self.store.r, settings.namespace)  # (ns:token*, ns:producer:*)
+        self.idem = idempotency.Idempotency(self.store.r, settings.namespace)  # ns:http-idem:*
         #: runs the items of a batch side by side (each is Redis round trips, not CPU)
         self.pool = ThreadPoolExecutor(BATCH_THREADS, thread_name_prefix="gonets-batch")
 
@@ -225,7 +226,7 @@ class Api:
         self.pool.shutdown(wait=True)
         if self.broker is not None:
             self.broker.close()
-        self.store.r.close()
+        self.store.close()
 
     def route(self, path: str, handler: Handler, *, methods: list[str],
               scope: str | tuple[str, ...] | None, idempotent: bool = False,

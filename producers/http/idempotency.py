@@ -20,6 +20,8 @@ from typing import Any
 
 import redis
 
+from core.keys import Keys
+
 from producers.http.problem import ApiError
 
 TTL_S = 24 * 3600
@@ -57,18 +59,20 @@ class Idempotency:
     def __init__(self, r: redis.Redis, namespace: str) -> None:
         self.r = r
         self.ns = namespace
+        self.keys = Keys(namespace)
 
     def _k(self, producer: str, key: str) -> str:
-        return f"{self.ns}:http-idem:{producer}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return self.keys.http_idem(producer, hashlib.sha256(key.encode()).hexdigest())
 
     def begin(self, producer: str, key: str, fp: str) -> Stored | None:
         """Claim the key (None: go ahead) or return the stored answer. Raises 409."""
         k = self._k(producer, key)
         deadline = time.monotonic() + WAIT_S
         while True:
+            # this class's own key (http-idem)
             if self.r.set(k, json.dumps({"fp": fp}), nx=True, ex=TTL_S):
                 return None
-            raw = self.r.get(k)
+            raw = self.r.get(k)  # this class's own key (http-idem)
             if raw is None:
                 continue  # expired or freed between the two calls
             rec: dict[str, Any] = json.loads(raw)
@@ -87,11 +91,12 @@ class Idempotency:
                media_type: str, headers: dict[str, str] | None = None) -> None:
         k = self._k(producer, key)
         if status >= 500:
-            self.r.delete(k)
+            self.r.delete(k)  # this class's own key (http-idem)
             return
         kept = {h: v for h, v in (headers or {}).items() if h.lower() in REPLAYED_HEADERS}
+        # this class's own key (http-idem)
         self.r.set(k, json.dumps({"fp": fp, "status": status, "body": body,
                                   "media_type": media_type, "headers": kept}), ex=TTL_S)
 
     def abandon(self, producer: str, key: str) -> None:
-        self.r.delete(self._k(producer, key))
+        self.r.delete(self._k(producer, key))  # this class's own key (http-idem)

@@ -7,7 +7,7 @@
     GET  /v1/payments/{id}                   the payment and its status history
 
 Checks and payments belong to the producer that made them; another producer's id answers
-404.  Ownership is kept beside the records (``ns:owner:<kind>:<id>``, for the retention
+404.  Ownership is kept beside the records (``PaymentStore.set_owner``, for the retention
 period), the payment's ``callback_url`` and ``producer`` on the payment record itself, so the
 callbacks dispatcher sends its status changes like a message's.
 """
@@ -63,19 +63,14 @@ class PaymentRoutes:
 
         self.api = api
         self.payments = Payments(api.settings, store=api.store, broker=api.producer.broker)
-        self.r = api.store.r
-
-    def _owner_key(self, kind: str, rec_id: str) -> str:
-        return self.api.store.key("owner", kind, rec_id)
 
     def _own(self, call: Call, kind: str, rec_id: str, field: str | None = None) -> None:
-        if len(rec_id) > 64 or self.r.get(self._owner_key(kind, rec_id)) != call.producer:
+        if len(rec_id) > 64 or self.payments.ps.owner(kind, rec_id) != call.producer:
             raise ApiError(404, f"no such {kind} (or not yours, or expired after retention)",
                            field=field)
 
     def _claim(self, call: Call, kind: str, rec_id: str) -> None:
-        self.r.set(self._owner_key(kind, rec_id), call.producer,
-                   ex=self.api.store.retention_s)
+        self.payments.ps.set_owner(kind, rec_id, call.producer)
 
     def check(self, call: Call) -> Reply:
         try:

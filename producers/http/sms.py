@@ -53,7 +53,7 @@ class SmsRoutes:
         self.store = api.store
 
     def index_key(self, producer: str) -> str:
-        return self.store.key("producer", producer, "sms")
+        return self.store.keys.producer_sms(producer)
 
     # --- sending
     def _send(self, call: Call, item: Any, prefix: str = "") -> str:
@@ -76,7 +76,7 @@ class SmsRoutes:
             return
         key = self.index_key(producer)
         now = now_ms()
-        pipe = self.store.r.pipeline(transaction=False)
+        pipe = self.store.r.pipeline(transaction=False)  # the producer index: this module's own key
         pipe.zadd(key, {i: now for i in ids}, nx=True)
         if len(ids) > 1 or random.random() < 0.01:
             pipe.zremrangebyscore(key, "-inf", now - self.store.retention_s * 1000)
@@ -141,7 +141,7 @@ class SmsRoutes:
             raise ApiError(422, f"a whole number from 1 to {PAGE_MAX}", field="limit")
         limit = int(limit_raw)
         key = self.index_key(call.producer)
-        r = self.store.r
+        r = self.store.r  # the producer index: this module's own key
         cursor = q.get("cursor")
         if cursor:
             start = self._cursor_start(key, cursor)
@@ -187,7 +187,7 @@ class SmsRoutes:
             score = float(score_s)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(422, "not a cursor this API gave out", field="cursor") from None
-        rank = self.store.r.zrank(key, msg_id)
+        rank = self.store.r.zrank(key, msg_id)  # the producer index: this module's own key
         if rank is not None:
             return int(rank) + 1
         # the entry was trimmed since: continue after its time

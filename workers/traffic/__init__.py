@@ -138,5 +138,6 @@ def get_traffic(store: Store) -> Traffic:
     with _lock:
         t = _instances.get(id(store))
         if t is None:
+            # the traffic rules keep their own keys
             t = _instances[id(store)] = Traffic(store.r, store.ns)
         return t
