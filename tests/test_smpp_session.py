@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from core.errors import AccountProblem
 from core.settings import load_settings
-from core.store import redis_client
+from core.store import Store, redis_client
 from sandbox import smpp_smsc
 from tests.conftest import control
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
+from workers.runtime import Runtime
 from workers.smpp.lease import bind_lease
 from workers.smpp.provider import SmppProvider
 from workers.smpp.receipt import Receipt
@@ -35,7 +37,15 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make(sandbox: Any, redis_url: str, tmp_path: Path,
+def store(redis_url: str) -> Iterator[Store]:
+    """The message records the providers' receipts end up on (through a worker runtime)."""
+    s = Store(redis_client(redis_url))
+    yield s
+    s.r.close()
+
+
+@pytest.fixture
+def make(sandbox: Any, redis_url: str, tmp_path: Path, store: Store,
          monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SmppProvider]]:
     monkeypatch.setenv("T_LOGIN", "gonets")
     monkeypatch.setenv("T_PASSWORD", "sandbox")
@@ -58,7 +68,9 @@ options = {{ {options} }}
 """)
         s = load_settings({"GONETS_CONFIG": str(cfg), "GONETS_REDIS_URL": redis_url,
                            "GONETS_DRAIN_TIMEOUT_S": "10"})
-        p = build(s.accounts[0], ProviderContext(s, redis_client(redis_url)))
+        # a worker's runtime: the provider hands receipts to its outcomes module
+        rt = Runtime(s, store)
+        p = build(s.accounts[0], ProviderContext(s, redis_client(redis_url), facts=rt.outcomes))
         assert isinstance(p, SmppProvider)
         made.append(p.start())
         if bound:  # a loaded machine may take a while; the tests are not about that
@@ -75,8 +87,8 @@ def state(sb: Any) -> dict[str, Any]:
 
 
 def out(p: SmppProvider, n: int, text: str = "hello", **kw: Any) -> Outgoing:
-    p.store.create(f"m{n}", {"account": "acct", "phone": kw.get("phone", PHONE), "text": text},
-                   next_check_ms=0)
+    Store(p.ctx.redis).create(f"m{n}", {"account": "acct", "phone": kw.get("phone", PHONE),
+                                        "text": text}, next_check_ms=0)
     return Outgoing(id=f"m{n}", seq=n, phone=kw.pop("phone", PHONE), text=text,
                     sender="Gonets", parts=1, encoding="gsm7", **kw)
 
@@ -143,25 +155,25 @@ def test_incoming_message_is_stored_as_an_event(make: Callable[..., SmppProvider
 
 
 def test_a_receipt_before_its_answer_is_kept_and_applied(
-        make: Callable[..., SmppProvider]) -> None:
+        make: Callable[..., SmppProvider], store: Store) -> None:
     p = make()
     o = out(p, 7)
-    p.store.transition("m7", "submitted")
-    p.on_receipt(Receipt(message_id="00A1B2", stat="DELIVRD", err=0), phone=PHONE)
-    assert p.store.get("m7")["status"] == "submitted"  # nobody knows the id yet
-    p.remember(o.id, ["a1b2"])  # the answer, in another case, arrives
-    rec = p.store.get("m7")
+    store.transition("m7", "submitted")
+    p.receipts.on_receipt(Receipt(message_id="00A1B2", stat="DELIVRD", err=0), phone=PHONE)
+    assert store.get("m7")["status"] == "submitted"  # nobody knows the id yet
+    p.receipts.remember(o.id, ["a1b2"])  # the answer, in another case, arrives
+    rec = store.get("m7")
     assert rec["status"] == "delivered" and rec["provider_id"] == "00A1B2"
 
 
 def test_hex_answers_and_decimal_receipts_meet(make: Callable[..., SmppProvider],
-                                               sandbox: Any) -> None:
+                                               store: Store, sandbox: Any) -> None:
     control(sandbox.control_url, id_format="hex")
     p = make()
     sub = p.send(out(p, 1))
     assert sub.provider_id == "186A1"  # 100001 written in hex
-    p.store.transition("m1", "submitted")
-    wait(lambda: p.store.get("m1")["status"] == "delivered", 5)
+    store.transition("m1", "submitted")
+    wait(lambda: store.get("m1")["status"] == "delivered", 5)
 
 
 def test_drain_on_close_answers_the_window_then_unbinds(
@@ -194,12 +206,12 @@ def test_tls_refuses_an_unverified_certificate(make: Callable[..., SmppProvider]
     assert not p.session.bound
 
 
-def test_hlr_result_lands_on_the_record(make: Callable[..., SmppProvider]) -> None:
+def test_hlr_result_lands_on_the_record(make: Callable[..., SmppProvider], store: Store) -> None:
     p = make()
     o = out(p, 3, "check", options={"type": "hlr"})
     p.send(o)
-    p.store.transition("m3", "submitted")
-    rec = wait(lambda: (r := p.store.get("m3"))["status"] == "delivered" and r, 5)
+    store.transition("m3", "submitted")
+    rec = wait(lambda: (r := store.get("m3"))["status"] == "delivered" and r, 5)
     assert rec["hlr_mcc"] == "257" and rec["hlr_net"] == "MTS Belarus"
     assert rec["dlr_message_type"] == "hlr"
 
@@ -257,16 +269,13 @@ def test_a_lost_lease_unbinds_and_stands_by(make: Callable[..., SmppProvider],
 
 
 def test_insufficient_funds_receipt_pauses_the_account(
-        make: Callable[..., SmppProvider], sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import runtime
-
+        make: Callable[..., SmppProvider], store: Store, sandbox: Any) -> None:
     p = make()
-    monkeypatch.setattr(runtime, "_runtime", runtime.Runtime(p.ctx.settings, p.store))
     control(sandbox.control_url, phone_error={PHONE: 224})
     p.send(out(p, 1))
-    rec = wait(lambda: (r := p.store.get("m1"))["status"] == "failed" and r, 5)
+    rec = wait(lambda: (r := store.get("m1"))["status"] == "failed" and r, 5)
     assert rec["error_code"] == "224" and rec["reason"] == "insufficient funds"
-    assert runtime.get_runtime().pause_left_s("acct") > 0
+    assert Runtime(p.ctx.settings, store).pause_left_s("acct") > 0
 
 
 def test_throttled_parts_of_a_long_message_follow_within_the_minute(

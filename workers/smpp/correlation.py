@@ -1,0 +1,245 @@
+"""Which message an SMPP receipt is for: submit ids, early receipts and orphans, in Redis.
+
+The provider's own protocol state, never a message record: what a matched receipt does to its
+message is a ``core.facts.DeliveryReceipt`` handed to the provider's ``FactSink``
+(``workers/outcomes.py`` in a worker).
+
+Message ids.  A ``submit_sm_resp`` id is stored under every normal form of it
+(``receipt.id_keys``) as ``<ns>:smpp:mid:<account>:<key> -> <gonets id>``, and the message's
+ids as ``<ns>:smpp:gid:<account>:<gonets id> -> [ids]``; a receipt looks itself up under every
+normal form of its own id.  A receipt whose id is not known yet (it overtook its
+submit_sm_resp, or came on another process's bind) is kept as
+``<ns>:smpp:early:<account>:<key>`` and applied when the id is stored; both sides write first
+and read the other second, so one of them always sees the other.
+
+Orphans.  A submit whose answer was lost is an "orphan" (``<ns>:smpp:orphan:<account>:<phone>``,
+zset id -> when) that a receipt for that number with an unknown id is matched to; a receipt for
+a number kept early (``<ns>:smpp:earlyphone:<account>:<phone>``) is found by an orphan marked
+later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from smpplib import consts
+
+from core.contracts import Status
+from core.errors import AccountProblem
+from core.facts import DeliveryReceipt, Incoming, Resend, StatusReport
+from core.settings import Account
+from core.timing import now_ms
+from workers.providers.base import FactSink, Outgoing
+from workers.smpp import codec
+from workers.smpp.options import SmppAccountOptions
+from workers.smpp.receipt import (
+    Malformed,
+    Receipt,
+    id_keys,
+    parse_deliver_sm,
+    receipt_fields,
+    receipt_from,
+)
+
+log = logging.getLogger("gonets.smpp")
+
+OK = int(consts.SMPP_ESME_ROK)
+#: how long the id mappings live (a receipt later than this finds nothing)
+MAP_TTL_S = 7 * 24 * 3600
+#: how long a receipt that came before its submit's answer is kept
+EARLY_TTL_S = 24 * 3600
+#: the receipt err actions (``receipt.ERR_TABLE``) that name an account problem -> its alert
+ACCOUNT_ALERTS = {"funds": "no_funds", "account": "sender"}
+#: err codes whose account alert is not the action's default
+ALERT_BY_ERR = {239: "ip"}
+
+
+def receipt_fact(msg_id: str, rc: Receipt, opts: SmppAccountOptions,
+                 provider: str) -> DeliveryReceipt:
+    """What a receipt says about its message, as a fact (SMSC's err table decides)."""
+    info = rc.err_info
+    reason = info.meaning if info and rc.err else ""
+    resend = None
+    if info is not None and rc.err and info.action in ("retry", "flood") \
+            and rc.status != Status.DELIVERED:
+        resend = Resend(info.action)
+    problem = None
+    if info is not None and info.action in ACCOUNT_ALERTS:
+        problem = AccountProblem(info.meaning, code=str(rc.err), provider=provider,
+                                 alert=ALERT_BY_ERR.get(rc.err or 0,
+                                                        ACCOUNT_ALERTS[info.action]))
+    report = StatusReport(status=rc.status, raw=rc.raw,
+                          error_code=str(rc.err) if rc.err else None, reason=reason,
+                          fields=receipt_fields(rc))
+    return DeliveryReceipt(msg_id=msg_id, provider_id=rc.message_id, report=report,
+                           resend=resend, resend_after_s=opts.retry_receipt_delay_s,
+                           resends=opts.resubmits, account_problem=problem)
+
+
+class Correlation:
+    """Receipts to messages for one SMPP account (shared by every process through Redis)."""
+
+    def __init__(self, account: Account, opts: SmppAccountOptions, client: redis.Redis, *,
+                 namespace: str, sink: FactSink | None, provider: str) -> None:
+        self.account = account
+        self.opts = opts
+        self.r = client
+        self.ns = namespace
+        self.sink = sink
+        self.provider = provider
+
+    # --- keys
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.ns, "smpp", *parts))
+
+    def _mid_key(self, key: str) -> str:
+        return self._k("mid", self.account.name, key)
+
+    def _early_key(self, key: str) -> str:
+        return self._k("early", self.account.name, key)
+
+    def _orphan_key(self, phone: str) -> str:
+        return self._k("orphan", self.account.name, phone)
+
+    def _gid_key(self, msg_id: str) -> str:
+        return self._k("gid", self.account.name, msg_id)
+
+    def _get(self, key: str) -> str | None:
+        v = self.r.get(key)
+        return None if v is None else str(v)
+
+    # --- the submit side
+    def remember(self, msg_id: str, provider_ids: list[str]) -> None:
+        """Store provider id -> message id, then apply receipts that came first."""
+        pipe = self.r.pipeline()
+        keys: list[str] = []
+        for pid in provider_ids:
+            for k in id_keys(pid):
+                keys.append(k)
+                pipe.set(self._mid_key(k), msg_id, ex=MAP_TTL_S)
+        pipe.set(self._gid_key(msg_id), json.dumps(provider_ids), ex=MAP_TTL_S)
+        for k in keys:
+            pipe.getdel(self._early_key(k))
+        res = pipe.execute()
+        for raw in res[len(keys) + 1:]:
+            if raw:
+                self._apply(msg_id, _receipt_load(raw))
+
+    def provider_ids(self, msg_id: str) -> list[str] | None:
+        """The server's ids of a message (its submit_sm_resp or matched receipt), if known."""
+        known = self._get(self._gid_key(msg_id))
+        return [str(x) for x in json.loads(known)] if known else None
+
+    def orphan(self, msg: Outgoing) -> str | None:
+        """Mark ``msg`` as sent with its answer lost; a receipt for its number with an unknown
+        id will be taken as its own.  Returns that receipt's id if one came already."""
+        key = self._orphan_key(msg.phone)
+        self.r.zadd(key, {msg.id: now_ms()}, nx=True)
+        self.r.expire(key, int(self.opts.receipt_wait_s) + 3600)
+        early = self._k("earlyphone", self.account.name, msg.phone)
+        while True:
+            popped = self.r.lpop(early)
+            if popped is None:
+                return None
+            pid = str(popped)
+            if any(self.r.exists(self._early_key(k)) for k in id_keys(pid)):
+                self.r.zrem(key, msg.id)
+                log.warning("smpp %s: receipt %s matched by number to %s (its answer was lost)",
+                            self.account.name, pid, msg.id)
+                self.remember(msg.id, [pid])
+                return pid
+
+    def forget_orphan(self, msg: Outgoing) -> None:
+        """No receipt can come for it any more: it was never taken."""
+        self.r.zrem(self._orphan_key(msg.phone), msg.id)
+
+    # --- the receiving side (the session's dispatcher thread)
+    def on_deliver(self, body: bytes) -> int:
+        """Take one deliver_sm; returns the deliver_sm_resp status."""
+        try:
+            pdu = parse_deliver_sm(body)
+        except Malformed as exc:
+            log.warning("smpp %s: malformed deliver_sm refused: %s", self.account.name, exc)
+            return int(consts.SMPP_ESME_RINVMSGLEN)
+        if not pdu.is_receipt:
+            self._incoming(pdu)
+            return OK
+        try:
+            rc = receipt_from(pdu)
+        except Malformed as exc:
+            log.warning("smpp %s: unreadable receipt dropped: %s", self.account.name, exc)
+            return OK  # resending it would not make it readable
+        self.on_receipt(rc, phone=pdu.str("source_addr"))
+        return OK
+
+    def on_receipt(self, rc: Receipt, phone: str = "") -> None:
+        keys = id_keys(rc.message_id)
+        msg_id = None
+        for k in keys:
+            msg_id = self._get(self._mid_key(k))
+            if msg_id:
+                break
+        if msg_id:
+            self._apply(msg_id, rc)
+            return
+        if phone and self._match_orphan(phone, rc):
+            return
+        # overtook its submit_sm_resp: keep it; remember() applies it. Then look again, in
+        # case the mapping landed between our read and our write.
+        raw = _receipt_dump(rc, phone)
+        pipe = self.r.pipeline()
+        for k in keys:
+            pipe.set(self._early_key(k), raw, ex=EARLY_TTL_S)
+        if phone:  # an orphan registered later finds it by number
+            pipe.rpush(self._k("earlyphone", self.account.name, phone), rc.message_id)
+            pipe.expire(self._k("earlyphone", self.account.name, phone), EARLY_TTL_S)
+        pipe.execute()
+        for k in keys:
+            msg_id = self._get(self._mid_key(k))
+            if msg_id:
+                if self.r.delete(self._early_key(k)):
+                    self._apply(msg_id, rc)
+                return
+        log.info("smpp %s: receipt for unknown id %s kept for its submit",
+                 self.account.name, rc.message_id)
+
+    def _match_orphan(self, phone: str, rc: Receipt) -> bool:
+        """Give the receipt to the oldest open orphan of its number; False if none takes it."""
+        key = self._orphan_key(phone)
+        for mid in [str(m) for m in self.r.zrange(key, 0, -1)]:
+            self.r.zrem(key, mid)
+            if not self._apply(mid, rc):
+                continue  # gone or final already: not the one the receipt is for
+            self.remember(mid, [rc.message_id])
+            log.warning("smpp %s: receipt %s matched by number to %s (its answer was lost)",
+                        self.account.name, rc.message_id, mid)
+            return True
+        return False
+
+    def _apply(self, msg_id: str, rc: Receipt) -> bool:
+        assert self.sink is not None, "SmppProvider.start() requires a fact sink"
+        return self.sink.receipt(self.account,
+                                 receipt_fact(msg_id, rc, self.opts, self.provider))
+
+    def _incoming(self, pdu: Any) -> None:
+        text = codec.decode(pdu.short_message, pdu.int("data_coding"), iso=self.opts.iso,
+                            udhi=bool(pdu.int("esm_class") & 0x40))
+        assert self.sink is not None, "SmppProvider.start() requires a fact sink"
+        self.sink.incoming(self.account, Incoming(sender=pdu.str("source_addr"),
+                                                  recipient=pdu.str("destination_addr"),
+                                                  text=text))
+
+
+def _receipt_dump(rc: Receipt, phone: str) -> str:
+    d = dict(rc.__dict__)
+    d["phone"] = phone
+    return json.dumps(d)
+
+
+def _receipt_load(raw: str) -> Receipt:
+    d = json.loads(raw)
+    d.pop("phone", None)
+    return Receipt(**d)
