@@ -25,7 +25,7 @@ def _day(at_s: float | None = None) -> str:
 
 def count(store: Store, account: str, kind: str, parts: int) -> None:
     """One accepted message of ``kind`` with ``parts`` SMS parts (one pipelined round trip)."""
-    key = store.key("usage", account, _day())
+    key = store.keys.usage(account, _day())
     pipe = store.r.pipeline(transaction=False)
     pipe.hincrby(key, f"{kind}:messages", 1)
     pipe.hincrby(key, f"{kind}:parts", max(1, parts))
@@ -41,7 +41,7 @@ def report(store: Store, account: str, days: int = 1,
     for i in range(days - 1, -1, -1):
         day = (end - timedelta(days=i)).isoformat()
         per_kind: dict[str, dict[str, int]] = {}
-        for field, value in store.r.hgetall(store.key("usage", account, day)).items():
+        for field, value in store.r.hgetall(store.keys.usage(account, day)).items():
             kind, _, what = field.partition(":")
             per_kind.setdefault(kind, {"messages": 0, "parts": 0})[what] = int(value)
         out[day] = per_kind

@@ -11,6 +11,7 @@ from importlib import resources
 
 import redis
 
+from core.keys import Keys
 from core.settings import Account
 
 #: provider type -> the provider whose flood rule it is under
@@ -24,12 +25,13 @@ FAMILY = {
 class FloodGuard:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.ns = namespace
+        self.keys = Keys(namespace)
         self._client = client
         self._script = client.register_script(
             resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8"))
 
     def key(self, account: Account, phone: str) -> str:
-        return f"{self.ns}:flood:{FAMILY.get(account.provider, account.provider)}:{phone}"
+        return self.keys.flood(FAMILY.get(account.provider, account.provider), phone)
 
     def saturate(self, account: Account, phone: str) -> None:
         """The provider said this number had too many messages (SMSC err 251): count the
