@@ -136,6 +136,28 @@ def document() -> dict[str, Any]:
                     **_errors(404, 413, 422, 503)},
             },
         },
+        "/v1/webhooks/bepaid/{account}": {
+            "post": {
+                "operationId": "bepaidNotification",
+                "summary": "bePaid's payment notification (HTTP Basic: the account's shop id "
+                           "and secret key)",
+                "security": [{"bepaidShop": []}],
+                "parameters": [{"name": "account", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["transaction"],
+                    "properties": {"transaction": {"type": "object"}}}}}},
+                "responses": {"200": {"description": "applied (or ignored: a payment Gonets "
+                                                     "does not know)",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object",
+                                          "properties": {
+                                              "status": {"type": ["string", "null"]},
+                                              "changed": {"type": "boolean"},
+                                              "reason": {"type": "string"}}}}}},
+                              **_errors(400, 401, 404, 413, 422, 503)},
+            },
+        },
         "/v1/consents/{phone}": {
             "parameters": [{"name": "phone", "in": "path", "required": True,
                             "schema": {"type": "string", "maxLength": 32},
@@ -200,7 +222,10 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "gnt_<id>_<secret>"}},
+                                           "bearerFormat": "gnt_<id>_<secret>"},
+                                "bepaidShop": {"type": "http", "scheme": "basic",
+                                               "description": "bePaid's shop id and secret key "
+                                                              "of the account"}},
         },
     }
 
