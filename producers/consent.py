@@ -134,6 +134,7 @@ class ConsentMissing(InvalidInput):
 
 def require_consent(store: Store, e164_digits: str) -> None:
     """Raise ConsentMissing unless the number has opted in (and not withdrawn since)."""
+    # the consent records: this module's own keys
     granted, withdrawn = store.r.hmget(_key(store, e164_digits), ["granted", "withdrawn_ms"])
     if granted != "1":
         raise ConsentMissing(int(withdrawn) if granted == "0" and withdrawn else None)

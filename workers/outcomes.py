@@ -310,7 +310,8 @@ class Outcomes:
 
     def incoming(self, account: Account, fact: Incoming) -> None:
         """Keep a subscriber's message as an event of ``<ns>:smpp:incoming``."""
-        self.store.r.xadd(self.store.key("smpp", "incoming"), {
+        # the incoming stream: written only here (core/keys.py smpp:incoming)
+        self.store.r.xadd(self.store.keys.smpp_incoming(), {
             "account": account.name, "from": fact.sender, "to": fact.recipient,
             "text": fact.text, "at_ms": str(now_ms())},
             maxlen=self.rt.settings.events_maxlen, approximate=True)

@@ -190,7 +190,7 @@ class SmsRoutes:
         rank = self.store.r.zrank(key, msg_id)  # the producer index: this module's own key
         if rank is not None:
             return int(rank) + 1
-        # the entry was trimmed since: continue after its time
+        # the entry was trimmed since: continue after its time (the index is this module's key)
         return int(self.store.r.zcount(key, "-inf", score))
 
 

@@ -30,6 +30,7 @@ from smpplib import consts
 from core.contracts import Status
 from core.errors import AccountProblem
 from core.facts import DeliveryReceipt, Incoming, Resend, StatusReport
+from core.keys import Keys
 from core.settings import Account
 from core.timing import now_ms
 from workers.providers.base import FactSink, Outgoing
@@ -88,27 +89,28 @@ class Correlation:
         self.opts = opts
         self.r = client
         self.ns = namespace
+        self.keys = Keys(namespace)
         self.sink = sink
         self.provider = provider
 
-    # --- keys
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.ns, "smpp", *parts))
+    # --- keys (core/keys.py)
+    def _k(self, kind: str, part: str) -> str:
+        return self.keys.smpp(kind, self.account.name, part)
 
     def _mid_key(self, key: str) -> str:
-        return self._k("mid", self.account.name, key)
+        return self._k("mid", key)
 
     def _early_key(self, key: str) -> str:
-        return self._k("early", self.account.name, key)
+        return self._k("early", key)
 
     def _orphan_key(self, phone: str) -> str:
-        return self._k("orphan", self.account.name, phone)
+        return self._k("orphan", phone)
 
     def _gid_key(self, msg_id: str) -> str:
-        return self._k("gid", self.account.name, msg_id)
+        return self._k("gid", msg_id)
 
     def _get(self, key: str) -> str | None:
-        v = self.r.get(key)
+        v = self.r.get(key)  # Correlation is the store of the smpp:* keys (core/keys.py)
         return None if v is None else str(v)
 
     # --- the submit side
@@ -139,7 +141,7 @@ class Correlation:
         key = self._orphan_key(msg.phone)
         self.r.zadd(key, {msg.id: now_ms()}, nx=True)
         self.r.expire(key, int(self.opts.receipt_wait_s) + 3600)
-        early = self._k("earlyphone", self.account.name, msg.phone)
+        early = self._k("earlyphone", msg.phone)
         while True:
             popped = self.r.lpop(early)
             if popped is None:
@@ -194,13 +196,13 @@ class Correlation:
         for k in keys:
             pipe.set(self._early_key(k), raw, ex=EARLY_TTL_S)
         if phone:  # an orphan registered later finds it by number
-            pipe.rpush(self._k("earlyphone", self.account.name, phone), rc.message_id)
-            pipe.expire(self._k("earlyphone", self.account.name, phone), EARLY_TTL_S)
+            pipe.rpush(self._k("earlyphone", phone), rc.message_id)
+            pipe.expire(self._k("earlyphone", phone), EARLY_TTL_S)
         pipe.execute()
         for k in keys:
             msg_id = self._get(self._mid_key(k))
             if msg_id:
-                if self.r.delete(self._early_key(k)):
+                if self.r.delete(self._early_key(k)):  # its own key, as above
                     self._apply(msg_id, rc)
                 return
         log.info("smpp %s: receipt for unknown id %s kept for its submit",

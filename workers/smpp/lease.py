@@ -28,6 +28,3 @@ def bind_lease(r: redis.Redis, *, namespace: str, login: str, slots: int,
     keys = Keys(namespace)
     return Lease(r, [keys.smpp_lease(login, i) for i in range(1, slots + 1)], ttl_s)
 
-
-#: the name workers/smpp/provider.py builds it by
-BindLease = bind_lease

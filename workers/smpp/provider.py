@@ -35,6 +35,7 @@ from core.errors import (
     RetryLater,
     SlowDown,
 )
+from core.keys import Keys
 from core.observability.tracing import span
 from core.settings import Account
 from core.timing import now_ms
@@ -49,7 +50,7 @@ from workers.providers.base import (
 )
 from workers.smpp import codec
 from workers.smpp.correlation import Correlation
-from workers.smpp.lease import BindLease
+from workers.smpp.lease import bind_lease
 from workers.smpp.options import SmppAccountOptions, smsc_text, split_host
 from workers.smpp.receipt import STAT_MAP, STATE_WORDS
 from workers.smpp.session import (
@@ -115,8 +116,8 @@ class SmppProvider:
             hosts.append(split_host(account.smpp_backup_host, account.smpp_port,
                                     f"accounts.{account.name}.smpp_backup_host"))
         login = account.secret("login")  # checked now: a missing credential is a config error
-        self.lease = BindLease(ctx.redis, namespace=s.namespace, login=login,
-                               slots=self.opts.mcon or 1, ttl_s=self.opts.lease_ttl_s)
+        self.lease = bind_lease(ctx.redis, namespace=s.namespace, login=login,
+                                slots=self.opts.mcon or 1, ttl_s=self.opts.lease_ttl_s)
         self.cfg = SessionConfig(
             account=account.name, hosts=tuple(hosts),
             system_id=lambda: account.secret("login"),
@@ -169,7 +170,7 @@ class SmppProvider:
         return ctx
 
     def _resend_key(self, msg_id: str) -> str:
-        return ":".join((self.ns, "smpp", "resend", self.account.name, msg_id))
+        return Keys(self.ns).smpp("resend", self.account.name, msg_id)
 
     # --- pool integration
     def wait_turn(self, stop: threading.Event) -> bool:
@@ -264,6 +265,7 @@ class SmppProvider:
         self.start()
         self._raise_if_unusable()
         params = self.submit_params(msg)
+        # the resend marker: this provider's own key (core/keys.py smpp:resend)
         resending = bool(self.ctx.redis.delete(self._resend_key(msg.id)))
         started = time.monotonic()
         with span("smpp.submit", "submit_sm -> submit_sm_resp", parts=len(params)):
@@ -350,7 +352,7 @@ class SmppProvider:
         age_s = (now_ms() - (msg.inflight_ms or now_ms())) / 1000
         if self.opts.duplicate_window_s > 0 and age_s < self.opts.duplicate_window_s - 15:
             # an identical resend is refused if the first was taken: safe to try
-            self.ctx.redis.set(self._resend_key(msg.id), "1", ex=300)
+            self.ctx.redis.set(self._resend_key(msg.id), "1", ex=300)  # its own key, as above
             return None
         self.receipts.orphan(msg)
         if age_s < self.opts.receipt_wait_s:
