@@ -201,7 +201,7 @@ def document() -> dict[str, Any]:
     from producers.http import accounts, bitrix24
 
     paths.update(accounts.openapi_paths(_errors(401, 403, 503)))
-    paths.update(bitrix24.openapi_paths(_errors(401, 404, 413, 422, 503)))
+    paths.update(bitrix24.openapi_paths(_errors(400, 401, 404, 413, 422, 503)))
     paths.update(_payment_paths())
     _, pay_defs = models_json_schema(
         [(m.CheckIn, "validation"), (m.PaymentIn, "validation"),
