@@ -23,7 +23,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--only", action="append", help="run only bench/bench_NAME.py (repeatable)")
     args = ap.parse_args()
-    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+    here = [str(Path(__file__).parent)]
+    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(here)
                    if m.name.startswith("bench_"))
     if args.only:
         unknown = set(args.only) - set(names)

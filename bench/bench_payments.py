@@ -73,7 +73,7 @@ def _serve(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
         except OSError:
             if p.poll() is not None or time.monotonic() > deadline:
                 p.kill()
-                raise RuntimeError(f"{cmd} did not start")
+                raise RuntimeError(f"{cmd} did not start") from None
             time.sleep(0.05)
 
 
@@ -172,7 +172,7 @@ def run() -> list[dict[str, Any]]:
             broker.close()
         direct = []
         with httpx.Client(auth=(SHOP, SECRET), timeout=10) as c:
-            for i in range(PAYMENTS):
+            for _ in range(PAYMENTS):
                 body = {"request": {"amount": 100, "currency": "BYN", "description": "d",
                                     "test": True, "tracking_id": uuid.uuid4().hex,
                                     "return_url": "https://x/",

@@ -116,8 +116,8 @@ def run(n: int = N) -> list[dict[str, Any]]:
     assert sweep["count"] == n and sweep["still_due"] == 0, sweep
     assert sweep["jobs_in_queue"] == sweep["jobs"], sweep
     print(f"sweep bench: filled {n} records in {fill_s:.1f} s; read index {base['seconds']:.2f} s "
-          f"({base['peak_mb']:.0f} MB); sweep {sweep['seconds']:.2f} s ({sweep['peak_mb']:.0f} MB), "
-          f"{sweep['jobs']} jobs", file=sys.stderr)
+          f"({base['peak_mb']:.0f} MB); sweep {sweep['seconds']:.2f} s "
+          f"({sweep['peak_mb']:.0f} MB), {sweep['jobs']} jobs", file=sys.stderr)
     return [
         {"name": "sweep_1m_s", "value": round(sweep["seconds"], 2), "unit": "s",
          "baseline": round(base["seconds"], 2),

@@ -24,11 +24,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import redis
@@ -210,7 +209,7 @@ def urgent_run(rig: Rig, lane: str) -> tuple[list[float], int]:
     finally:
         workers.stop()
     _, accepted = rig.sends()
-    lat = [(accepted[p] if p in accepted else cutoff) - t for p, t in sent.items()]
+    lat = [(accepted.get(p, cutoff)) - t for p, t in sent.items()]
     return lat, sum(p not in accepted for p in sent)
 
 
@@ -297,7 +296,8 @@ def run() -> list[dict[str, Any]]:
                   f"WindowRateLimiter max {w_max}/1s mean {w_rate:.2f}/s", flush=True)
             out.append(result("pacing_max_1s", g_max, "SMS", baseline=w_max, target="<= 30",
                               note=f"{PROCS} workers x {THREADS} threads, cap {RATE}/s, "
-                                   f"{PACING_S:.0f} s of bulk; baseline: dramatiq WindowRateLimiter; "
+                                   f"{PACING_S:.0f} s of bulk; "
+                                   "baseline: dramatiq WindowRateLimiter; "
                                    f"host load average {load:.1f} on {os.cpu_count()} CPUs"))
             out.append(result("pacing_mean_rate", g_rate, "SMS/s", baseline=w_rate,
                               target=">= 29.4", note="same runs as pacing_max_1s"))
@@ -305,7 +305,8 @@ def run() -> list[dict[str, Any]]:
         if "urgent" in ONLY:
             lanes, _ = urgent_run(rig, "urgent")
             one, missing = urgent_run(rig, "bulk")
-            print(f"  urgent: p50 {percentile(lanes, .5):.3f} s p99 {percentile(lanes, .99):.3f} s; "
+            print(f"  urgent: p50 {percentile(lanes, .5):.3f} s "
+                  f"p99 {percentile(lanes, .99):.3f} s; "
                   f"one lane p50 {percentile(one, .5):.1f} s p99 {percentile(one, .99):.1f} s "
                   f"({missing} not sent by the cut-off)", flush=True)
             out.append(result("urgent_p50_s", percentile(lanes, .5), "s",
@@ -330,9 +331,10 @@ def run() -> list[dict[str, Any]]:
 
         if "throttle" in ONLY:
             settle, lost, tail_max = throttle_run(rig, None, observe_s=40)
-            b_settle, b_lost, b_tail = throttle_run(rig, "noslow", observe_s=20)
+            b_settle, _b_lost, b_tail = throttle_run(rig, "noslow", observe_s=20)
             print(f"  throttle: settled after {settle:.1f} s (last 10 s: max {tail_max}/1s), lost "
-                  f"{lost}; no slow-down: {b_settle:.1f} s (last 10 s: max {b_tail}/1s)", flush=True)
+                  f"{lost}; no slow-down: {b_settle:.1f} s (last 10 s: max {b_tail}/1s)",
+                  flush=True)
             out.append(result("throttle_settle_s", settle, "s", baseline=b_settle, target="<= 10",
                               note=f"sandbox refuses above {THROTTLE_AT}/s (SMSC error 9), account "
                                    f"at {RATE}/s; end of the last 1-s window above {THROTTLE_AT} "

@@ -24,12 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> str:  # type: ignore[type-arg
 
 
 def run(a: argparse.Namespace) -> int:
+    from cli.runfile import require_configuration
     from core.privacy import mask_phone
     from core.settings import get_settings
     from core.store import Store
     from producers import consent
-
-    from cli.runfile import require_configuration
 
     require_configuration()
     s = get_settings()

@@ -16,11 +16,13 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cli.runfile import NoConfiguration, require_configuration
-from core.errors import ConfigError, GonetsError, InvalidInput, UnknownMessage
 from core.contracts import Status
+from core.errors import ConfigError, GonetsError, InvalidInput, UnknownMessage
+
 
 class UnknownPayment(UnknownMessage):
     """``gonets pay status`` of an id no payment has."""
@@ -101,7 +103,7 @@ def _demo(producer: Any, n: int, account: str | None, to: str | None,
             pending = [i for i in ids if i not in final]
             for i in pending:
                 pipe.hget(producer.store.msg_key(i), "status")
-            for i, st in zip(pending, pipe.execute()):
+            for i, st in zip(pending, pipe.execute(), strict=True):
                 if st and Status(st).final:
                     final[i] = st
                     bar.update(1)
@@ -503,7 +505,7 @@ def _redis_address() -> str:
 
         u = urlsplit(get_settings().redis_url)
         return f"{u.hostname}:{u.port or 6379}"
-    except Exception:  # noqa: BLE001 - only for an error message
+    except Exception:
         return "the configured address"
 
 
@@ -556,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+    except Exception as exc:
         if _debugging(args):
             raise
         import redis

@@ -283,7 +283,7 @@ class Runner:
             "  .venv/bin/gonets send --demo 50",
             "For curl and other tools in another shell:",
             f"  source {run_file}",
-            f"  curl -s -H \"Authorization: Bearer $GONETS_RUN_TOKEN\" "
+            "  curl -s -H \"Authorization: Bearer $GONETS_RUN_TOKEN\" "
             "-H 'Content-Type: application/json' "
             "-d '{\"to\": \"+375291234567\", \"text\": \"Hello\"}' $GONETS_RUN_API/v1/sms",
             "Ctrl-C stops everything.",
@@ -337,7 +337,7 @@ class Runner:
                 time.sleep(0.25)
         except _Stop:
             self.out.line("")
-        except Exception as exc:  # noqa: BLE001 - reported in one line, then everything stops
+        except Exception as exc:
             self.out.line(f"gonets run: {exc}")
             code = 1
         self.stop()

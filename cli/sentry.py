@@ -28,9 +28,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -159,7 +160,7 @@ def differences(want: Any, have: Any, path: str = "") -> list[str]:
         if not isinstance(have, list) or len(have) != len(want):
             return [path]
         out = []
-        for i, (w, h) in enumerate(zip(want, have)):
+        for i, (w, h) in enumerate(zip(want, have, strict=True)):
             out += differences(w, h, f"{path}[{i}]")
         return out
     if isinstance(want, (int, float)) and not isinstance(want, bool) \
@@ -184,7 +185,7 @@ class SentryApi:
                                  headers={"Authorization": f"Bearer {token}"})
         self.attempts = attempts
 
-    def __enter__(self) -> "SentryApi":
+    def __enter__(self) -> SentryApi:
         return self
 
     def __exit__(self, *exc: Any) -> None:

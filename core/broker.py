@@ -13,7 +13,8 @@ Settings that keep work from being lost:
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -124,7 +125,7 @@ def reset_broker() -> None:
         _broker = None
 
 
-def enqueue(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any,
+def enqueue(broker: dramatiq.Broker, queue_name: str, actor_name: str, *args: Any,
             delay_ms: int | None = None, **options: Any) -> dramatiq.Message[Any]:
     """Enqueue by queue and actor name (producers do not import the actors)."""
     message: dramatiq.Message[Any] = dramatiq.Message(

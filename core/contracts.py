@@ -35,7 +35,8 @@ class Status(StrEnum):
         return RANK[self]
 
 
-FINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.REJECTED, Status.UNKNOWN})
+FINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.REJECTED,
+                   Status.UNKNOWN})
 #: a status change never goes to a lower rank; a final status never changes
 RANK = {
     Status.QUEUED: 0,

@@ -45,7 +45,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 30.0) -> "RedisServer":
+    def start(self, timeout_s: float = 30.0) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.dir), "--save", "", "--protected-mode", "yes",

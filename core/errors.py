@@ -6,7 +6,8 @@
      └── ProviderError           anything a provider said or did; keeps ``code`` and ``raw``
           ├── RetryLater         network trouble, 5xx, throttled, queue overflow: try again later
           │    ├── SlowDown      the provider asked us to slow down (MTS 5, SMPP 0x58, SMSC 251)
-          │    └── OutcomeUnknown the request may have reached the provider: look it up before resending
+          │    └── OutcomeUnknown the request may have reached the provider: look it up before
+          │                      resending
           ├── Permanent          this message can never go (bad number, spam filter, blacklist);
           │                      with ``alert`` set it also raises an account alert and pauses
           │                      the pool (MTS 10: sender name not registered)
@@ -56,7 +57,9 @@ class ProviderError(GonetsError):
 
 
 class RetryLater(ProviderError):
-    """Transient: the same request may succeed later. ``delay_s`` is a hint, if the provider gave one."""
+    """Transient: the same request may succeed later.
+
+    ``delay_s`` is a hint, if the provider gave one."""
 
     def __init__(self, detail: str, *, code: str | None = None, provider: str = "",
                  delay_s: float | None = None) -> None:

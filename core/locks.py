@@ -24,8 +24,8 @@ import socket
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from importlib import resources
-from typing import Sequence
 
 import redis
 

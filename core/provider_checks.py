@@ -8,7 +8,7 @@ about it at once instead of seeing the message fail later.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from core import sms2_rules
 

@@ -76,7 +76,7 @@ class SmscSmppOptions(BaseModel):
     comment: str | None = Field(None, min_length=1, max_length=500)
 
     @model_validator(mode="after")
-    def _per_type(self) -> "SmscSmppOptions":
+    def _per_type(self) -> SmscSmppOptions:
         if self.type == "mail" and not self.subject:
             raise ValueError("type 'mail' needs a subject")
         if self.type == "bot" and not self.bot:

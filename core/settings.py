@@ -210,7 +210,7 @@ class Settings(_Strict):
     accounts: tuple[Account, ...] = ()
 
     @model_validator(mode="after")
-    def _check_accounts(self) -> "Settings":
+    def _check_accounts(self) -> Settings:
         names = [a.name for a in self.accounts]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -223,7 +223,8 @@ class Settings(_Strict):
         for a in self.accounts:
             if a.name == name:
                 return a
-        raise ConfigError(f"no account named {name!r}; configured: {[a.name for a in self.accounts]}")
+        configured = [a.name for a in self.accounts]
+        raise ConfigError(f"no account named {name!r}; configured: {configured}")
 
     def sms_accounts(self) -> tuple[Account, ...]:
         """The accounts that send SMS, in file order."""

@@ -40,8 +40,5 @@ def analyse(text: str) -> TextInfo:
     else:
         enc = "ucs2"
         units = len(text.encode("utf-16-be")) // 2
-    if units <= SINGLE[enc]:
-        parts = 1
-    else:
-        parts = -(-units // MULTI[enc])
+    parts = 1 if units <= SINGLE[enc] else -(-units // MULTI[enc])
     return TextInfo(encoding=enc, units=units, parts=parts)

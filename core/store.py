@@ -38,6 +38,7 @@ from core.contracts import RANK, Status
 from core.errors import UnknownMessage
 from core.keys import Keys
 from core.locks import locks_for
+from core.replies import HashFields, maybe_text, stream_entries, text, text_dict, text_list
 from core.settings import Settings
 from core.timing import now_ms as now_ms  # re-exported: the store's clock is the timing rules'
 
@@ -171,7 +172,7 @@ class RecordStore(Generic[S]):
 
     def _index_key_of(self, rec_id: str, account: str | None) -> str:
         if account is None and "{account}" in self.model.index:
-            account = self.r.hget(self.record_key(rec_id), "account")
+            account = maybe_text(self.r.hget(self.record_key(rec_id), "account"))
             if account is None:
                 raise UnknownMessage(rec_id)
         return self.index_key(account)
@@ -179,7 +180,7 @@ class RecordStore(Generic[S]):
     def _keys(self, rec_id: str, index_key: str) -> list[str]:
         k = self.record_key(rec_id)
         keys = [k, k + ":history", self.events_key, index_key]
-        return keys + [self.stats_key] if self.model.stats else keys
+        return [*keys, self.stats_key] if self.model.stats else keys
 
     # --- records
     def create(self, rec_id: str, fields: Mapping[str, Any], *, next_check_ms: int,
@@ -207,20 +208,20 @@ class RecordStore(Generic[S]):
         self.r.zrem(index, rec_id)
 
     def get(self, rec_id: str) -> dict[str, str]:
-        rec: dict[str, str] = self.r.hgetall(self.record_key(rec_id))
+        rec = text_dict(self.r.hgetall(self.record_key(rec_id)))
         if not rec:
             raise UnknownMessage(rec_id)
         return rec
 
     def find(self, rec_id: str) -> dict[str, str] | None:
-        return self.r.hgetall(self.record_key(rec_id)) or None
+        return text_dict(self.r.hgetall(self.record_key(rec_id))) or None
 
     def history(self, rec_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.record_key(rec_id) + ":history", 0, -1)]
 
     def update(self, rec_id: str, **fields: Any) -> None:
         """Set fields without changing the status (only on an existing record)."""
-        values = {k: _s(v) for k, v in fields.items() if v is not None}
+        values: HashFields = {k: _s(v) for k, v in fields.items() if v is not None}
         if values:
             pipe = self.r.pipeline()
             pipe.exists(self.record_key(rec_id))
@@ -261,7 +262,7 @@ class RecordStore(Generic[S]):
         if res in (1, 2):
             return Transition(changed=res == 1, status=st)
         current = self.r.hget(keys[0], "status") or st.value
-        return Transition(changed=False, status=self.model.statuses(current))
+        return Transition(changed=False, status=self.model.statuses(text(current)))
 
     def schedule(self, rec_id: str, at_ms: int, account: str | None = None) -> None:
         """When a non-final record is next due in the index (no-op once it left it)."""
@@ -270,8 +271,8 @@ class RecordStore(Generic[S]):
     def due(self, account: str | None = None, *, now: int | None = None,
             limit: int = 100) -> list[str]:
         """Ids due in the index by ``now`` (default: now), oldest first."""
-        return list(self.r.zrangebyscore(self.index_key(account), 0, now or now_ms(), start=0,
-                                         num=limit))
+        return text_list(self.r.zrangebyscore(self.index_key(account), 0, now or now_ms(), start=0,
+                                              num=limit))
 
 
 class Store(RecordStore[Status]):
@@ -339,7 +340,7 @@ class Store(RecordStore[Status]):
         self.r.set(self.keys.pid(account, provider_id), msg_id, ex=self.retention_s)
 
     def by_provider_id(self, account: str, provider_id: str) -> str | None:
-        return self.r.get(self.keys.pid(account, provider_id))
+        return maybe_text(self.r.get(self.keys.pid(account, provider_id)))
 
     def next_seq(self, account: str) -> int:
         """A numeric id unique per account, 1..2**31-1 (SMSC accepts client ids in this range)."""
@@ -352,21 +353,22 @@ class Store(RecordStore[Status]):
         if self.r.set(k, msg_id, nx=True, ex=ttl_s):
             return msg_id
         existing = self.r.get(k)
-        return existing or msg_id
+        return text(existing) if existing else msg_id
 
     def release_idempotency(self, account: str, key: str, msg_id: str) -> None:
         self.locks.release(self.keys.idem(account, key), msg_id)  # only if still bound to it
 
     # --- events
-    def events(self, start: str = "-", count: int | None = None) -> list[tuple[str, dict[str, str]]]:
-        return self.r.xrange(self.events_key, min=start, count=count)
+    def events(self, start: str = "-",
+               count: int | None = None) -> list[tuple[str, dict[str, str]]]:
+        return stream_entries(self.r.xrange(self.events_key, min=start, count=count))
 
     def events_for(self, ids: Iterable[str]) -> dict[str, list[str]]:
         wanted = set(ids)
         out: dict[str, list[str]] = {i: [] for i in wanted}
         last = "-"
         while True:
-            batch = self.r.xrange(self.events_key, min=last, count=10_000)
+            batch = self.events(last, 10_000)
             if last != "-" and batch and batch[0][0] == last:
                 batch = batch[1:]
             if not batch:

@@ -10,8 +10,9 @@ Counted by the worker when a message is accepted by the provider (``submitted``)
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
+from core.replies import text_dict
 from core.store import Store
 
 #: how long a day's counters are kept
@@ -20,7 +21,7 @@ KEEP_S = 400 * 24 * 3600
 
 def _day(at_s: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if at_s is None else at_s,
-                                  tz=timezone.utc).strftime("%Y-%m-%d")
+                                  tz=UTC).strftime("%Y-%m-%d")
 
 
 def count(store: Store, account: str, kind: str, parts: int) -> None:
@@ -36,12 +37,13 @@ def count(store: Store, account: str, kind: str, parts: int) -> None:
 def report(store: Store, account: str, days: int = 1,
            today: date | None = None) -> dict[str, dict[str, dict[str, int]]]:
     """``{day: {kind: {"messages": n, "parts": n}}}`` for the last ``days`` days (UTC)."""
-    end = today or datetime.now(timezone.utc).date()
+    end = today or datetime.now(UTC).date()
     out: dict[str, dict[str, dict[str, int]]] = {}
     for i in range(days - 1, -1, -1):
         day = (end - timedelta(days=i)).isoformat()
         per_kind: dict[str, dict[str, int]] = {}
-        for field, value in store.r.hgetall(store.keys.usage(account, day)).items():
+        usage = text_dict(store.r.hgetall(store.keys.usage(account, day)))
+        for field, value in usage.items():
             kind, _, what = field.partition(":")
             per_kind.setdefault(kind, {"messages": 0, "parts": 0})[what] = int(value)
         out[day] = per_kind

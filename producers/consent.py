@@ -28,11 +28,12 @@ Key layout (``ns`` is ``Settings.namespace``):
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import InvalidInput
+from core.replies import HashFields, text_dict
 from core.store import Store, now_ms
 from producers.validation import normalise_phone
 
@@ -86,7 +87,7 @@ def _set(target: Any, phone: object, source: object, granted: bool,
     src = _source(source)
     at = now_ms()
     key = _key(store, digits)
-    fields = {"granted": "1" if granted else "0", "source": src, "updated_ms": str(at),
+    fields: HashFields = {"granted": "1" if granted else "0", "source": src, "updated_ms": str(at),
               ("granted_ms" if granted else "withdrawn_ms"): str(at)}
     event = json.dumps({"action": "grant" if granted else "withdraw", "source": src,
                         "at_ms": at}, ensure_ascii=False)
@@ -149,7 +150,7 @@ def get_consent(target: Any, phone: object, *, region: str | None = None) -> Con
     store, region = _store_and_region(target, region)
     digits = _phone(phone, region)
     key = _key(store, digits)
-    rec = store.r.hgetall(key)  # the consent records: this module's own keys
+    rec = text_dict(store.r.hgetall(key))  # the consent records: this module's own keys
     if not rec:
         return None
     # the consent records: this module's own keys

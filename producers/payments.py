@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from core.broker import enqueue, get_broker
 from core.errors import ConfigError, InvalidInput
+from core.payment_store import PaymentStore
 from core.payments import (
     CHECK_MTS_MONEY,
     CURRENCIES,
@@ -36,7 +37,6 @@ from core.payments import (
     payments_pay_queue,
     payments_sweep_queue,
 )
-from core.payment_store import PaymentStore
 from core.provider_options import BepaidOptions, bepaid_options
 from core.settings import Account, Settings, get_settings
 from core.store import Store, now_ms
@@ -99,7 +99,7 @@ def check_expired_at(value: object) -> str | None:
                 from None
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise InvalidInput("expired_at", "must be a time with a UTC offset")
-    if value <= dt.datetime.now(dt.timezone.utc):
+    if value <= dt.datetime.now(dt.UTC):
         raise InvalidInput("expired_at", "is in the past")
     return value.isoformat(timespec="seconds")
 

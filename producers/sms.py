@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core import provider_checks
 from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
-from core import provider_checks
 from core.provider_options import OPTIONS
 from core.settings import Settings, get_settings
 from core.sms_text import analyse
@@ -135,7 +135,7 @@ class Producer:
 
     def status(self, msg_id: str) -> dict[str, Any]:
         """The record (without the text) and its status history."""
-        rec = dict(self.store.get(msg_id))
+        rec: dict[str, Any] = dict(self.store.get(msg_id))
         rec.pop("text", None)
         rec["history"] = self.store.history(msg_id)
         return rec

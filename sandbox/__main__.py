@@ -10,7 +10,8 @@ import argparse
 import json
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sandbox import bepaid, mts_rest, smpp_smsc, sms2_http, smsc_http
 

@@ -10,8 +10,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -49,7 +50,7 @@ class Response:
         self.headers = headers or {}
 
     @classmethod
-    def json(cls, data: Any, status: int = 200) -> "Response":
+    def json(cls, data: Any, status: int = 200) -> Response:
         return cls(status, json.dumps(data, ensure_ascii=False),
                    "application/json; charset=utf-8")
 
@@ -77,7 +78,7 @@ class MultiPortServer:
     def urls(self) -> list[str]:
         return [f"http://{self.host}:{p}" for p in self.ports]
 
-    def start(self) -> "MultiPortServer":
+    def start(self) -> MultiPortServer:
         for index, port in enumerate(self.requested_ports):
             handler = _handler_for(self.app, index)
             srv = ThreadingHTTPServer((self.host, port), handler)
@@ -95,7 +96,7 @@ class MultiPortServer:
             srv.server_close()
         self.servers.clear()
 
-    def __enter__(self) -> "MultiPortServer":
+    def __enter__(self) -> MultiPortServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -110,7 +110,7 @@ AGREEMENTS = ("already_accepted", "accept", "decline")
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class BepaidSandbox:

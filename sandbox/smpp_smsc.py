@@ -53,8 +53,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sandbox._http import MultiPortServer, Request, Response
 
@@ -110,7 +111,8 @@ def tlv(tag: int, value: bytes) -> bytes:
     return struct.pack(">HH", tag, len(value)) + value
 
 
-def parse_fields(body: bytes, table: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], dict[int, bytes]]:
+def parse_fields(body: bytes, table: tuple[tuple[str, str], ...]
+                 ) -> tuple[dict[str, Any], dict[int, bytes]]:
     out: dict[str, Any] = {}
     pos = 0
     for name, kind in table:
@@ -194,7 +196,7 @@ class Message:
 
 
 class Conn:
-    def __init__(self, server: "SmppSandbox", sock: socket.socket, listener: str) -> None:
+    def __init__(self, server: SmppSandbox, sock: socket.socket, listener: str) -> None:
         self.server = server
         self.sock = sock
         self.listener = listener
@@ -282,7 +284,7 @@ class SmppSandbox:
 
     # --- lifecycle
     def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-              tls: bool = False) -> "SmppSandbox":
+              tls: bool = False) -> SmppSandbox:
         ports = dict(ports or {"primary": 0, "backup": 0})
         if tls:
             ports.setdefault("tls", 0)
@@ -343,7 +345,7 @@ class SmppSandbox:
         while not self.stopping:
             try:
                 sock, _ = lsock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

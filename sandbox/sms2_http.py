@@ -233,8 +233,8 @@ class Sms2HttpSandbox:
                     ok += 1
                 else:
                     errors.append(ph)
-            return self._text('{"success"=>%d, "errors"=>[%s]}'
-                              % (ok, ", ".join(f'"{e}"' for e in errors)))
+            listed = ", ".join(f'"{e}"' for e in errors)
+            return self._text(f'{{"success"=>{ok}, "errors"=>[{listed}]}}')
         phone = p.get("phone", "")
         if not PHONE.match(phone):
             return self._text("Error: wrong phone number")

@@ -21,8 +21,10 @@ Behaviour: a message moves ``-1 → 0 → final`` over ``progress_s`` seconds; t
 ``price`` per part.  Identical send requests within 60 s get error 9.
 
 Control (JSON over HTTP, on every listener):
-    POST /_sandbox/control  {"balance": 10.0, "down": [0], "down_mode": "drop"|"503"|"accept_then_503"|"accept_then_drop",
-                              "delay_s": 0.0 (answers late; the request is processed at once), "force_error": {"send": [3, 5]} (code, count),
+    POST /_sandbox/control  {"balance": 10.0, "down": [0],
+                              "down_mode": "drop"|"503"|"accept_then_503"|"accept_then_drop",
+                              "delay_s": 0.0 (answers late; the request is processed at once),
+                              "force_error": {"send": [3, 5]} (code, count),
                               "phone_error": {"375...": 7}, "final_status": {"375...": [20, 1]},
                               "progress_s": [0.2, 0.5], "throttle_per_s": 20 | null,
                               "reset": true}

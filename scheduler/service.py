@@ -21,9 +21,10 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -40,7 +41,7 @@ from scheduler.leader import LeaderLock
 log = logging.getLogger("gonets.scheduler")
 
 #: interval jobs fire at ANCHOR + k * interval, the same instants in every replica
-ANCHOR = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
 #: how far back a cron job's fires are looked for: without a last run, and at most
 CRON_LOOKBACK = timedelta(days=2)
 CRON_LOOKBACK_MAX = timedelta(days=31)
@@ -57,12 +58,13 @@ class Job:
 
 
 def _interval(seconds: float) -> tuple[BaseTrigger, dict[str, Any]]:
-    trig = IntervalTrigger(seconds=seconds, start_date=ANCHOR, timezone=timezone.utc)
+    trig = IntervalTrigger(seconds=seconds, start_date=ANCHOR, timezone=UTC)
     minutes = max(1, round(seconds / 60))
     return trig, {"type": "interval", "value": minutes, "unit": "minute"}
 
 
-def latest_due(trigger: BaseTrigger, now: datetime, since: datetime | None = None) -> datetime | None:
+def latest_due(trigger: BaseTrigger, now: datetime,
+               since: datetime | None = None) -> datetime | None:
     """The latest fire time of ``trigger`` at or before ``now`` (after ``since``, if given)."""
     if isinstance(trigger, IntervalTrigger):
         step = trigger.interval_length
@@ -70,7 +72,7 @@ def latest_due(trigger: BaseTrigger, now: datetime, since: datetime | None = Non
         k = int((now.timestamp() - start) // step)
         if k < 0:
             return None
-        t = datetime.fromtimestamp(start + k * step, tz=timezone.utc)
+        t = datetime.fromtimestamp(start + k * step, tz=UTC)
     else:
         begin = now - CRON_LOOKBACK if since is None else max(since, now - CRON_LOOKBACK_MAX)
         t = None
@@ -84,7 +86,7 @@ def latest_due(trigger: BaseTrigger, now: datetime, since: datetime | None = Non
 
 
 def _ms(t: datetime) -> int:
-    return int(round(t.timestamp() * 1000))
+    return round(t.timestamp() * 1000)
 
 
 class Scheduler:
@@ -107,7 +109,7 @@ class Scheduler:
         if s.status_sweep_every_s:
             st, sm = _interval(s.status_sweep_every_s)
         else:
-            st = CronTrigger.from_crontab(s.status_sweep_cron, timezone=timezone.utc)
+            st = CronTrigger.from_crontab(s.status_sweep_cron, timezone=UTC)
             sm = {"type": "crontab", "value": s.status_sweep_cron}
         pt, pm = _interval(s.payment_sweep_every_s)
         bt, bm = _interval(s.balance_check_every_s)
@@ -135,7 +137,7 @@ class Scheduler:
         """APScheduler's entry: run the job's current fire if we lead and nobody ran it."""
         if self._stop.is_set() or not self.lock.hold():
             return False
-        due = latest_due(self.jobs[name].trigger, datetime.now(timezone.utc))
+        due = latest_due(self.jobs[name].trigger, datetime.now(UTC))
         return due is not None and self.run_once(name, _ms(due))
 
     def run_once(self, name: str, fire_ms: int) -> bool:
@@ -159,7 +161,7 @@ class Scheduler:
     def catch_up(self) -> list[str]:
         """Run, once each, the jobs whose latest due fire is newer than their last run."""
         ran = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for name, job in self.jobs.items():
             last = self.lock.last_fire_ms(name)
             if last is None:
@@ -168,7 +170,7 @@ class Scheduler:
                 if due is not None:
                     self.lock.set_last_fire_ms(name, _ms(due))
                 continue
-            since = datetime.fromtimestamp(last / 1000, tz=timezone.utc)
+            since = datetime.fromtimestamp(last / 1000, tz=UTC)
             due = latest_due(job.trigger, now, since=since)
             if due is not None and _ms(due) > last:
                 lk = self._job_locks[name]
@@ -195,7 +197,7 @@ class Scheduler:
 
     # --- process
     def start(self) -> None:
-        self.aps = BackgroundScheduler(timezone=timezone.utc)
+        self.aps = BackgroundScheduler(timezone=UTC)
         for name, job in self.jobs.items():
             self.aps.add_job(self._safe_fire, job.trigger, args=[name], id=name, name=name,
                              coalesce=True, max_instances=1, misfire_grace_time=None)
@@ -231,7 +233,7 @@ class Scheduler:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def run() -> int:

@@ -165,15 +165,16 @@ def register(broker: RedisBroker) -> None:
     """Declare the actors on ``broker`` (their default queue is never used: jobs name theirs)."""
     # the same actor under two names: a worker's threads take urgent-lane jobs before
     # bulk ones it has fetched already (dramatiq serves lower priority numbers first)
-    dramatiq.actor(send_sms, actor_name=SEND_SMS_URGENT, queue_name="sms.unrouted",
-                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000, priority=0)
-    dramatiq.actor(send_sms, actor_name=SEND_SMS, queue_name="sms.unrouted", broker=broker,
-                   max_retries=10_000, time_limit=5 * 60 * 1000, priority=10)
-    dramatiq.actor(poll_status, actor_name=POLL_STATUS, queue_name="sms.unrouted", broker=broker,
-                   max_retries=1_000, time_limit=5 * 60 * 1000)
-    dramatiq.actor(poll_status_batch, actor_name=POLL_STATUS_BATCH, queue_name="sms.unrouted",
-                   broker=broker, max_retries=1_000, time_limit=30 * 60 * 1000)
-    dramatiq.actor(check_balance, actor_name=CHECK_BALANCE, queue_name="sms.unrouted",
-                   broker=broker, max_retries=3, time_limit=60 * 1000)
+    dramatiq.actor(actor_name=SEND_SMS_URGENT, queue_name="sms.unrouted",
+                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000,
+                   priority=0)(send_sms)
+    dramatiq.actor(actor_name=SEND_SMS, queue_name="sms.unrouted", broker=broker,
+                   max_retries=10_000, time_limit=5 * 60 * 1000, priority=10)(send_sms)
+    dramatiq.actor(actor_name=POLL_STATUS, queue_name="sms.unrouted", broker=broker,
+                   max_retries=1_000, time_limit=5 * 60 * 1000)(poll_status)
+    dramatiq.actor(actor_name=POLL_STATUS_BATCH, queue_name="sms.unrouted",
+                   broker=broker, max_retries=1_000, time_limit=30 * 60 * 1000)(poll_status_batch)
+    dramatiq.actor(actor_name=CHECK_BALANCE, queue_name="sms.unrouted",
+                   broker=broker, max_retries=3, time_limit=60 * 1000)(check_balance)
 
 

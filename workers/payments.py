@@ -22,12 +22,14 @@ a redelivered job cannot race its twin.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from core.broker import enqueue
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.payment_store import PaymentStore
 from core.payments import (
     CHECK_MTS_MONEY,
     LOOKUP_PAYMENT,
@@ -37,13 +39,13 @@ from core.payments import (
     CheckStatus,
     CustomerAnswer,
     PaymentStatus,
+    Transaction,
     confirm_agreement,
     payments_sweep_queue,
+    pick,
 )
-from core.payment_store import PaymentStore
 from core.settings import Account
 from core.store import now_ms
-from core.payments import Transaction, pick
 from workers.providers.payment import PaymentProvider, PaymentRequest
 from workers.runtime import get_runtime
 
@@ -100,10 +102,11 @@ def check_mts_money(check_id: str) -> None:
     except Permanent as exc:
         ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
         return
-    ps.move_check(check_id, CheckStatus.DONE, **{
+    done: dict[str, Any] = {
         "result": ans.result.value, "api_version": ans.api_version, "code": ans.code,
         "message": ans.message, "friendly_message": ans.friendly_message,
-        "operator": ans.operator, "checked_ms": now_ms()})
+        "operator": ans.operator, "checked_ms": now_ms()}
+    ps.move_check(check_id, CheckStatus.DONE, **done)
 
 
 # --- payment -------------------------------------------------------------------------------
@@ -290,12 +293,12 @@ def sweep_pending_payments_job(account_name: str | None = None) -> None:
 
 def register(broker: RedisBroker) -> None:
     """Declare the payment actors on ``broker`` (jobs name their own queues)."""
-    dramatiq.actor(check_mts_money, actor_name=CHECK_MTS_MONEY, queue_name="payments.unrouted",
-                   broker=broker, max_retries=100, time_limit=2 * 60 * 1000)
-    dramatiq.actor(pay_mts_money, actor_name=PAY_MTS_MONEY, queue_name="payments.unrouted",
-                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000)
-    dramatiq.actor(lookup_payment, actor_name=LOOKUP_PAYMENT, queue_name="payments.unrouted",
-                   broker=broker, max_retries=10, time_limit=2 * 60 * 1000)
-    dramatiq.actor(sweep_pending_payments_job, actor_name=SWEEP_PENDING_PAYMENTS,
-                   queue_name="payments.unrouted", broker=broker, max_retries=3,
-                   time_limit=5 * 60 * 1000)
+    dramatiq.actor(actor_name=CHECK_MTS_MONEY, queue_name="payments.unrouted",
+                   broker=broker, max_retries=100, time_limit=2 * 60 * 1000)(check_mts_money)
+    dramatiq.actor(actor_name=PAY_MTS_MONEY, queue_name="payments.unrouted",
+                   broker=broker, max_retries=10_000, time_limit=5 * 60 * 1000)(pay_mts_money)
+    dramatiq.actor(actor_name=LOOKUP_PAYMENT, queue_name="payments.unrouted",
+                   broker=broker, max_retries=10, time_limit=2 * 60 * 1000)(lookup_payment)
+    dramatiq.actor(actor_name=SWEEP_PENDING_PAYMENTS, queue_name="payments.unrouted",
+                   broker=broker, max_retries=3,
+                   time_limit=5 * 60 * 1000)(sweep_pending_payments_job)

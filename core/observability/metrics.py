@@ -9,12 +9,14 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dramatiq.middleware import Middleware
 
 from core.account_state import AccountState
 from core.keys import Keys
+from core.replies import scored, text_dict
 
 log = logging.getLogger("gonets.observability")
 
@@ -101,8 +103,8 @@ class StoreCollector:
         r = self.r
         msgs = CounterMetricFamily("gonets_messages", "status changes of messages",
                                    labels=["account", "status", "code"])
-        for field, n in r.hgetall(self.keys.stats()).items():
-            acct, status, code = (field.split("|") + ["", ""])[:3]
+        for field, n in text_dict(r.hgetall(self.keys.stats())).items():
+            acct, status, code = ([*field.split("|"), "", ""])[:3]
             msgs.add_metric([acct, status, code], float(n))
         yield msgs
 
@@ -146,7 +148,7 @@ class StoreCollector:
         idx = self.keys.nonfinal()
         yield GaugeMetricFamily("gonets_nonfinal_messages", "messages not final yet",
                                 value=float(r.zcard(idx)))
-        first = r.zrange(idx, 0, 0, withscores=True)
+        first = scored(r.zrange(idx, 0, 0, withscores=True))
         due_age = max(now - first[0][1] / 1000, 0.0) if first else 0.0
         yield GaugeMetricFamily("gonets_status_check_overdue_seconds",
                                 "how late the most overdue status check is", value=due_age)
@@ -156,7 +158,7 @@ def register_store_collector(settings: Any) -> StoreCollector:
     import prometheus_client as pc
 
     c = StoreCollector(settings)
-    pc.REGISTRY.register(c)  # type: ignore[arg-type]
+    pc.REGISTRY.register(c)
     return c
 
 

@@ -10,9 +10,12 @@ free text (URLs: SMSC's ``login``/``psw``, SMS2's ``user``/``pass``) are dropped
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from core.privacy import mask_phone, scrub_text
+
+if TYPE_CHECKING:  # sentry_sdk itself is imported only where Sentry is in use
+    from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 FILTERED = "[Filtered]"
 #: keys whose values never leave the process (texts, secrets, tokens); compared lower-case
@@ -98,30 +101,34 @@ def _tag_account(event: dict[str, Any], account: Any) -> dict[str, Any]:
     return tags  # type: ignore[no-any-return]
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    event = scrub(event)
-    _scrub_dramatiq_args(event)
-    extra = event.get("extra") or {}
+# The hooks take and give sentry-sdk's types; inside they handle the scrubbed copy as a plain
+# dict (sentry-sdk's Event TypedDict does not admit all it carries, e.g. tags as pairs), and
+# that copy keeps the shape of what came in.
+
+def before_send(event: Event, hint: Hint) -> Event | None:
+    ev: dict[str, Any] = scrub(event)
+    _scrub_dramatiq_args(ev)
+    extra = ev.get("extra") or {}
     alert = extra.get("gonets_alert")
-    tags = event.get("tags") or {}
+    tags = ev.get("tags") or {}
     account = extra.get("account") or (tags.get("account") if isinstance(tags, dict) else None)
-    tags = _tag_account(event, account)
+    tags = _tag_account(ev, account)
     if alert:
         # one issue per account and alert kind, however the text varies
         tags["alert"] = alert
-        event["fingerprint"] = ["gonets-account-alert", str(account), str(alert)]
-        event["level"] = "error"
-    return event
+        ev["fingerprint"] = ["gonets-account-alert", str(account), str(alert)]
+        ev["level"] = "error"
+    return cast("Event", ev)
 
 
-def before_send_transaction(event: dict[str, Any],
-                            hint: dict[str, Any]) -> dict[str, Any] | None:
+def before_send_transaction(event: Event, hint: Hint) -> Event | None:
     """Transactions get the same treatment as events: span descriptions and data (httpx
     URLs and queries, Redis commands), request data and the dramatiq message, scrubbed."""
-    event = scrub(event)
-    _scrub_dramatiq_args(event)
-    return event
+    ev: dict[str, Any] = scrub(event)
+    _scrub_dramatiq_args(ev)
+    return cast("Event", ev)
 
 
-def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    return scrub(crumb)  # type: ignore[no-any-return]
+def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
+    scrubbed: Breadcrumb = scrub(crumb)
+    return scrubbed

@@ -16,7 +16,8 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from core.observability.scrub import (
     _state,
@@ -24,6 +25,9 @@ from core.observability.scrub import (
     before_send,
     before_send_transaction,
 )
+
+if TYPE_CHECKING:  # sentry_sdk itself is imported only where Sentry is in use
+    from sentry_sdk.types import MonitorConfig
 
 
 def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
@@ -171,9 +175,9 @@ def cron_checkin(job: str, schedule: dict[str, Any], *, margin_min: int = 5,
 
         from core.observability.tracing import SWEEP_OP
 
-        with sentry_sdk.start_transaction(name=job, op=SWEEP_OP, source="task"):
-            with _checkins(job, schedule, margin_min, max_runtime_min):
-                yield
+        with sentry_sdk.start_transaction(name=job, op=SWEEP_OP, source="task"), \
+                _checkins(job, schedule, margin_min, max_runtime_min):
+            yield
         return
     with _checkins(job, schedule, margin_min, max_runtime_min):
         yield
@@ -186,8 +190,9 @@ def _checkins(job: str, schedule: dict[str, Any], margin_min: int,
     from sentry_sdk.crons.consts import MonitorStatus
 
     slug = f"gonets-{job}".replace("_", "-")
-    config = {"schedule": schedule, "checkin_margin": margin_min,
-              "max_runtime": max_runtime_min, "timezone": "UTC"}
+    # the job table's schedule is sentry's {"type", "value", "unit"} (scheduler/service.py)
+    config = cast("MonitorConfig", {"schedule": schedule, "checkin_margin": margin_min,
+                                    "max_runtime": max_runtime_min, "timezone": "UTC"})
     t0 = time.monotonic()
     cid = capture_checkin(monitor_slug=slug, status=MonitorStatus.IN_PROGRESS,
                           monitor_config=config)

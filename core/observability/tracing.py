@@ -24,8 +24,9 @@ import hashlib
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dramatiq.middleware import Middleware
 

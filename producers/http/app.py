@@ -16,7 +16,7 @@ imports this module but the server.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis
 from starlette.applications import Starlette

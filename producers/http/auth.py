@@ -26,6 +26,7 @@ import redis
 
 from core.errors import InvalidInput
 from core.keys import Keys
+from core.replies import maybe_text, text_dict
 from core.store import now_ms
 
 SCOPES = ("send", "pay", "read", "consent")
@@ -94,7 +95,7 @@ class Tokens:
         """Revoke by token id or by the token itself; True if it existed."""
         m = _TOKEN.match(token_or_id)
         token_id = m.group(1) if m else token_or_id
-        digest = self.r.hget(self.keys.tokens(), token_id)
+        digest = maybe_text(self.r.hget(self.keys.tokens(), token_id))
         if digest is None:
             return False
         pipe = self.r.pipeline(transaction=True)
@@ -105,8 +106,8 @@ class Tokens:
 
     def list(self) -> list[dict[str, str]]:
         out = []
-        for token_id, digest in sorted(self.r.hgetall(self.keys.tokens()).items()):
-            rec = self.r.hgetall(self.keys.token(digest))
+        for _token_id, digest in sorted(text_dict(self.r.hgetall(self.keys.tokens())).items()):
+            rec = text_dict(self.r.hgetall(self.keys.token(digest)))
             if rec:
                 out.append(rec)
         return out
@@ -117,7 +118,7 @@ class Tokens:
         if not m:
             return None
         digest = _digest(token)
-        rec = self.r.hgetall(self.keys.token(digest))
+        rec = text_dict(self.r.hgetall(self.keys.token(digest)))
         # the hash is the lookup key already; compare ids anyway so a corrupt record never
         # authenticates a different token
         if not rec or not hmac.compare_digest(rec.get("id", ""), m.group(1)):
@@ -125,4 +126,4 @@ class Tokens:
         return Principal(rec["id"], rec["producer"], frozenset(rec["scopes"].split(",")))
 
     def callback_secret(self, producer: str) -> str | None:
-        return self.r.hget(self.keys.producer(producer), "secret")
+        return maybe_text(self.r.hget(self.keys.producer(producer), "secret"))

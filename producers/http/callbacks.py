@@ -49,7 +49,6 @@ import logging
 import random
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +57,7 @@ import httpx
 import redis
 
 from core.locks import new_token
+from core.replies import stream_entries, text, text_list
 from core.settings import Settings
 from core.store import Store, now_ms
 from producers.http.auth import Tokens
@@ -94,7 +94,7 @@ class Backoff:
     give_up_s: float = 24 * 3600.0
 
     def delay_s(self, attempts: int) -> float:
-        d = min(self.max_s, self.first_s * 2 ** max(0, attempts - 1))
+        d = min(self.max_s, self.first_s * 2.0 ** max(0, attempts - 1))
         return d * random.uniform(0.9, 1.1)
 
 
@@ -153,12 +153,15 @@ class Dispatcher:
             claimed = self.r.xautoclaim(stream, GROUP, self.consumer,
                                         min_idle_time=self.claim_idle_ms, start_id="0-0",
                                         count=500)
-            entries += [(stream, eid, f) for eid, f in (claimed[1] if claimed else [])]
+            entries += [(stream, eid, f)
+                        for eid, f in stream_entries(claimed[1] if claimed else None)]
         if not entries:
             got = self.r.xreadgroup(GROUP, self.consumer, {s: ">" for s in self.streams},
                                     count=500, block=block_ms)
-            for stream, items in got or []:
-                entries += [(stream, eid, f) for eid, f in items]
+            # RESP2 answers [[stream, entries], ...]; RESP3 a {stream: entries} map
+            per_stream = got.items() if isinstance(got, dict) else (got or [])
+            for name, items in per_stream:
+                entries += [(text(name), eid, f) for eid, f in stream_entries(items)]
         acks: dict[str, list[str]] = {}
         for stream, eid, _ in entries:
             acks.setdefault(stream, []).append(eid)
@@ -172,7 +175,7 @@ class Dispatcher:
         targets = pipe.execute()
         tx = self.r.pipeline(transaction=True)
         due: dict[str, int] = {}
-        for (stream, eid, f), (url, producer, integration) in zip(entries, targets):
+        for (stream, eid, f), (url, producer, integration) in zip(entries, targets, strict=True):
             b24 = integration[len("bitrix24:"):] \
                 if integration and integration.startswith("bitrix24:") else None
             if not url and b24 is None:
@@ -205,7 +208,8 @@ class Dispatcher:
 
     # --- delivery
     def due_ids(self, limit: int = 200) -> list[str]:
-        return self.r.zrangebyscore(self.keys.cb_due(), "-inf", now_ms(), start=0, num=limit)
+        return text_list(self.r.zrangebyscore(self.keys.cb_due(), "-inf", now_ms(), start=0,
+                                              num=limit))
 
     def deliver(self, msg_id: str, max_per_turn: int = 50) -> None:
         """Deliver the message's callbacks in order until one fails or none are left."""
@@ -215,7 +219,7 @@ class Dispatcher:
             return
         try:
             for _ in range(max_per_turn):
-                head = self.r.zrange(self.keys.cb_queue(msg_id), 0, 0)
+                head = text_list(self.r.zrange(self.keys.cb_queue(msg_id), 0, 0))
                 if not head:
                     self._undue(keys=[self.keys.cb_queue(msg_id), self.keys.cb_due()],
                                 args=[msg_id])

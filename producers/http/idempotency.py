@@ -21,7 +21,6 @@ from typing import Any
 import redis
 
 from core.keys import Keys
-
 from producers.http.problem import ApiError
 
 TTL_S = 24 * 3600

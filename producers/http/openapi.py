@@ -47,7 +47,7 @@ def _body(ref: str) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def document() -> dict[str, Any]:

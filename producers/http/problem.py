@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,7 +51,7 @@ def problem_body(status: int, detail: str, field: str | None = None,
 
 
 def problem(status: int, detail: str, field: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+            headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
     return Response(json.dumps(problem_body(status, detail, field, **extra), ensure_ascii=False),
                     status_code=status, headers=headers,
                     media_type="application/problem+json")

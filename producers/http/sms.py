@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from core.contracts import Status
 from core.errors import InvalidInput
+from core.replies import scored, text_dict
 from core.store import now_ms
 from producers.http.framework import MAX_BATCH_BODY_BYTES, Api, Call, Reply
 from producers.http.models import BatchIn, SmsIn
@@ -154,8 +155,8 @@ class SmsRoutes:
         last: tuple[str, float] | None = None
         exhausted = False
         while len(items) < limit and scanned < SCAN_MAX:
-            chunk = r.zrange(key, start + scanned, start + scanned + min(500, SCAN_MAX) - 1,
-                             withscores=True)
+            chunk = scored(r.zrange(key, start + scanned,
+                                    start + scanned + min(500, SCAN_MAX) - 1, withscores=True))
             if not chunk:
                 exhausted = True
                 break
@@ -163,7 +164,8 @@ class SmsRoutes:
             for msg_id, _ in chunk:
                 pipe.hgetall(self.store.msg_key(msg_id))
             recs = pipe.execute()
-            for (msg_id, score), rec in zip(chunk, recs):
+            for (msg_id, score), raw in zip(chunk, recs, strict=True):
+                rec = text_dict(raw)
                 scanned += 1
                 last = (msg_id, score)
                 if not rec:
@@ -188,8 +190,8 @@ class SmsRoutes:
         except (ValueError, UnicodeDecodeError):
             raise ApiError(422, "not a cursor this API gave out", field="cursor") from None
         rank = self.store.r.zrank(key, msg_id)  # the producer index: this module's own key
-        if rank is not None:
-            return int(rank) + 1
+        if isinstance(rank, int):
+            return rank + 1
         # the entry was trimmed since: continue after its time (the index is this module's key)
         return int(self.store.r.zcount(key, "-inf", score))
 

@@ -85,7 +85,7 @@ class SmscWebhook:
         store = self.api.store
         msg_id = store.by_provider_id(account, seq)
         rec = store.find(msg_id) if msg_id else None
-        if rec is None:
+        if msg_id is None or rec is None:
             log.info("SMSC callback for unknown id %s on %s: ignored", seq, account)
             return Reply(200, "OK", media_type="text/plain")
         if phone is not None and phone != rec.get("phone"):

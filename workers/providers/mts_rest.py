@@ -33,7 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import redis
@@ -53,13 +54,13 @@ from core.locks import locks_for, new_token
 from core.privacy import scrub_text
 from core.settings import Account
 from workers.providers.base import (
-    account_options,
     Balance,
-    Outgoing,
     CheckPlan,
+    Outgoing,
     ProviderContext,
     StatusReport,
     Submitted,
+    account_options,
 )
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ no longer come.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from workers.smpp.provider import SmppProvider
 
 
 class MtsSmpp(SmppProvider):
     PROVIDER = "mts_smpp"
-    DEFAULTS: dict[str, Any] = {
+    DEFAULTS: ClassVar[dict[str, Any]] = {
         "duplicate_window_s": 0.0,
         "smsc_text_types": False,
     }

@@ -31,10 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -52,13 +53,13 @@ from core.errors import (
 )
 from core.settings import Account
 from workers.providers.base import (
-    account_options,
     Balance,
-    Outgoing,
     CheckPlan,
+    Outgoing,
     ProviderContext,
     StatusReport,
     Submitted,
+    account_options,
 )
 
 PROVIDER = "sms2_http"

@@ -31,13 +31,13 @@ from core.errors import (
 )
 from core.settings import Account
 from workers.providers.base import (
-    account_options,
     Balance,
-    Outgoing,
     CheckPlan,
+    Outgoing,
     ProviderContext,
     StatusReport,
     Submitted,
+    account_options,
 )
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class SmscHttp:
             else:
                 f = ans.fields
                 code, err = int(f[0]), int(f[2]) if len(f) > 2 else 0
-                extra = {k: v for k, v in zip(HLR_FIELDS, f[3:]) if v}
+                extra = {k: v for k, v in zip(HLR_FIELDS, f[3:], strict=False) if v}
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise RetryLater("SMSC answered a status request with something unreadable",
                              provider=PROVIDER) from exc

@@ -7,14 +7,14 @@ The engine is ``workers.smpp``; this module is its SMSC configuration.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from workers.smpp.provider import SmppProvider
 
 
 class SmscSmpp(SmppProvider):
     PROVIDER = "smsc_smpp"
-    DEFAULTS: dict[str, Any] = {
+    DEFAULTS: ClassVar[dict[str, Any]] = {
         "duplicate_window_s": 60.0,  # "not more than one identical request … within a minute"
         "smsc_text_types": True,
     }

@@ -7,9 +7,10 @@ scaling out a pool must not simply add binds.  Each bind holds one of ``n`` slot
 
 A session takes a free slot before it binds and renews it every ``ttl_s / 3`` with a
 compare-and-extend (``core.locks.Lease``, the same lease as the scheduler's leader lock); a
-holder that dies stops renewing and its slot frees itself after ``ttl_s``, so a standby process binds within about ``ttl_s`` seconds.  A session that cannot
-renew (Redis unreachable, slot taken over) unbinds at once, so two binds never overlap for
-longer than one renew interval even in a network partition.
+holder that dies stops renewing and its slot frees itself after ``ttl_s``, so a standby
+process binds within about ``ttl_s`` seconds.  A session that cannot renew (Redis
+unreachable, slot taken over) unbinds at once, so two binds never overlap for longer than one
+renew interval even in a network partition.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, ClassVar
 
 from smpplib import consts
 
@@ -93,7 +93,7 @@ DUPLICATE_STATUS = consts.SMPP_ESME_RSUBMITFAIL
 class SmppProvider:
     PROVIDER = "smpp"
     #: options that differ per provider type (overridden by smsc_smpp / mts_smpp)
-    DEFAULTS: dict[str, Any] = {}
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, account: Account, ctx: ProviderContext | None = None, *,
                  start: bool = False) -> None:
@@ -134,7 +134,7 @@ class SmppProvider:
         if start:
             self.start()
 
-    def start(self) -> "SmppProvider":
+    def start(self) -> SmppProvider:
         """Start the session thread (once). Building a provider has no side effects; the
         pool starts it, and so does the first send or status poll."""
         if self.ctx.facts is None:

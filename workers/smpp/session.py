@@ -33,9 +33,10 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from smpplib import client as smpp_client
 from smpplib import consts, smpp
@@ -102,7 +103,7 @@ class Lease(Protocol):
 
     def renew(self) -> bool: ...
 
-    def release(self) -> None: ...
+    def release(self) -> object: ...
 
     @property
     def renew_every_s(self) -> float: ...
@@ -137,6 +138,11 @@ DeliverHandler = Callable[[bytes], int]
 class _Client(smpp_client.Client):  # type: ignore[misc]
     """smpplib's client with a verified TLS handshake (SNI + hostname) and raw frame reads."""
 
+    # smpplib's own attributes, typed here (smpplib ships no annotations)
+    _socket: socket.socket | None
+    _ssl_context: ssl.SSLContext | None
+    host: str
+
     def _create_socket(self) -> socket.socket:
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.settimeout(self.timeout)
@@ -154,7 +160,9 @@ class _Client(smpp_client.Client):  # type: ignore[misc]
 
     @property
     def sock(self) -> socket.socket:
-        return self._socket  # type: ignore[no-any-return]
+        if self._socket is None:
+            raise smpp_exc.ConnectionError("not connected")
+        return self._socket
 
     _buf = b""
 
@@ -169,7 +177,7 @@ class _Client(smpp_client.Client):  # type: ignore[misc]
 
     def fill(self) -> None:
         """Read what the socket has (at least one byte; blocks up to the socket timeout)."""
-        chunk = self._socket.recv(1 << 16)
+        chunk = self.sock.recv(1 << 16)
         if not chunk:
             raise smpp_exc.ConnectionError("the server closed the connection")
         self._buf += chunk
@@ -242,7 +250,7 @@ class Session:
                                             name=f"gonets-smpp-{cfg.account}-rx", daemon=True)
 
     # --- the actor-thread side ------------------------------------------------------------
-    def start(self) -> "Session":
+    def start(self) -> Session:
         self._thread.start()
         self._dispatcher.start()
         return self
@@ -471,7 +479,8 @@ class Session:
                 if oldest is not None and now - oldest > self.cfg.response_timeout_s:
                     reason = "a request went unanswered"
                     return
-                if link_check_seq is None and now - max(last_tx, last_rx) >= self.cfg.enquire_link_s:
+                idle_s = now - max(last_tx, last_rx)
+                if link_check_seq is None and idle_s >= self.cfg.enquire_link_s:
                     el = smpp.make_pdu("enquire_link", client=client)
                     sock.sendall(el.generate())
                     link_check_seq, link_check_at = el.sequence, now
@@ -503,7 +512,7 @@ class Session:
                         return
                     if outcome == "link_ok":
                         link_check_seq = None
-        except (OSError, smpp_exc.ConnectionError, smpp_exc.PDUError, socket.timeout) as exc:
+        except (TimeoutError, OSError, smpp_exc.ConnectionError, smpp_exc.PDUError) as exc:
             reason = f"link error: {exc!r}"
         finally:
             self._bound.clear()
@@ -518,7 +527,7 @@ class Session:
 
     def _on_frame(self, client: _Client, frame: bytes, gen: int, server: str) -> str:
         _, command_id, status, seq = struct.unpack_from(">IIII", frame)
-        if command_id == DELIVER_SM or command_id == DATA_SM:
+        if command_id in (DELIVER_SM, DATA_SM):
             self.stats.delivers += 1
             with self._inbox_cv:
                 self._inbox.append((gen, seq, frame[16:]))
@@ -538,7 +547,7 @@ class Session:
             except OSError:
                 pass
             return "unbind"
-        if command_id == ALERT_NOTIFICATION or command_id == UNBIND_RESP:
+        if command_id in (ALERT_NOTIFICATION, UNBIND_RESP):
             return ""
         if command_id & 0x80000000 == 0:
             # a request we do not serve: say so, never die of it
@@ -590,7 +599,7 @@ class Session:
                     break
                 if cid in (DELIVER_SM, DATA_SM):
                     continue  # not acknowledged: the server offers it again later
-        except (OSError, smpp_exc.ConnectionError, socket.timeout):
+        except (TimeoutError, OSError, smpp_exc.ConnectionError):
             pass
 
     def _link_down(self, reason: str) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import redis
 
@@ -88,7 +88,7 @@ class Traffic:
             raise Expired("validity ended before it could be sent")
         w = self.window(account)
         if w is not None and (not urgent or rec.get("kind") == Kind.PROMOTIONAL.value):
-            wait = w.wait_s(datetime.now(timezone.utc))
+            wait = w.wait_s(datetime.now(UTC))
             if wait > 0:
                 raise Hold(wait, "outside the account's sending window")
         # its own span: "waiting for the rate" apart from "the provider is slow"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from importlib import resources
 
 import redis
@@ -77,10 +77,10 @@ class Pacer:
     def keys(self, account: str) -> list[str]:
         return [f"{self.ns}:pace:{account}", f"{self.ns}:pace:{account}:slow"]
 
-    def _call(self, account: str, *args: object) -> tuple[int, int, float]:
-        return self._timed_call(account, *args)[:3]  # type: ignore[return-value]
+    def _call(self, account: str, *args: str | int) -> tuple[int, int, float]:
+        return self._timed_call(account, *args)[:3]
 
-    def _timed_call(self, account: str, *args: object) -> tuple[int, int, float, float]:
+    def _timed_call(self, account: str, *args: str | int) -> tuple[int, int, float, float]:
         """The script's answer, plus the Redis ``now`` of the call on this host's clock."""
         sent = time.time()
         res = self._script(keys=self.keys(account),
@@ -103,7 +103,8 @@ class Pacer:
         lim = account.limits
         return (1.0 + lim.pacing_jitter_ms / 1000.0) / lim.rate_per_s
 
-    def try_reserve(self, account: Account, parts: int, *, urgent: bool) -> tuple[bool, float, float]:
+    def try_reserve(self, account: Account, parts: int, *,
+                    urgent: bool) -> tuple[bool, float, float]:
         """One reservation attempt: (granted, seconds to wait, factor)."""
         ok, at, factor = self._reserve(account, parts, urgent=urgent)
         return ok, at - time.time(), factor

@@ -26,7 +26,7 @@ class SendWindow:
     zone: ZoneInfo
 
     @classmethod
-    def parse(cls, spec: str, zone: str) -> "SendWindow":
+    def parse(cls, spec: str, zone: str) -> SendWindow:
         """Raises ValueError on anything but ``HH:MM[:SS]-HH:MM[:SS]`` with real times."""
         m = _SPEC.match(spec)
         if not m:
