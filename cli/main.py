@@ -137,7 +137,7 @@ def cmd_status(a: argparse.Namespace) -> int:
               f"to={mask_phone(rec['phone'])} parts={rec.get('parts')} "
               f"provider_id={rec.get('provider_id', '-')} error={rec.get('error_code', '-')}")
         waiting = rec.get("waiting_reason")
-        if waiting and not Status(rec["status"]).final:
+        if waiting and not Status(rec["status"]).final and rec["status"] != "submitted":
             print(f"  waiting: {waiting}")
         for ev in rec["history"]:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["at_ms"] / 1000))

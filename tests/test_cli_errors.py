@@ -196,3 +196,18 @@ credentials = { shop_id = "env:X_SHOP", secret_key = "env:X_KEY" }
         out = gonets(gonets_env, *args)
         no_traceback(out)
         assert out.returncode == 2 and "pay is a bepaid account: it sends no SMS" in out.stderr
+
+
+def test_status_json_is_the_apis_shape_with_the_number_masked(gonets_env, producer):
+    import json
+
+    from producers.http.models import SmsOut
+
+    msg_id = producer.send_sms("+375291234567", "json shape")
+    out = gonets(gonets_env, "status", msg_id, "--json")
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout)
+    SmsOut.model_validate(rec)  # the API's model: its fields and types
+    assert rec["to"] == "+37529*****67" and "375291234567" not in out.stdout
+    assert isinstance(rec["parts"], int) and rec["history"][0]["status"] == "queued"
+    assert "text" not in rec and "phone" not in rec

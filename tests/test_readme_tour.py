@@ -75,6 +75,9 @@ def test_the_tour_runs_as_written(tmp_path: Path, user_env: dict[str, str], runs
     assert msg_id is not None, both
     assert f"{msg_id.group(1)}  " in out.stdout  # gonets status $id showed it
     assert '"sent": 50' in out.stdout  # the demo finished
+    # the sandboxes have money for the README's 10,000-message batches many times over
+    balance = re.search(r"^(\d+(?:\.\d+)?) RU[BR]$", out.stdout, re.M)
+    assert balance is not None and float(balance.group(1)) > 10_000 * 1.5 * 10, out.stdout
 
     def gonets(*args: str) -> str:
         got = subprocess.run([str(project / ".venv" / "bin" / "gonets"), *args], cwd=project,

@@ -102,6 +102,9 @@ class SmsOut(_Out):
     provider_status: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    waiting_reason: str | None = Field(None, description="why a message not yet sent waits "
+                                       "(e.g. its account is paused: out of money); absent "
+                                       "once it is sent")
     callback_url: str | None = None
     created_at: str
     updated_at: str

@@ -216,6 +216,9 @@ def record_out(rec: dict[str, str]) -> dict[str, Any]:
     for k in _OUT_FIELDS:
         if rec.get(k):
             out[k] = rec[k]
+    if rec.get("waiting_reason") and not Status(rec["status"]).final \
+            and rec["status"] != "submitted":
+        out["waiting_reason"] = rec["waiting_reason"]
     return out
 
 
