@@ -191,7 +191,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(
         exc.status_code, str(exc.detail))
-    return problem(exc.status_code, detail, headers=exc.headers)
+    return problem(exc.status_code, detail,
+                   headers=dict(exc.headers) if exc.headers is not None else None)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
