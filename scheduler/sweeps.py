@@ -23,18 +23,20 @@ from core.contracts import (
     PAYMENTS_SWEEP_QUEUE,
     POLL_STATUS_BATCH,
     SWEEP_PENDING_PAYMENTS,
-    Status,
     status_queue,
 )
+from core.facts import give_up
 from core.settings import Settings
-from core.store import Store, now_ms
+from core.store import Store
+from core.timing import CheckPlan, now_ms
 
 log = logging.getLogger("gonets.scheduler")
 
-#: a message is checked again after as long as it has lived so far, within these bounds
-#: (seconds): young ones are asked about often, old ones rarely (``lua/sweep.lua``)
-MIN_RECHECK_S = 10 * 60
-MAX_RECHECK_S = 6 * 3600
+#: when the sweep checks a message again (``core.timing``'s one formula: after as long as it
+#: has lived so far, within these bounds), handed to ``lua/sweep.lua`` as its parameters
+SWEEP_PLAN = CheckPlan(first_s=10 * 60, max_s=6 * 3600)
+MIN_RECHECK_S = SWEEP_PLAN.first_s
+MAX_RECHECK_S = SWEEP_PLAN.max_s
 #: ids one run of ``lua/sweep.lua`` takes from the index (a few ms of Redis time)
 SCAN_BATCH = 5000
 
@@ -64,7 +66,7 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     stats = SweepStats()
     pending: dict[str, list[str]] = {}  # account -> ids not yet enqueued (< batch)
     args = [now, store.msg_key(""), SCAN_BATCH, settings.status_give_up_s * 1000,
-            MIN_RECHECK_S * 1000, MAX_RECHECK_S * 1000, *accounts]
+            int(SWEEP_PLAN.first_s * 1000), int(SWEEP_PLAN.max_s * 1000), *accounts]
     while True:
         res = script(keys=[store.nonfinal_key], args=args)
         checked, removed, skipped = int(res[0]), int(res[1]), int(res[2])
@@ -81,10 +83,8 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
             while len(buf) >= batch:
                 _enqueue(broker, account, buf[:batch], stats)
                 del buf[:batch]
-        hours = settings.status_give_up_s / 3600
         for msg_id in close:
-            store.transition(msg_id, Status.UNKNOWN,
-                             reason=f"no final status from the provider within {hours:g} h")
+            give_up(store, msg_id, settings.status_give_up_s)
             stats.closed += 1
     for account, ids in pending.items():
         if ids:

@@ -286,13 +286,6 @@ def test_smsc_status_callback_moves_the_message(api, client, store, smsc, start_
     assert rec["provider_status"] == "20" and rec["error_code"] == "13"
 
 
-def test_smsc_callback_table_matches_the_workers_table():
-    from producers.http.smsc_webhook import STATUS_MAP as ours
-    from workers.providers.smsc_http import STATUS_MAP as theirs
-
-    assert ours == theirs
-
-
 @hsettings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_smsc_callback_parser_never_crashes(body):

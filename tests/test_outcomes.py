@@ -3,8 +3,10 @@ record, the account and the queue show afterwards (a real Redis, a real dramatiq
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -248,3 +250,64 @@ def test_outgoing_carries_the_attempt_in_flight(store: Store) -> None:
     store.begin_attempt(rec["id"])
     out: Outgoing = outgoing(store.get(rec["id"]))
     assert out.inflight_ms > 0
+
+
+# --- providers only speak their protocol -----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+#: what a provider module must never import: the records, the broker, the worker's runtime,
+#: and the modules that act on records (outcomes, traffic rules)
+FORBIDDEN = ("core.store", "core.payment_store", "dramatiq", "workers.runtime",
+             "workers.outcomes", "workers.traffic", "workers.actors", "workers.payments")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):  # function-level imports too
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(
+    [*(ROOT / "workers" / "providers").glob("*.py"), *(ROOT / "workers" / "smpp").glob("*.py")]),
+    ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_provider_module_touches_records_broker_or_runtime(path: Path) -> None:
+    bad = {m for m in _imports(path) for f in FORBIDDEN if m == f or m.startswith(f + ".")}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+# --- timing rules written once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("age_s", [0, 30, 900, 3 * 3600, 2 * 24 * 3600])
+def test_the_sweep_backs_off_by_the_one_formula(rt: Runtime, store: Store, age_s: float) -> None:
+    from scheduler import sweeps
+
+    now = now_ms()
+    rec = _msg(store, 20)  # queued: its send job owns it, the sweep only moves its next check
+    store.update(rec["id"], created_ms=now - int(age_s * 1000))
+    sweeps.status_sweep(store, None, rt.settings, now=now)
+    due = store.r.zscore(store.nonfinal_key, rec["id"])
+    assert due == now + sweeps.SWEEP_PLAN.next_delay_s(age_s) * 1000
+
+
+def test_a_poll_past_the_give_up_age_closes_the_message_as_the_sweep_does(
+        rt: Runtime, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduler import sweeps
+    from workers.actors import poll_status
+
+    give_up_ms = rt.settings.status_give_up_s * 1000
+    polled, swept = _msg(store, 21), _msg(store, 22)
+    for rec in (polled, swept):
+        store.transition(rec["id"], Status.SUBMITTED, submitted_ms=now_ms() - give_up_ms - 1000)
+    monkeypatch.setattr("workers.runtime._runtime", rt)  # the worker's runtime
+    poll_status(polled["id"])
+    store.schedule_check(polled["id"], 0)
+    sweeps.status_sweep(store, None, rt.settings, now=now_ms())
+    a, b = store.get(polled["id"]), store.get(swept["id"])
+    assert a["status"] == b["status"] == "unknown" and a["reason"] == b["reason"]
+    assert b["reason"] == "no final status from the provider within 72 h"

@@ -5,14 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.contracts import Status
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
 from core.settings import Account
+from core.smsc_status import STATUS_MAP
 from tests.conftest import control
 from workers.providers.base import Outgoing
-from workers.providers.smsc_http import STATUS_MAP, SmscHttp, parse_answer
+from workers.providers.smsc_http import SmscHttp, parse_answer
 
 
 def account(urls, fmt=1, **creds):
@@ -131,3 +134,26 @@ def test_any_status_code_maps_without_crashing(code: int, err: int) -> None:
         assert rep is None
     else:
         assert rep is not None and rep.raw == str(code)
+
+
+# SMSC status code, err -> (Gonets status, error code) or None (SMSC has no such message)
+STATUS_CASES = [
+    (-3, "0", None), (-1, "0", ("submitted", None)), (0, "0", ("submitted", None)),
+    (1, "0", ("delivered", None)), (3, "0", ("expired", None)), (20, "13", ("failed", "13")),
+    (22, "1", ("rejected", "1")), (23, "253", ("rejected", "253")), (25, "6", ("failed", "6")),
+    (777, "0", ("submitted", None)),  # a code Gonets cannot read never closes a message
+]
+
+
+@pytest.mark.parametrize("code, err, expected", STATUS_CASES)
+def test_polls_and_callbacks_read_a_status_through_one_table(
+        code: int, err: str, expected: tuple[str, str | None] | None) -> None:
+    from core.smsc_status import smsc_report
+    from producers.http import smsc_webhook
+
+    poll = SmscHttp(account(["http://127.0.0.1:9"]))._status_answer(
+        parse_answer(f"{code},1700000000,{err}", 1))
+    callback = smsc_report(code, err)  # what the webhook applies (producers/http/smsc_webhook.py)
+    for rep in (poll, callback):
+        assert (None if rep is None else (rep.status.value, rep.error_code)) == expected
+    assert not hasattr(smsc_webhook, "STATUS_MAP")  # no copy of its own

@@ -8,10 +8,12 @@ and SMSC signs nothing we could check, so the URL itself is the credential: it e
 secret from the account's credentials (``callback_secret = "env:VAR"``), compared in constant
 time.  Set the handler URL at SMSC to ``https://<gonets>/v1/webhooks/smsc/<account>/<secret>``.
 
-A callback moves the record through ``Store.transition`` exactly as a status poll would (the
-same status table; a final status never changes, a late one never moves it back), so a
-callback and a poll racing each other agree.  An id Gonets does not know is acknowledged and
-ignored (SMSC would otherwise retry it forever).
+A callback is read with the status poll's own table (``core/smsc_status.py``) and applied
+with the same record change (``core.facts.record_status``: a final status never changes, a
+late one never moves it back), so a callback and a poll racing each other agree.  It is
+applied here, synchronously, not handed to a worker job: SMSC is answered only once the status
+is stored, and two callbacks for one message apply in the order they came.  An id Gonets does
+not know is acknowledged and ignored (SMSC would otherwise retry it forever).
 """
 
 from __future__ import annotations
@@ -22,23 +24,13 @@ from urllib.parse import parse_qs
 
 from starlette.routing import Route
 
-from core.contracts import Status
 from core.errors import ConfigError
+from core.facts import record_status
+from core.smsc_status import smsc_report
 from producers.http.framework import Api, Call, Reply
 from producers.http.problem import ApiError
 
 log = logging.getLogger("gonets.api.smsc")
-
-#: SMSC message status -> Gonets status (None: SMSC has no such message). The same table as
-#: workers/providers/smsc_http.py STATUS_MAP (producers do not import workers; a test checks
-#: that the two agree).
-STATUS_MAP: dict[int, Status | None] = {
-    -3: None, -2: Status.SUBMITTED, -1: Status.SUBMITTED, 0: Status.SUBMITTED,
-    1: Status.DELIVERED, 2: Status.DELIVERED, 3: Status.EXPIRED, 4: Status.DELIVERED,
-    20: Status.FAILED, 22: Status.REJECTED, 23: Status.REJECTED, 24: Status.FAILED,
-    25: Status.FAILED,
-}
-
 
 def parse_callback(body: bytes) -> tuple[str, int, str | None, str | None]:
     """``(id, status, err, phone)`` from the form body. Raises ApiError(422) naming the field."""
@@ -90,10 +82,9 @@ class SmscWebhook:
             return Reply(200, "OK", media_type="text/plain")
         if phone is not None and phone != rec.get("phone"):
             raise ApiError(422, "does not match the message's number", field="phone")
-        status = STATUS_MAP.get(code, Status.SUBMITTED)
-        if status is None:
-            return Reply(200, "OK", media_type="text/plain")
-        store.transition(msg_id, status, provider_status=str(code), error_code=err)
+        rep = smsc_report(code, err)  # the status poll's table (core/smsc_status.py)
+        if rep is not None:
+            record_status(store, msg_id, rep)
         return Reply(200, "OK", media_type="text/plain")
 
 

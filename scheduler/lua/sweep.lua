@@ -11,7 +11,9 @@
 -- Takes up to ARGV[3] ids due at ARGV[1] (ZRANGEBYSCORE ... LIMIT 0 n) and moves every one of
 -- them out of the due range: a record that is gone or final is removed from the index; a
 -- submitted one older than ARGV[4] is removed and returned to be closed as unknown; every
--- other one gets its next check at now + clamp(age, min, max) (backing off as it ages).
+-- other one gets its next check at now + clamp(age, min, max) (backing off as it ages: the
+-- formula of core/timing.py CheckPlan.next_delay_s; min and max are scheduler/sweeps.py's
+-- SWEEP_PLAN).
 -- Returns: { checked, removed, skipped, "close ids", account1, "ids", account2, "ids", ... }
 -- where each "ids" is a comma-joined string (one reply element instead of thousands: parsing
 -- them one by one was most of the sweep's client time) of the submitted messages to poll now.

@@ -30,6 +30,7 @@ from core.errors import (
     SlowDown,
 )
 from core.settings import Account
+from core.smsc_status import smsc_report
 from workers.providers.base import (
     Balance,
     CheckPlan,
@@ -67,13 +68,6 @@ SEND_ERRORS: dict[int, tuple[type[ProviderError], dict[str, Any]]] = {
 STATUS_ERRORS: dict[int, tuple[type[ProviderError], dict[str, Any]]] = {
     **SEND_ERRORS,
     3: (Permanent, {"detail": "message not found"}),
-}
-#: SMSC message status -> Gonets status (None: SMSC has no such message)
-STATUS_MAP: dict[int, Status | None] = {
-    -3: None, -2: Status.SUBMITTED, -1: Status.SUBMITTED, 0: Status.SUBMITTED,
-    1: Status.DELIVERED, 2: Status.DELIVERED, 3: Status.EXPIRED, 4: Status.DELIVERED,
-    20: Status.FAILED, 22: Status.REJECTED, 23: Status.REJECTED, 24: Status.FAILED,
-    25: Status.FAILED,
 }
 #: message format option -> send.php flag
 FORMAT_FLAGS = {"flash": ("flash", "1"), "push": ("push", "1"), "hlr": ("hlr", "1"),
@@ -272,14 +266,7 @@ class SmscHttp:
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise RetryLater("SMSC answered a status request with something unreadable",
                              provider=PROVIDER) from exc
-        if code not in STATUS_MAP:
-            status: Status | None = Status.SUBMITTED  # unknown code: keep raw, keep polling
-        else:
-            status = STATUS_MAP[code]
-        if status is None:
-            return None
-        return StatusReport(status=status, raw=str(code),
-                            error_code=str(err) if err else None, extra=extra)
+        return smsc_report(code, str(err), extra)  # one table with the status webhook
 
     def _lookup_on(self, url: str, msg: Outgoing) -> StatusReport | None:
         resp = self._post(url, "status", {"phone": msg.phone, "id": str(msg.seq)})
