@@ -1,7 +1,8 @@
 """The 1C-Bitrix module (integrations/bitrix/gonets.sms) under PHPUnit against a real Gonets.
 
-This test starts what the module talks to: the API (uvicorn), a worker process, the SMSC
-sandbox, Redis, the callbacks dispatcher, and the module's callback endpoint under ``php -S``;
+This test starts what the module talks to, as a shop would run it: ``gonets api``,
+``gonets callbacks`` and a worker as processes, the SMSC sandbox, Redis, and the module's
+callback endpoint under ``php -S``;
 then runs integrations/bitrix/tests (PHPUnit) with their addresses in the environment.  Bitrix
 itself cannot run here: the module loads on stand-ins of the Bitrix classes it calls
 (integrations/bitrix/tests/standins, each naming the documented methods it covers).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +24,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from tests.api_support import api, api_settings, free_port, tokens  # noqa: F401 - fixtures
+from tests.api_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "integrations" / "bitrix" / "gonets.sms"
@@ -78,35 +80,79 @@ def _serve(php: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
+class GonetsProcess:
+    """``gonets <args>`` as its own process, ready once ``ready_url`` answers 200."""
+
+    def __init__(self, env: dict[str, str], args: list[str], ready_url: str,
+                 log: Path) -> None:
+        self.log = log
+        self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env,
+                                     cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gonets {args[0]} did not start:\n" +
+                                   log.read_text(errors="replace"))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+
 def test_the_module_under_phpunit_against_gonets(
-        api: Any, tokens: Any, smsc: Any, start_worker: Any, api_settings: Any,
+        gonets_env: dict[str, str], store: Any, smsc: Any, start_worker: Any,
         callback_endpoint: dict[str, str], tmp_path: Path) -> None:
-    from producers.http.callbacks import Backoff, Dispatcher
+    """`gonets api`, `gonets callbacks` and a worker as processes, as a shop would run them."""
+    from producers.http.auth import Tokens
 
     php, phpunit = _tool("php"), _tool("phpunit")
-    token = tokens.create("bitrixshop", "send,read,consent")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
-    env.update(callback_endpoint)
-    env.update(GONETS_TEST_API_URL=api.url, GONETS_TEST_TOKEN=token.token,
-               GONETS_TEST_CALLBACK_SECRET=token.callback_secret,
-               GONETS_TEST_SMSC_URL=smsc.urls[0])
-    server = _serve(php, env, tmp_path / "php-server.log")
-    start_worker(threads=4)
-    d = Dispatcher(api_settings, backoff=Backoff(first_s=0.1, max_s=0.5), threads=4)
-    t = d.start_thread()
+    token = Tokens(store.r, store.ns).create("bitrixshop", "send,read,consent")
+    api_port, health_port = free_port(), free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    started: list[GonetsProcess] = []
+    server = None
     try:
+        started.append(GonetsProcess(gonets_env, ["api", "--port", str(api_port)],
+                                     f"{api_url}/healthz", tmp_path / "api.log"))
+        started.append(GonetsProcess(gonets_env, ["callbacks", "--threads", "4",
+                                                  "--health-port", str(health_port)],
+                                     f"http://127.0.0.1:{health_port}/readyz",
+                                     tmp_path / "callbacks.log"))
+        start_worker(threads=4)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
+        env.update(callback_endpoint)
+        env.update(GONETS_TEST_API_URL=api_url, GONETS_TEST_TOKEN=token.token,
+                   GONETS_TEST_CALLBACK_SECRET=token.callback_secret,
+                   GONETS_TEST_SMSC_URL=smsc.urls[0])
+        server = _serve(php, env, tmp_path / "php-server.log")
         got = subprocess.run([phpunit, "-c", str(PHP_TESTS / "phpunit.xml")], cwd=PHP_TESTS,
                              env=env, capture_output=True, text=True, timeout=400)
     finally:
-        d.stop()
-        t.join(10)
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for p in reversed(started):
+            p.stop()
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     out = got.stdout + got.stderr
-    assert got.returncode == 0, out + "\n--- php -S:\n" + \
-        (tmp_path / "php-server.log").read_text(errors="replace")
+    logs = "".join(f"\n--- {f.name}:\n" + f.read_text(errors="replace")
+                   for f in sorted(tmp_path.glob("*.log")))
+    assert got.returncode == 0, out + logs
     assert "OK (" in out, out  # PHPUnit says "OK, but ..." when anything was skipped
