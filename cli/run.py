@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cli.runfile import RUN_FILE, write_run_file
+from cli.runfile import RUN_FILE, read_run_file, write_run_file
 from core.embedded_redis import RedisServer
 from core.settings import load_settings
 
@@ -134,6 +134,7 @@ class Runner:
         self.stopping = False
         self.hurry = False
         self.drain_s = 60.0
+        self.children_owned = True
 
     # --- signals
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -181,6 +182,11 @@ class Runner:
         self.out.line("gonets run: starting Redis, the sandboxes, the workers, the scheduler "
                       "and the HTTP API…")
         self.state.mkdir(exist_ok=True)
+        other = running_here(self.state / RUN_FILE)
+        if other is not None:
+            self.children_owned = False
+            raise RuntimeError(f"gonets run is already running here (pid {other}); stop it "
+                               "first, or start this one in another directory")
         env = self.env
         if not env.get("GONETS_REDIS_URL"):
             # assigned before it starts: a Ctrl-C while it starts still stops it
@@ -296,10 +302,11 @@ class Runner:
     def stop(self) -> None:
         self.stopping = True
         run_file = self.state / RUN_FILE
-        try:
-            run_file.unlink()
-        except FileNotFoundError:
-            pass
+        if self.children_owned:  # not the file of another run we refused to disturb
+            try:
+                run_file.unlink()
+            except FileNotFoundError:
+                pass
         roles = [c for c in self.children if c.name != "sandbox"]
         if any(c.alive() for c in roles):
             self.out.line(f"gonets run: stopping: the workers finish their jobs in flight "
@@ -342,6 +349,20 @@ class Runner:
             code = 1
         self.stop()
         return code
+
+
+def running_here(run_file: Path) -> int | None:
+    """The pid of a ``gonets run`` that wrote ``run_file`` and still runs, else None."""
+    import psutil
+
+    try:
+        pid = int(read_run_file(run_file).get("GONETS_RUN_PID", ""))
+        proc = psutil.Process(pid)
+        if pid != os.getpid() and "run" in proc.cmdline() and proc.status() != "zombie":
+            return pid
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
 
 
 def run(threads: int = 8) -> int:

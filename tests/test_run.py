@@ -257,3 +257,21 @@ def test_make_run_installs_only_the_runtime_dependencies():
     full = subprocess.run(["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
     assert "-e '.[test]'" in full
+
+
+def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path, user_env: dict[str, str],
+                                                      runs: list[Run]) -> None:
+    """Two runs would share one Redis data directory; the second says so and leaves the
+    first (and its run file) alone."""
+    first = Run(tmp_path, {**user_env, "GONETS_DRAIN_TIMEOUT_S": str(DRAIN_S)},
+                tmp_path / "run1.log")
+    runs.append(first)
+    first.wait_for(READY)
+    second = subprocess.run([sys.executable, "-m", "cli.main", "run"], cwd=tmp_path,
+                            env=user_env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert f"gonets run is already running here (pid {first.proc.pid})" in second.stdout
+    assert "Traceback" not in second.stdout + second.stderr
+    assert (tmp_path / ".gonets" / "run.env").exists() and first.proc.poll() is None
+    first.ctrl_c()
+    assert first.proc.returncode == 0
