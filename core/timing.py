@@ -42,10 +42,12 @@ class CheckPlan:
         return min(max(age_s, self.first_s), self.max_s)
 
 
-def age_s(rec: Mapping[str, str], now: int | None = None) -> float:
-    """How long ago a message was submitted (created, if it never was), in seconds."""
-    since = int(rec.get("submitted_ms") or rec.get("created_ms") or 0)
-    return max(((now_ms() if now is None else now) - since) / 1000.0, 0.0)
+def age_s(rec: Mapping[str, str], now: int | None = None, *,
+          since: str = "submitted_ms") -> float:
+    """Seconds since the record's ``since`` field (a message: submitted; a payment:
+    ``pending_ms``), or since it was created if that field is not set."""
+    start = int(rec.get(since) or rec.get("created_ms") or 0)
+    return max(((now_ms() if now is None else now) - start) / 1000.0, 0.0)
 
 
 def expires_ms(rec: Mapping[str, str]) -> int:

@@ -311,3 +311,89 @@ def test_a_poll_past_the_give_up_age_closes_the_message_as_the_sweep_does(
     a, b = store.get(polled["id"]), store.get(swept["id"])
     assert a["status"] == b["status"] == "unknown" and a["reason"] == b["reason"]
     assert b["reason"] == "no final status from the provider within 72 h"
+
+
+# --- payments: the same table, for money -------------------------------------------------------
+# (the smsc account stands in for a bePaid one: what an outcome does depends on the error
+# class and the step, never on the provider)
+
+
+def _payment(rt: Runtime, n: int, *, inflight: bool) -> dict[str, str]:
+    pay_id = f"p{n:031d}"
+    rt.payments.create_payment(pay_id, {"phone": "375291234567", "amount": 100,
+                                        "currency": "BYN"}, account="smsc", due_ms=0)
+    if inflight:
+        rt.payments.update_payment(pay_id, inflight_ms=now_ms())
+    return rt.payments.payment(pay_id)
+
+
+PAY_CASES = [
+    # error, from the payment request itself, status after, still in flight, paused, retry s
+    (OutcomeUnknown("timeout after sending"), True, "queued", True, False, 3.0),
+    (OutcomeUnknown("timeout on the check"), False, "queued", True, False, 2.0),
+    (RetryLater("connection refused"), True, "queued", False, False, 2.0),
+    (SlowDown("429", delay_s=7.0), True, "queued", False, False, 7.0),
+    (AccountProblem("bad shop credentials", code="401", alert="credentials"), True, "queued",
+     False, True, 2.5),
+    (Permanent("amount too large", code="422"), True, "rejected", False, False, None),
+    (Permanent("not an MTS number", code="F.1001"), False, "rejected", True, False, None),
+]
+
+
+@pytest.mark.parametrize("exc, sent, status, inflight, paused, delay_s", PAY_CASES)
+def test_a_failed_payment_step_does_what_the_table_says(
+        rt: Runtime, exc: ProviderError, sent: bool, status: str, inflight: bool, paused: bool,
+        delay_s: float | None) -> None:
+    rec = _payment(rt, 1, inflight=True)  # an earlier attempt's outcome is unknown
+    again = rt.outcomes.payment_failed(rec, rt.settings.account("smsc"), exc, sent=sent)
+    after = rt.payments.payment(rec["id"])
+    assert after["status"] == status
+    assert bool(after.get("inflight_ms")) is inflight
+    assert (rt.pause_left_s("smsc") > 0) is paused
+    if delay_s is None:
+        assert again is None and after["reason"] == exc.detail
+    else:
+        assert again is not None and again.delay is not None
+        assert delay_s - 0.2 <= again.delay / 1000 <= delay_s + 0.1
+    if paused:
+        assert after["waiting_reason"].startswith("account smsc is paused: bad shop credentials")
+
+
+@pytest.mark.parametrize("exc, attempts, status, paused, retried", [
+    (RetryLater("503"), 1, "queued", False, True),
+    (RetryLater("503"), 4, "error", False, False),  # check_max_attempts reached: gave up
+    (OutcomeUnknown("timeout"), 2, "queued", False, True),  # a check changes nothing: ask again
+    (AccountProblem("bad shop credentials", alert="credentials"), 1, "error", True, False),
+    (Permanent("invalid phone"), 1, "error", False, False),
+])
+def test_a_failed_check_does_what_the_table_says(rt: Runtime, exc: ProviderError, attempts: int,
+                                                 status: str, paused: bool,
+                                                 retried: bool) -> None:
+    rt.payments.create_check("c1", {"account": "smsc", "phone": "375291234567"})
+    again = rt.outcomes.check_failed("c1", rt.settings.account("smsc"), exc, attempts=attempts,
+                                     max_attempts=4)
+    after = rt.payments.check("c1")
+    assert after["status"] == status and (again is not None) is retried
+    assert (rt.pause_left_s("smsc") > 0) is paused
+    if status == "error":
+        assert exc.detail in after["reason"]
+
+
+@pytest.mark.parametrize("exc, paused, in_s", [
+    (None, False, 300.0),                  # pending 5 min: looked up again 5 min later
+    (RetryLater("503"), False, 2.0),
+    (SlowDown("429", delay_s=30.0), False, 30.0),
+    (AccountProblem("bad shop credentials", alert="credentials"), True, 2.0),
+    (Permanent("no such transaction"), False, 2.0),  # a failed lookup never closes a payment
+])
+def test_the_next_lookup_of_a_pending_payment(rt: Runtime, exc: ProviderError | None,
+                                              paused: bool, in_s: float) -> None:
+    rec = _payment(rt, 2, inflight=False)
+    rt.payments.move_payment(rec["id"], "pending", pending_ms=now_ms() - 300_000)
+    rec = rt.payments.payment(rec["id"])
+    plan = CheckPlan(60, 3600)
+    rt.outcomes.next_lookup(rec, rt.settings.account("smsc"), plan, exc)
+    due = rt.payments.r.zscore(rt.payments.due_key("smsc"), rec["id"])
+    assert due is not None and in_s - 1 <= (due - now_ms()) / 1000 <= in_s + 0.1
+    assert rt.payments.payment(rec["id"])["status"] == "pending"
+    assert (rt.pause_left_s("smsc") > 0) is paused

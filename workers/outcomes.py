@@ -22,6 +22,13 @@ SMS and the payment actors both read it through ``action_for``:
     Permanent        CLOSE           closed (SMS rejected or failed,   paused and alerted too
                                      a poll's message unknown, a       when the error names
                                      payment rejected, a check error)  an ``alert``
+
+Two steps read a row their own way, said where they do it: a service-activation check ends in
+``error`` on an account problem (a customer waits for its answer), and a failed lookup of a
+pending payment never closes it (what bePaid could not answer is asked again).
+
+Over 400 lines on purpose: "what happens to a record when a provider says X" is answered in
+one file, for messages and payments alike.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from core.facts import (
     give_up,
     record_status,
 )
+from core.payments import CheckStatus, PaymentStatus, Transaction
 from core.privacy import mask_phone
 from core.settings import Account
 from core.store import Store
@@ -70,6 +78,10 @@ log = logging.getLogger("gonets.worker")
 RETRY_DELAY_S = 5.0
 #: a paused account's message comes back this long after the pause ends
 PAUSE_MARGIN_S = 0.5
+#: a transient payment failure without a hint from bePaid is retried after this long
+PAY_RETRY_DELAY_S = 2.0
+#: a service-activation check that could not be asked is asked again after this long
+CHECK_RETRY_DELAY_S = 1.0
 
 
 class Action(StrEnum):
@@ -137,13 +149,25 @@ class Outcomes:
         """Pause the account's pool and alert once per incident (``Runtime.pause``)."""
         self.rt.pause(account.name, exc, started_ms=started_ms)
 
-    def wait_for_pause(self, rec: dict[str, str], account: Account) -> dramatiq.Retry:
-        """The message waits while its account is paused: it stays ``queued`` and its record's
-        ``waiting_reason`` says why, until it is sent."""
+    def _alert_if_named(self, account: Account, exc: Permanent,
+                        started_ms: int | None) -> None:
+        """A permanent error that names an account alert (MTS 10: unregistered sender) pauses
+        the account too."""
+        problem = alert_of(exc)
+        if problem is not None:
+            self.pause(account, problem, started_ms=started_ms)
+
+    def wait_for_pause(self, rec: dict[str, str], account: Account, *,
+                       payment: bool = False) -> dramatiq.Retry:
+        """The record waits while its account is paused: it stays ``queued`` and its
+        ``waiting_reason`` says why, until it is sent (a message) or created (a payment)."""
         left = self.rt.pause_left_s(account.name)
         why = f"account {account.name} is paused: {self.rt.pause_detail(account.name)}"
         try:
-            self.store.update(rec["id"], waiting_reason=why)
+            if payment:
+                self.rt.payments.update_payment(rec["id"], waiting_reason=why)
+            else:
+                self.store.update(rec["id"], waiting_reason=why)
         except UnknownMessage:
             pass
         delay_ms = within_validity_ms(rec, int((left + PAUSE_MARGIN_S) * 1000))
@@ -201,9 +225,7 @@ class Outcomes:
             assert isinstance(exc, Permanent)
             self.store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
                                   reason=exc.detail, error_code=exc.code, inflight_ms="")
-            problem = alert_of(exc)
-            if problem is not None:  # e.g. sender not registered: it fails, the account pauses
-                self.pause(account, problem, started_ms=sent_ms)
+            self._alert_if_named(account, exc, sent_ms)
             return None
         if action is Action.LOOK_UP_FIRST or looking_up:
             return retry("outcome unknown; will look it up first",
@@ -248,15 +270,99 @@ class Outcomes:
             assert isinstance(exc, Permanent)
             self.store.transition(rec["id"], Status.UNKNOWN, reason=exc.detail,
                                   error_code=exc.code)
-            problem = alert_of(exc)
-            if problem is not None:
-                self.pause(account, problem, started_ms=started_ms)
+            self._alert_if_named(account, exc, started_ms)
             return None
         if action is Action.PAUSE:
             assert isinstance(exc, AccountProblem)
             self.pause(account, exc, started_ms=started_ms)
             return retry(exc.detail, self.rt.pause_left_s(account.name) + PAUSE_MARGIN_S)
         return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
+
+    # --- payments (``workers/payments.py``) ------------------------------------------------
+
+    def check_failed(self, check_id: str, account: Account, exc: ProviderError, *,
+                     attempts: int, max_attempts: int) -> dramatiq.Retry | None:
+        """A service-activation check failed. A customer is waiting for its answer, so an
+        account problem pauses the account *and* ends the check with ``error``; a transient
+        failure is asked again, ``max_attempts`` times in all."""
+        ps = self.rt.payments
+        action = action_for(exc)
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc)
+        elif action is Action.CLOSE:
+            assert isinstance(exc, Permanent)
+            self._alert_if_named(account, exc, None)
+        elif attempts < max_attempts:  # a check changes nothing at bePaid: ask again
+            return retry(exc.detail, hinted_delay_s(exc, CHECK_RETRY_DELAY_S))
+        else:
+            ps.move_check(check_id, CheckStatus.ERROR, reason=f"gave up: {exc.detail}",
+                          error_code=exc.code)
+            return None
+        ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
+        return None
+
+    def payment_failed(self, rec: dict[str, str], account: Account, exc: ProviderError, *,
+                       sent: bool) -> dramatiq.Retry | None:
+        """A payment's check, lookup (``sent`` False) or payment request (``sent`` True: its
+        ``inflight_ms`` was set before it went out) failed: the table, for money."""
+        ps, pay_id = self.rt.payments, rec["id"]
+        action = action_for(exc)
+        if action is Action.CLOSE:
+            assert isinstance(exc, Permanent)
+            ps.move_payment(pay_id, PaymentStatus.REJECTED, reason=exc.detail,
+                            error_code=exc.code, inflight_ms="" if sent else None,
+                            account=account.name)
+            self._alert_if_named(account, exc, None)
+            return None
+        if action is Action.LOOK_UP_FIRST and sent:
+            # keep inflight_ms: the next attempt looks it up by tracking_id before anything
+            # else; wait at least as long as bePaid had to answer, so a slow request has landed
+            return retry("payment outcome unknown; will look it up first",
+                         hinted_delay_s(exc, max(account.timeout_s, PAY_RETRY_DELAY_S)))
+        if sent:  # refused at the door or never reached: nothing was created
+            ps.update_payment(pay_id, inflight_ms="")
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc)
+            return self.wait_for_pause(rec, account, payment=True)
+        return retry(exc.detail, hinted_delay_s(exc, PAY_RETRY_DELAY_S))
+
+    def paid(self, account: Account, pay_id: str, tx: Transaction, *, source: str,
+             plan: CheckPlan) -> bool:
+        """Apply what bePaid said of a payment (its answer to the payment request, when
+        ``source`` is "payment", or a lookup); a transaction that does not match the record is
+        logged and ignored (never applied). True when the status changed."""
+        ps = self.rt.payments
+        if source == "payment":  # bePaid took the request: the account works
+            self.rt.resume(account.name)
+            try:
+                ps.update_payment(pay_id, waiting_reason="")
+            except UnknownMessage:
+                return False
+        try:
+            return ps.apply(pay_id, tx, source=source, lookup_after_s=plan.first_s)
+        except UnknownMessage:
+            return False
+        except ValueError as exc:
+            log.error("payment %s: bePaid answer ignored: %s", pay_id, exc)
+            return False
+
+    def next_lookup(self, rec: dict[str, str], account: Account, plan: CheckPlan,
+                    exc: ProviderError | None = None) -> None:
+        """When the sweep looks a pending payment up again (the one back-off formula, by how
+        long it has been pending). A lookup that failed never closes a payment (what bePaid
+        could not answer is asked again, sooner if it said when); an account problem pauses
+        the account as anywhere else."""
+        delay_s = plan.next_delay_s(age_s(rec, since="pending_ms"))
+        if exc is not None:
+            log.warning("lookup %s: %s; will try again", rec["id"], exc.detail)
+            if action_for(exc) is Action.PAUSE:
+                assert isinstance(exc, AccountProblem)
+                self.pause(account, exc)
+            delay_s = min(delay_s, max(PAY_RETRY_DELAY_S, hinted_delay_s(exc, 0.0)))
+        self.rt.payments.schedule_lookup(rec["id"], account.name,
+                                         now_ms() + int(delay_s * 1000))
 
     # --- what arrives on its own (FactSink) ----------------------------------------------
 

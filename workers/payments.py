@@ -28,7 +28,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from core.broker import enqueue
-from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
+from core.errors import ProviderError
 from core.payment_store import PaymentStore
 from core.payments import (
     CHECK_MTS_MONEY,
@@ -39,20 +39,21 @@ from core.payments import (
     CheckStatus,
     CustomerAnswer,
     PaymentStatus,
-    Transaction,
     confirm_agreement,
     payments_sweep_queue,
     pick,
 )
 from core.settings import Account
 from core.store import now_ms
+from core.timing import CheckPlan
+from workers.outcomes import PAY_RETRY_DELAY_S, retry
 from workers.providers.payment import PaymentProvider, PaymentRequest
 from workers.runtime import get_runtime
 
 log = logging.getLogger("gonets.payments")
 
-#: a transient failure without a hint from bePaid is retried after this long
-RETRY_DELAY_S = 2.0
+#: a payment another worker holds is tried again after this long
+RETRY_DELAY_S = PAY_RETRY_DELAY_S
 #: how long one worker may hold a payment while it talks to bePaid, beyond the account's
 #: timeout for each of its three requests (check, lookup, payment); a worker killed while
 #: holding it delays the payment's redelivered job by at most this long
@@ -61,6 +62,7 @@ LOCK_SLACK_S = 5.0
 SWEEP_LEASE_S = 60.0
 #: most lookups one sweep enqueues (the next sweep takes the rest)
 SWEEP_BATCH = 500
+
 
 def payment_store() -> PaymentStore:
     return get_runtime().payments
@@ -71,8 +73,9 @@ def client(account: Account) -> PaymentProvider:
     return get_runtime().payment_provider(account)
 
 
-def _retry(reason: str, delay_s: float) -> dramatiq.Retry:
-    return dramatiq.Retry(reason, delay=int(max(delay_s, 0.1) * 1000))
+def lookup_plan(bp: PaymentProvider) -> CheckPlan:
+    """When a pending payment is looked up again (``core.timing``'s one back-off formula)."""
+    return CheckPlan(bp.opts.pending_lookup_after_s, bp.opts.max_lookup_interval_s)
 
 
 # --- check ---------------------------------------------------------------------------------
@@ -89,19 +92,12 @@ def check_mts_money(check_id: str) -> None:
     attempts = ps.incr(ps.check_key(check_id), "attempts")
     try:
         ans = bp.check(rec["phone"])
-    except AccountProblem as exc:
-        rt.pause(account.name, exc)
-        ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
-        return
-    except RetryLater as exc:
-        if attempts >= bp.opts.check_max_attempts:
-            ps.move_check(check_id, CheckStatus.ERROR, reason=f"gave up: {exc.detail}",
-                          error_code=exc.code)
+    except ProviderError as exc:
+        again = rt.outcomes.check_failed(check_id, account, exc, attempts=attempts,
+                                         max_attempts=bp.opts.check_max_attempts)
+        if again is None:
             return
-        raise _retry(exc.detail, exc.delay_s or 1.0) from exc
-    except Permanent as exc:
-        ps.move_check(check_id, CheckStatus.ERROR, reason=exc.detail, error_code=exc.code)
-        return
+        raise again from exc
     done: dict[str, Any] = {
         "result": ans.result.value, "api_version": ans.api_version, "code": ans.code,
         "message": ans.message, "friendly_message": ans.friendly_message,
@@ -122,12 +118,11 @@ def pay_mts_money(pay_id: str) -> None:
         return  # created already (pending) or final: webhook, lookups and the sweep own it
     rt = get_runtime()
     account = rt.settings.account(rec["account"])
-    left = rt.pause_left_s(account.name)
-    if left > 0:
-        raise _retry(f"account {account.name} paused", left + 0.5)
+    if rt.pause_left_s(account.name) > 0:
+        raise rt.outcomes.wait_for_pause(rec, account, payment=True)
     token = ps.lock(pay_id, 3 * account.timeout_s + LOCK_SLACK_S)
     if token is None:
-        raise _retry("another worker is handling this payment", RETRY_DELAY_S)
+        raise retry("another worker is handling this payment", RETRY_DELAY_S)
     try:
         _pay(ps, pay_id, account)
     finally:
@@ -160,45 +155,27 @@ def _pay(ps: PaymentStore, pay_id: str, account: Account) -> None:
             if found is not None:
                 log.info("pay %s: outcome was unknown; bePaid has it (%s), not sending again",
                          pay_id, found.raw_status)
-                apply_transaction(ps, pay_id, found, source="lookup")
+                rt.outcomes.paid(account, pay_id, found, source="lookup", plan=lookup_plan(bp))
                 return
             log.info("pay %s: outcome was unknown; bePaid has no record of it, sending again",
                      pay_id)
-    except Permanent as exc:
-        ps.move_payment(pay_id, PaymentStatus.REJECTED, reason=exc.detail,
-                        error_code=exc.code, account=account.name)
-        return
-    except AccountProblem as exc:
-        rt.pause(account.name, exc)
-        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) \
-            from exc
-    except RetryLater as exc:
-        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
+    except ProviderError as exc:
+        again = rt.outcomes.payment_failed(rec, account, exc, sent=False)
+        if again is None:
+            return
+        raise again from exc
 
     # 3. the payment request: inflight_ms is set before it goes out
     ps.update_payment(pay_id, inflight_ms=now_ms(), confirm_agreement=agreement)
     ps.incr(ps.pay_key(pay_id), "attempts")
     try:
         tx = bp.pay(_request(rec, pay_id, agreement))
-    except Permanent as exc:
-        ps.move_payment(pay_id, PaymentStatus.REJECTED, reason=exc.detail,
-                        error_code=exc.code, inflight_ms="", account=account.name)
-        return
-    except AccountProblem as exc:  # refused at the door: nothing was created
-        ps.update_payment(pay_id, inflight_ms="")
-        rt.pause(account.name, exc)
-        raise _retry(f"account problem {exc.alert}", rt.pause_left_s(account.name) + 0.5) \
-            from exc
-    except OutcomeUnknown as exc:
-        # keep inflight_ms: the next attempt looks it up by tracking_id before anything else;
-        # wait at least as long as bePaid had to answer, so a slow request has landed
-        raise _retry("payment outcome unknown; will look it up first",
-                     exc.delay_s or max(account.timeout_s, RETRY_DELAY_S)) from exc
-    except RetryLater as exc:  # not reached, or refused before processing: nothing created
-        ps.update_payment(pay_id, inflight_ms="")
-        raise _retry(exc.detail, exc.delay_s or RETRY_DELAY_S) from exc
-    rt.resume(account.name)
-    apply_transaction(ps, pay_id, tx, source="payment")
+    except ProviderError as exc:
+        again = rt.outcomes.payment_failed(rec, account, exc, sent=True)
+        if again is None:
+            return
+        raise again from exc
+    rt.outcomes.paid(account, pay_id, tx, source="payment", plan=lookup_plan(bp))
 
 
 def _refuse(ps: PaymentStore, pay_id: str, account: Account, result: CheckResult,
@@ -224,20 +201,6 @@ def _request(rec: dict[str, str], pay_id: str, agreement: str) -> PaymentRequest
         expired_at=rec.get("expired_at") or None, test=rec.get("test") == "1")
 
 
-def apply_transaction(ps: PaymentStore, pay_id: str, tx: Transaction, *, source: str) -> bool:
-    """Apply what bePaid said; a transaction that does not match the record is logged and
-    ignored (never applied)."""
-    rec = ps.find_payment(pay_id)
-    if rec is None:
-        return False
-    opts = client(get_runtime().settings.account(rec["account"])).opts
-    try:
-        return ps.apply(pay_id, tx, source=source, lookup_after_s=opts.pending_lookup_after_s)
-    except ValueError as exc:
-        log.error("payment %s: bePaid answer ignored: %s", pay_id, exc)
-        return False
-
-
 # --- lookups and the sweep -----------------------------------------------------------------
 
 
@@ -249,21 +212,18 @@ def lookup_payment(pay_id: str) -> None:
     rt = get_runtime()
     account = rt.settings.account(rec["account"])
     bp = client(account)
-    lookups = ps.incr(ps.pay_key(pay_id), "lookups")
-    delay_s = min(bp.opts.pending_lookup_after_s * (2 ** min(lookups, 20)),
-                  bp.opts.max_lookup_interval_s)
+    ps.incr(ps.pay_key(pay_id), "lookups")
+    plan = lookup_plan(bp)
     try:
         tx = bp.by_uid(rec["uid"]) if rec.get("uid") else None
         if tx is None:
             tx = pick(bp.by_tracking_id(pay_id))
-    except (RetryLater, AccountProblem) as exc:
-        log.warning("lookup %s: %s; will try again", pay_id, exc.detail)
-        ps.schedule_lookup(pay_id, account.name, now_ms() + int(
-            min(delay_s, max(RETRY_DELAY_S, getattr(exc, "delay_s", None) or 0)) * 1000))
+    except ProviderError as exc:
+        rt.outcomes.next_lookup(rec, account, plan, exc)
         return
     if tx is not None:
-        apply_transaction(ps, pay_id, tx, source="lookup")
-    ps.schedule_lookup(pay_id, account.name, now_ms() + int(delay_s * 1000))
+        rt.outcomes.paid(account, pay_id, tx, source="lookup", plan=plan)
+    rt.outcomes.next_lookup(ps.find_payment(pay_id) or rec, account, plan)
 
 
 def sweep_pending_payments(account_name: str | None = None) -> int:
