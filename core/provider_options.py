@@ -2,8 +2,10 @@
 
 * **Per-message options** a producer may pass for one provider type (``OPTIONS``), validated
   before enqueueing.  A provider type without a model accepts no options.
-* **Account options** (``accounts.<name>.options``), read one way: ``account_options`` with the
-  provider's model (``ACCOUNT_OPTIONS``; bePaid's is ``BepaidOptions``).
+* **Account options** (``accounts.<name>.options``): one model per provider type
+  (``ACCOUNT_OPTIONS``), read one way, ``account_options`` (the provider modules, with their
+  own defaults), ``bepaid_options`` (the payment producer, webhook receiver and worker) or
+  ``check_account_options`` (a pool at start).
 
 Unknown keys are errors in both.
 """
@@ -15,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
-from core.settings import Account
+from core.settings import Account, ProviderType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -100,6 +102,98 @@ OPTIONS: dict[str, type[BaseModel]] = {
 # --- account options -----------------------------------------------------------------------
 
 
+class SmscHttpAccountOptions(BaseModel):
+    """``options`` of an SMSC HTTP account (smsc-http-api-1c-library.txt)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: 1: comma-separated answers (the 1C library); 3: JSON
+    fmt: Literal[1, 3] = 1
+    #: seconds after a send before the first status poll; polls then back off
+    first_poll_s: float = Field(60.0, gt=0)
+    max_poll_interval_s: float = Field(3600.0, gt=0)
+
+
+class Sms2HttpAccountOptions(BaseModel):
+    """``options`` of an SMS2 account (sms2-http-gate.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_poll_s: float = Field(60.0, gt=0)
+    max_poll_interval_s: float = Field(3600.0, gt=0)
+    #: how long a message waits after a 5xx or an unreachable gate
+    retry_delay_s: float = Field(5.0, gt=0)
+
+
+class MtsRestAccountOptions(BaseModel):
+    """``options`` of an MTS Belarus REST account (mts-belarus-sms-pro-and-bitrix.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: validity (minutes) when the message names none: codes live 5–10 minutes
+    transactional_validity_min: int = Field(10, ge=1, le=1440)
+    promotional_validity_min: int = Field(1440, ge=1, le=1440)
+    #: how long a code-5 (limit exceeded) message waits before it is tried again
+    slow_down_delay_s: float = Field(10.0, gt=0)
+    #: how long a message waits after a 5xx or an unreachable API
+    retry_delay_s: float = Field(5.0, gt=0)
+    #: the cached token is refreshed this long (at most a quarter of its life) before MTS
+    #: would expire it
+    token_refresh_margin_s: float = Field(60.0, ge=0)
+    first_poll_s: float = Field(60.0, gt=0)
+    max_poll_interval_s: float = Field(3600.0, gt=0)
+
+
+class SmppAccountOptions(BaseModel):
+    """``options`` of an SMPP account (SMSC or MTS; each provider type fills in its own
+    defaults, ``workers/providers/smsc_smpp.py`` and ``mts_smpp.py``). Units are in the names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bind_mode: Literal["transceiver", "transmitter", "receiver"] = "transceiver"
+    #: simultaneous binds the login allows (``MCONn``); None: one, and no flag is sent
+    mcon: int | None = Field(None, ge=1, le=9)
+    #: bind with ``ISO``: Latin texts go as ISO-8859-1 instead of GSM 03.38
+    iso: bool = False
+    #: bind with ``SINGLE``: an id and a receipt per part
+    single: bool = False
+    #: extra system_type words, sent as given after the flags above
+    system_type_extra: list[str] = Field(default_factory=list)
+    tls: bool = False
+    #: CA bundle the server certificate is verified against (default: the system's)
+    ca_file: str | None = None
+    verify_tls: bool = True
+    max_pending_submits: int = Field(300, ge=1, le=10_000)
+    enquire_link_s: float = Field(60.0, gt=0, lt=120)
+    response_timeout_s: float = Field(30.0, gt=0)
+    #: how long an actor waits for a bind before it gives its message back to the queue
+    bind_wait_s: float = Field(20.0, gt=0)
+    lease_ttl_s: float = Field(10.0, ge=1)
+    backoff_min_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    source_addr_ton: int | None = Field(None, ge=0, le=6)
+    source_addr_npi: int | None = Field(None, ge=0, le=18)
+    dest_addr_ton: int = Field(1, ge=0, le=6)
+    dest_addr_npi: int = Field(1, ge=0, le=18)
+    registered_delivery: bool = True
+    #: concatenate with SAR TLVs instead of a UDH
+    sar: bool = False
+    #: the server refuses an identical submit within this many seconds (SMSC: 60); 0: it
+    #: does not, so a submit of unknown outcome is never resent before ``receipt_wait_s``
+    duplicate_window_s: float = Field(60.0, ge=0)
+    #: after this long without a receipt a submit of unknown outcome is taken as never sent
+    receipt_wait_s: float = Field(6 * 3600.0, gt=0)
+    #: after a receipt with a retryable error (err 220) the message is sent again this much
+    #: later, at most ``resubmits`` times in all (251, the provider's flood rule, waits for
+    #: the account's flood gap instead)
+    retry_receipt_delay_s: float = Field(60.0, gt=0)
+    resubmits: int = Field(3, ge=0, le=10)
+    #: the message types and comment of SMSC (``__MAIL__``… ``\\n~~~\\n``)
+    smsc_text_types: bool = True
+    first_poll_s: float = Field(600.0, gt=0)
+    max_poll_interval_s: float = Field(6 * 3600.0, gt=0)
+
+
 class BepaidOptions(BaseModel):
     """``options`` of a bePaid account (MTS Money; unknown keys are errors). The producer, the
     webhook receiver and the worker all read them through ``bepaid_options``."""
@@ -137,3 +231,19 @@ def bepaid_options(account: Account) -> BepaidOptions:
     """A bePaid account's options, validated (a ConfigError names a bad key)."""
     return account_options(BepaidOptions, account)
 
+
+#: provider type -> the model of its accounts' ``options``
+ACCOUNT_OPTIONS: dict[ProviderType, type[BaseModel]] = {
+    "smsc_http": SmscHttpAccountOptions,
+    "sms2_http": Sms2HttpAccountOptions,
+    "mts_rest": MtsRestAccountOptions,
+    "smsc_smpp": SmppAccountOptions,
+    "mts_smpp": SmppAccountOptions,
+    "bepaid": BepaidOptions,
+}
+
+
+def check_account_options(account: Account) -> BaseModel:
+    """The account's options validated with its provider's model (a ConfigError names a bad
+    key): what a pool checks at start, and what any role may check without provider code."""
+    return account_options(ACCOUNT_OPTIONS[account.provider], account)

@@ -148,3 +148,20 @@ def test_bepaid_options_are_validated_the_one_way_producers_and_workers_read_the
                                                    "currencies = [\"BYN\"], lookup_s = 1")))
     with pytest.raises(ConfigError, match=r"accounts\.pay\.options\.lookup_s: unknown key"):
         bepaid_options(bad.account("pay"))
+
+
+def test_every_provider_types_account_options_are_checked_without_provider_code(
+        tmp_path: Path) -> None:
+    from typing import get_args
+
+    from core.provider_options import ACCOUNT_OPTIONS, check_account_options
+    from core.settings import ProviderType
+
+    assert set(ACCOUNT_OPTIONS) == set(get_args(ProviderType))
+    s = load_settings(cfg(tmp_path, GOOD.replace('route_prefixes', 'options = { fmt = 3 }\n'
+                                                                  'route_prefixes')))
+    assert check_account_options(s.account("a")).fmt == 3  # type: ignore[attr-defined]
+    bad = load_settings(cfg(tmp_path, GOOD.replace('route_prefixes', 'options = { fmt = 2 }\n'
+                                                                    'route_prefixes')))
+    with pytest.raises(ConfigError, match=r"accounts\.a\.options\.fmt"):
+        check_account_options(bad.account("a"))

@@ -18,7 +18,7 @@ from dramatiq import Worker
 from core.broker import get_broker
 from core.contracts import pool_queues
 from core.payments import payments_pool_queues
-from core.provider_options import bepaid_options
+from core.provider_options import check_account_options
 from core.settings import Settings, get_settings
 from workers import health
 
@@ -27,8 +27,8 @@ log = logging.getLogger("gonets.worker")
 
 def queues_for(settings: Settings, pool: str) -> list[str]:
     account = settings.account(pool)
+    check_account_options(account)  # a bad options table stops the pool at start, naming it
     if account.kind == "payments":  # the payments pool (MTS Money): workers/payments.py
-        bepaid_options(account)  # a bad options table stops the pool at start, naming the key
         return payments_pool_queues(account.name)
     return pool_queues(account.name)
 

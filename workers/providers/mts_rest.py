@@ -38,7 +38,6 @@ from typing import Any
 
 import httpx
 import redis
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import Status
 from core.errors import (
@@ -52,6 +51,7 @@ from core.errors import (
 from core.keys import Keys
 from core.locks import locks_for, new_token
 from core.privacy import scrub_text
+from core.provider_options import MtsRestAccountOptions
 from core.settings import Account
 from workers.providers.base import (
     Balance,
@@ -92,23 +92,6 @@ STATUS_MAP: dict[str, Status] = {
 }
 #: item states that mean the message was not accepted, even without an error code
 _FAILED_STATES = {"ERROR", "FAILED", "REJECTED"}
-
-
-class MtsRestAccountOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: validity (minutes) when the message names none: codes live 5–10 minutes
-    transactional_validity_min: int = Field(10, ge=1, le=1440)
-    promotional_validity_min: int = Field(1440, ge=1, le=1440)
-    #: how long a code-5 (limit exceeded) message waits before it is tried again
-    slow_down_delay_s: float = Field(10.0, gt=0)
-    #: how long a message waits after a 5xx or an unreachable API
-    retry_delay_s: float = Field(5.0, gt=0)
-    #: the cached token is refreshed this long (at most a quarter of its life) before MTS
-    #: would expire it
-    token_refresh_margin_s: float = Field(60.0, ge=0)
-    first_poll_s: float = Field(60.0, gt=0)
-    max_poll_interval_s: float = Field(3600.0, gt=0)
 
 
 # --- pure readers (table-tested, property-tested) ------------------------------------------

@@ -39,7 +39,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
 from core import sms2_rules
 from core.contracts import Status
@@ -51,6 +50,7 @@ from core.errors import (
     ProviderError,
     RetryLater,
 )
+from core.provider_options import Sms2HttpAccountOptions
 from core.settings import Account
 from workers.providers.base import (
     Balance,
@@ -116,15 +116,6 @@ STATUS_MAP: dict[str, Status] = {
 }
 BASE_FUNCTIONS = ("list_of_bases", "add_phone_to_base", "add_phone_to_base_batch",
                   "is_phone_in_base", "get_base", "remove_phone_from_base", "start_multicast")
-
-
-class Sms2HttpAccountOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    first_poll_s: float = Field(60.0, gt=0)
-    max_poll_interval_s: float = Field(3600.0, gt=0)
-    #: how long a message waits after a 5xx or an unreachable gate
-    retry_delay_s: float = Field(5.0, gt=0)
 
 
 # --- pure readers --------------------------------------------------------------------------

@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import Status
 from core.errors import (
@@ -29,6 +28,7 @@ from core.errors import (
     RetryLater,
     SlowDown,
 )
+from core.provider_options import SmscHttpAccountOptions
 from core.settings import Account
 from core.smsc_status import smsc_report
 from workers.providers.base import (
@@ -76,16 +76,6 @@ FORMAT_FLAGS = {"flash": ("flash", "1"), "push": ("push", "1"), "hlr": ("hlr", "
 #: fmt=1 HLR fields after status,time,err (order of the 1C library)
 HLR_FIELDS = ("mcc", "mnc", "country", "operator", "roaming_country", "roaming_operator",
               "imsi", "msc")
-
-
-class SmscHttpAccountOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: 1: comma-separated answers (the 1C library); 3: JSON
-    fmt: Literal[1, 3] = 1
-    #: seconds after a send before the first status poll; polls then back off
-    first_poll_s: float = Field(60.0, gt=0)
-    max_poll_interval_s: float = Field(3600.0, gt=0)
 
 
 class _Answer:

@@ -31,11 +31,11 @@ from core.contracts import Status
 from core.errors import AccountProblem
 from core.facts import DeliveryReceipt, Incoming, Resend, StatusReport
 from core.keys import Keys
+from core.provider_options import SmppAccountOptions
 from core.settings import Account
 from core.timing import now_ms
 from workers.providers.base import FactSink, Outgoing
 from workers.smpp import codec
-from workers.smpp.options import SmppAccountOptions
 from workers.smpp.receipt import (
     Malformed,
     Receipt,

@@ -37,6 +37,7 @@ from core.errors import (
 )
 from core.keys import Keys
 from core.observability.tracing import span
+from core.provider_options import SmppAccountOptions
 from core.settings import Account
 from core.timing import now_ms
 from workers.providers.base import (
@@ -51,7 +52,7 @@ from workers.providers.base import (
 from workers.smpp import codec
 from workers.smpp.correlation import Correlation
 from workers.smpp.lease import bind_lease
-from workers.smpp.options import SmppAccountOptions, smsc_text, split_host
+from workers.smpp.options import smsc_text, split_host
 from workers.smpp.receipt import STAT_MAP, STATE_WORDS
 from workers.smpp.session import (
     LinkLost,
