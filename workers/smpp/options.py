@@ -1,14 +1,14 @@
 """SMPP account addresses, and SMSC's text conventions for typed messages.
 
 The ``host:port`` reader for an SMPP account's servers (its ``options`` model,
-``SmppAccountOptions``, is in ``core.provider_options``), and ``smsc_text``: the text SMSC must receive for a typed message
-(``__MAIL__``… prefixes and the ``\\n~~~\\n`` comment, shared/providers/smsc-smpp.md).
+``SmppAccountOptions``, is in ``core.provider_options``), and ``smsc_text``: the text SMSC
+must receive for a typed message (``__MAIL__``… prefixes and the ``\\n~~~\\n`` comment,
+shared/providers/smsc-smpp.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
 
 from core.errors import ConfigError, Permanent
 
