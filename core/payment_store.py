@@ -96,6 +96,10 @@ class PaymentStore:
         return self.payments.transition(pay_id, status, reason=reason, account=account,
                                         **fields)
 
+    def incr_payment(self, pay_id: str, field: str, by: int = 1) -> int:
+        """Count on a payment record (``attempts``, ``lookups``); returns the new count."""
+        return self.payments.incr(pay_id, field, by)
+
     def schedule_lookup(self, pay_id: str, account: str, at_ms: int) -> None:
         """When the sweep should next look this (non-final) payment up at bePaid."""
         self.payments.schedule(pay_id, at_ms, account)
@@ -172,5 +176,6 @@ class PaymentStore:
                    **fields: Any) -> Transition[CheckStatus]:
         return self.checks.transition(check_id, status, reason=reason, **fields)
 
-    def incr(self, key: str, field: str, by: int = 1) -> int:
-        return int(self.r.hincrby(key, field, by))
+    def incr_check(self, check_id: str, field: str, by: int = 1) -> int:
+        """Count on a check record (``attempts``); returns the new count."""
+        return self.checks.incr(check_id, field, by)

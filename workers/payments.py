@@ -89,7 +89,7 @@ def check_mts_money(check_id: str) -> None:
     rt = get_runtime()
     account = rt.settings.account(rec["account"])
     bp = client(account)
-    attempts = ps.incr(ps.check_key(check_id), "attempts")
+    attempts = ps.incr_check(check_id, "attempts")
     try:
         ans = bp.check(rec["phone"])
     except ProviderError as exc:
@@ -167,7 +167,7 @@ def _pay(ps: PaymentStore, pay_id: str, account: Account) -> None:
 
     # 3. the payment request: inflight_ms is set before it goes out
     ps.update_payment(pay_id, inflight_ms=now_ms(), confirm_agreement=agreement)
-    ps.incr(ps.pay_key(pay_id), "attempts")
+    ps.incr_payment(pay_id, "attempts")
     try:
         tx = bp.pay(_request(rec, pay_id, agreement))
     except ProviderError as exc:
@@ -212,7 +212,7 @@ def lookup_payment(pay_id: str) -> None:
     rt = get_runtime()
     account = rt.settings.account(rec["account"])
     bp = client(account)
-    ps.incr(ps.pay_key(pay_id), "lookups")
+    ps.incr_payment(pay_id, "lookups")
     plan = lookup_plan(bp)
     try:
         tx = bp.by_uid(rec["uid"]) if rec.get("uid") else None
