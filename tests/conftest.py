@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,9 +19,29 @@ from core.embedded_redis import RedisServer
 from core.settings import Settings, load_settings
 from core.store import Store, redis_client
 from producers import Producer
+from producers.http.auth import NewToken, Tokens
+from producers.http.bepaid_webhook import make_app
+from producers.payments import Payments
+from sandbox import bepaid as bepaid_sandbox
 from sandbox import smsc_http
+from tests.support import (
+    BEPAID_SECRET,
+    BEPAID_SHOP_ID,
+    CALLBACK_SECRET,
+    ROOT,
+    ApiServer,
+    Receiver,
+    WorkerProcess,
+    bepaid_config,
+    control,
+    free_socket,
+    serve_asgi,
+    wait_final,
+    write_config,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+# helpers test modules import from here (new code imports them from tests.support)
+__all__ = ["ROOT", "WorkerProcess", "control", "wait_final", "write_config"]
 
 
 @pytest.fixture(scope="session")
@@ -46,25 +65,6 @@ def smsc() -> Iterator[smsc_http.SmscHttpSandbox]:
     app.urls = server.urls()  # type: ignore[attr-defined]
     yield app
     server.stop()
-
-
-def write_config(path: Path, smsc_urls: list[str], *, first_poll_s: float = 0.5,
-                 extra: str = "") -> Path:
-    path.write_text(f"""
-default_region = "BY"
-default_account = "smsc"
-
-[accounts.smsc]
-provider = "smsc_http"
-base_urls = {smsc_urls!r}
-credentials = {{ login = "env:TEST_SMSC_LOGIN", password = "env:TEST_SMSC_PASSWORD" }}
-route_prefixes = ["375", "7"]
-default_sender = "Gonets"
-timeout_s = 3
-options = {{ first_poll_s = {first_poll_s}, max_poll_interval_s = 2 }}
-{extra}
-""".replace("'", '"'), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -100,33 +100,9 @@ def producer(settings: Settings, store: Store) -> Iterator[Producer]:
     broker.close()
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], pool: str, threads: int, log: Path) -> None:
-        self.log = log
-        self._fh = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--threads", str(threads)],
-            env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while b"ready" not in log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("worker did not start:\n" + log.read_text(errors="replace"))
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
-def start_worker(gonets_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(gonets_env: dict[str, str],
+                 tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(pool: str = "smsc", threads: int = 8) -> WorkerProcess:
@@ -139,27 +115,140 @@ def start_worker(gonets_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
         w.stop(signal.SIGKILL if w.proc.poll() is None else signal.SIGTERM, timeout=5)
 
 
-def wait_final(store: Store, ids: list[str], timeout_s: float = 60) -> dict[str, str]:
-    """Wait until every record is final; returns id -> status (fails the test on timeout)."""
-    from core.contracts import Status
+# --- the HTTP API ---------------------------------------------------------------------------
 
-    deadline = time.monotonic() + timeout_s
-    final: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        pipe = store.r.pipeline()
-        pending = [i for i in ids if i not in final]
-        for i in pending:
-            pipe.hget(store.msg_key(i), "status")
-        for i, st in zip(pending, pipe.execute()):
-            if st and Status(st).final:
-                final[i] = st
-        if len(final) == len(ids):
-            return final
-        time.sleep(0.2)
-    missing = [i for i in ids if i not in final]
-    raise AssertionError(f"{len(missing)} of {len(ids)} messages not final after {timeout_s}s; "
-                         f"e.g. {store.find(missing[0])}")
+@pytest.fixture
+def api_settings(settings: Settings, gonets_env: dict[str, str],
+                 monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The test settings, with an SMSC callback secret on the ``smsc`` account."""
+    cfg = Path(gonets_env["GONETS_CONFIG"])
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text.replace('password = "env:TEST_SMSC_PASSWORD" }',
+                                'password = "env:TEST_SMSC_PASSWORD", '
+                                'callback_secret = "env:TEST_SMSC_CALLBACK" }'),
+                   encoding="utf-8")
+    gonets_env["TEST_SMSC_CALLBACK"] = CALLBACK_SECRET
+    monkeypatch.setenv("TEST_SMSC_CALLBACK", CALLBACK_SECRET)
+    return load_settings(gonets_env)
 
 
-def control(url: str, **body: Any) -> None:
-    httpx.post(f"{url}/_sandbox/control", json=body).raise_for_status()
+@pytest.fixture
+def api(api_settings: Settings) -> Iterator[ApiServer]:
+    srv = ApiServer(api_settings)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def tokens(store: Store) -> Tokens:
+    return Tokens(store.r, store.ns)
+
+
+@pytest.fixture
+def token(tokens: Tokens) -> NewToken:
+    return tokens.create("shop", "send,read")
+
+
+@pytest.fixture
+def client(api: ApiServer, token: NewToken) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.url, timeout=30,
+                      headers={"Authorization": f"Bearer {token.token}"}) as c:
+        yield c
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+# --- MTS Money (bePaid) -----------------------------------------------------------------------
+
+@pytest.fixture
+def bepaid() -> Iterator[bepaid_sandbox.BepaidSandbox]:
+    app, server = bepaid_sandbox.serve("127.0.0.1", 0, shop_id=BEPAID_SHOP_ID,
+                                       secret_key=BEPAID_SECRET, progress_s=0.8)
+    app.url = server.urls()[0]  # type: ignore[attr-defined]
+    control(app.url, webhook_retry_s=[0.1, 0.3])  # type: ignore[attr-defined]
+    yield app
+    app.stop()
+    server.stop()
+
+
+@pytest.fixture
+def hook_socket() -> Iterator[socket.socket]:
+    s = free_socket()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def pay_env(tmp_path: Path, redis_url: str, bepaid: Any, hook_socket: socket.socket,
+            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    hook_url = f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
+    cfg = bepaid_config(tmp_path / "gonets.toml", bepaid.url, hook_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
+    env.update(GONETS_REDIS_URL=redis_url, GONETS_CONFIG=str(cfg),
+               GONETS_HEARTBEAT_TIMEOUT_S="5", GONETS_MAINTENANCE_INTERVAL_S="1",
+               GONETS_DRAIN_TIMEOUT_S="10", GONETS_ACCOUNT_PAUSE_S="2",
+               TEST_BEPAID_SHOP_ID=BEPAID_SHOP_ID, TEST_BEPAID_SECRET=BEPAID_SECRET,
+               PYTHONPATH=str(ROOT))
+    monkeypatch.setenv("TEST_BEPAID_SHOP_ID", BEPAID_SHOP_ID)
+    monkeypatch.setenv("TEST_BEPAID_SECRET", BEPAID_SECRET)
+    return env
+
+
+@pytest.fixture
+def pay_settings(pay_env: dict[str, str]) -> Settings:
+    return load_settings(pay_env)
+
+
+@pytest.fixture
+def webhooks(pay_settings: Settings, hook_socket: socket.socket) -> Iterator[str]:
+    """The webhook receiver (make_app) served by uvicorn on a real socket."""
+    with serve_asgi(make_app(pay_settings), hook_socket) as url:
+        yield url
+
+
+@pytest.fixture
+def payments(pay_settings: Settings) -> Iterator[Payments]:
+    broker = build_broker(pay_settings)
+    store = Store(redis_client(pay_settings.redis_url), namespace=pay_settings.namespace)
+    yield Payments(pay_settings, store=store, broker=broker)
+    broker.close()
+    store.r.close()
+
+
+@pytest.fixture
+def pay_worker(pay_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        w = WorkerProcess(pay_env, "bepaid", 4, tmp_path / f"pay-worker-{len(started)}.log")
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop(timeout=10)
+
+
+# --- `gonets run` as a user starts it ----------------------------------------------------------
+
+@pytest.fixture
+def user_env() -> dict[str, str]:
+    """A user's shell: nothing of Gonets exported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Any]]:
+    """The ``tests.test_run.Run``s a test started; killed at its end if still running."""
+    started: list[Any] = []
+    yield started
+    for r in started:
+        if r.proc.poll() is None:
+            r.kill()

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import httpx
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from producers.http.callbacks import verify
 from producers.http.models import BatchOut, SmsOut
-from producers.http.smsc_webhook import parse_callback
 from producers.http.problem import ApiError
-from tests.api_support import (  # noqa: F401 - fixtures
-    CALLBACK_SECRET, Receiver, api, api_settings, client, receiver, token, tokens, wait_for)
-from tests.conftest import control, wait_final
+from producers.http.smsc_webhook import parse_callback
+from tests.support import CALLBACK_SECRET, control, poll_until, wait_final
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = "application/problem+json"
@@ -211,7 +211,7 @@ def test_callbacks_in_order_signed_retried_and_none_lost_across_a_restart(
     d = Dispatcher(api_settings, backoff=Backoff(first_s=0.1, max_s=0.5), threads=4)
     t = d.start_thread()
     try:
-        wait_for(lambda: all(len(receiver.statuses(i)) == 3 for i in ids), 30, "callbacks")
+        poll_until(lambda: all(len(receiver.statuses(i)) == 3 for i in ids), 30, "callbacks")
     finally:
         d.stop()
         t.join(10)
@@ -230,7 +230,7 @@ def test_callbacks_in_order_signed_retried_and_none_lost_across_a_restart(
     msg = client.post("/v1/sms", json={"to": "+375293000005", "text": "after restart",
                                        "callback_url": receiver.url}).json()["id"]
     try:
-        wait_for(lambda: receiver.statuses(msg) == ["queued", "submitted", "delivered"], 30,
+        poll_until(lambda: receiver.statuses(msg) == ["queued", "submitted", "delivered"], 30,
                  "callbacks after restart")
     finally:
         d2.stop()
@@ -248,10 +248,10 @@ def test_a_callback_failing_past_the_give_up_time_is_dropped_and_the_next_goes(
     d = Dispatcher(api_settings, backoff=Backoff(first_s=0.05, max_s=0.1, give_up_s=0.5))
     t = d.start_thread()
     try:
-        wait_for(lambda: d.dropped == 1, 20, "the queued callback to be given up")
+        poll_until(lambda: d.dropped == 1, 20, "the queued callback to be given up")
         receiver.failures_left = 0
         store.transition(msg, "submitted")
-        wait_for(lambda: receiver.statuses(msg) == ["submitted"], 20, "the next callback")
+        poll_until(lambda: receiver.statuses(msg) == ["submitted"], 20, "the next callback")
     finally:
         d.stop()
         t.join(10)
@@ -263,7 +263,7 @@ def test_smsc_status_callback_moves_the_message(api, client, store, smsc, start_
     control(smsc.urls[0], progress_s=[60, 120])  # SMSC itself would say "delivered" much later
     start_worker(threads=2)
     msg = client.post("/v1/sms", json={"to": "+375294000001", "text": "hook"}).json()["id"]
-    wait_for(lambda: store.get(msg)["status"] == "submitted", 20, "submitted")
+    poll_until(lambda: store.get(msg)["status"] == "submitted", 20, "submitted")
     seq = store.get(msg)["provider_id"]
     hook = f"{api.url}/v1/webhooks/smsc/smsc/{CALLBACK_SECRET}"
     with httpx.Client() as c:

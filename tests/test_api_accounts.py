@@ -7,9 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.api_support import (  # noqa: F401 - fixtures
-    api, api_settings, client, token, tokens, wait_for)
-from tests.conftest import control
+from tests.support import control, poll_until
 
 
 def test_an_account_out_of_funds_shows_as_paused_with_its_alert(
@@ -26,7 +24,7 @@ def test_an_account_out_of_funds_shows_as_paused_with_its_alert(
     def paused() -> bool:
         return bool(client.get("/v1/accounts").json()["items"][0]["alerts"])
 
-    wait_for(paused, 30, "the no-funds alert")
+    poll_until(paused, 30, "the no-funds alert")
     item = client.get("/v1/accounts").json()["items"][0]
     assert item["status"] == "paused"
     [alert] = item["alerts"]

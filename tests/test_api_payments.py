@@ -9,9 +9,7 @@ from core.payment_store import PaymentStore
 from producers.http.auth import Tokens
 from producers.http.callbacks import Backoff, Dispatcher, verify
 from producers.http.models import CheckOut, PaymentOut
-from tests.api_support import receiver, wait_for  # noqa: F401 - fixtures
-from tests.test_payments_e2e import (  # noqa: F401 - fixtures
-    bepaid, hook_socket, pay_env, pay_settings, pay_worker, payments, serve_asgi, wait_status)
+from tests.support import poll_until, serve_asgi, wait_status
 
 
 def test_payment_over_the_api_sends_signed_callbacks_in_order_and_is_private(
@@ -55,7 +53,7 @@ def test_payment_over_the_api_sends_signed_callbacks_in_order_and_is_private(
             PaymentOut.model_validate(got.json())
             assert o.get(f"/v1/payments/{pay_id}").status_code == 404
             history = [h["status"] for h in got.json()["history"]]
-            wait_for(lambda: receiver.statuses(pay_id) == history, 30, "payment callbacks")
+            poll_until(lambda: receiver.statuses(pay_id) == history, 30, "payment callbacks")
     finally:
         d.stop()
         t.join(10)

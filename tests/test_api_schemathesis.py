@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -18,10 +19,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from schemathesis.checks import not_a_server_error
 from producers.http.auth import SCOPES
-from tests.api_support import api, api_settings, tokens  # noqa: F401 - fixtures
-
 
 ROOT = Path(__file__).resolve().parent.parent
 schema = schemathesis.openapi.from_path(ROOT / "openapi.json")

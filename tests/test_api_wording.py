@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api_support import api, api_settings, client, token, tokens  # noqa: F401 - fixtures
 from tests.test_api import _problem
 
 

@@ -7,17 +7,19 @@ documentation, reached over loopback through a test-only httpx transport."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.contracts import Status
 from producers.http import bitrix24 as b24
-from tests.api_support import api, api_settings, tokens, wait_for  # noqa: F401 - fixtures
 from tests.bitrix24_portal import LoopbackTransport, Portal
-from tests.conftest import control, wait_final
+from tests.support import control, poll_until, wait_final
 
 DOMAIN = "shop.bitrix24.by"
 HANDLER = "/v1/integrations/bitrix24/shop"
@@ -125,7 +127,7 @@ def test_statuses_reach_the_portal_in_order_once_each_across_expired_tokens_and_
             "expired": ["queued", "sent", "undelivered"],
             "rejected": ["queued", "sent", "failed"]}
     try:
-        wait_for(lambda: all(len(installed.statuses(f"b24-{k}")) >= 3 for k in want), 60,
+        poll_until(lambda: all(len(installed.statuses(f"b24-{k}")) >= 3 for k in want), 60,
                  "statuses at the portal")
         # a repeated event (a resubmission's second "submitted") is not reported again
         assert d.bitrix24.deliver("shop", "b24-delivered", ids["delivered"], "submitted") \

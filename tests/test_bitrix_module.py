@@ -18,13 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.api_support import free_port
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "integrations" / "bitrix" / "gonets.sms"

@@ -3,157 +3,27 @@ the webhook receiver, all over real sockets."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import socket
-import threading
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-import uvicorn
 
-from core.broker import build_broker
 from core.errors import InvalidInput
 from core.payment_store import PaymentStore
 from core.payments import PaymentStatus
-from core.settings import Settings, load_settings
-from core.store import Store, redis_client
-from producers.http.bepaid_webhook import make_app
-from producers.payments import Payments
-from sandbox import bepaid as bepaid_sandbox
-from tests.conftest import ROOT, WorkerProcess, control
+from core.settings import load_settings
+from tests.support import (
+    BEPAID_SECRET,
+    BEPAID_SHOP_ID,
+    ROOT,
+    control,
+    serve_asgi,
+    wait_status,
+)
 
-SHOP_ID, SECRET = "361", "sandbox-secret-key"
+SHOP_ID, SECRET = BEPAID_SHOP_ID, BEPAID_SECRET
 FINAL = {s.value for s in PaymentStatus if s.final}
-
-
-@pytest.fixture
-def bepaid() -> Iterator[bepaid_sandbox.BepaidSandbox]:
-    app, server = bepaid_sandbox.serve("127.0.0.1", 0, shop_id=SHOP_ID, secret_key=SECRET,
-                                       progress_s=0.8)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    control(app.url, webhook_retry_s=[0.1, 0.3])  # type: ignore[attr-defined]
-    yield app
-    app.stop()
-    server.stop()
-
-
-def _free_socket() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
-
-
-@pytest.fixture
-def hook_socket() -> Iterator[socket.socket]:
-    s = _free_socket()
-    yield s
-    s.close()
-
-
-def bepaid_config(path: Path, bepaid_url: str, hook_url: str, *, api_version: int = 2) -> Path:
-    path.write_text(f"""
-default_region = "BY"
-
-[accounts.bepaid]
-provider = "bepaid"
-base_urls = ["{bepaid_url}"]
-credentials = {{ shop_id = "env:TEST_BEPAID_SHOP_ID", secret_key = "env:TEST_BEPAID_SECRET" }}
-timeout_s = 1
-
-[accounts.bepaid.options]
-test = true
-api_version = {api_version}
-return_url = "https://shop.example/back"
-notification_url = "{hook_url}/v1/webhooks/bepaid/bepaid"
-pending_lookup_after_s = 0.5
-max_lookup_interval_s = 1
-""", encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def pay_env(tmp_path: Path, redis_url: str, bepaid: Any, hook_socket: socket.socket,
-            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    hook_url = f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
-    cfg = bepaid_config(tmp_path / "gonets.toml", bepaid.url, hook_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
-    env.update(GONETS_REDIS_URL=redis_url, GONETS_CONFIG=str(cfg),
-               GONETS_HEARTBEAT_TIMEOUT_S="5", GONETS_MAINTENANCE_INTERVAL_S="1",
-               GONETS_DRAIN_TIMEOUT_S="10", GONETS_ACCOUNT_PAUSE_S="2",
-               TEST_BEPAID_SHOP_ID=SHOP_ID, TEST_BEPAID_SECRET=SECRET, PYTHONPATH=str(ROOT))
-    monkeypatch.setenv("TEST_BEPAID_SHOP_ID", SHOP_ID)
-    monkeypatch.setenv("TEST_BEPAID_SECRET", SECRET)
-    return env
-
-
-@pytest.fixture
-def pay_settings(pay_env: dict[str, str]) -> Settings:
-    return load_settings(pay_env)
-
-
-@contextlib.contextmanager
-def serve_asgi(app: Any, sock: socket.socket) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on ``sock`` (a real socket) from a thread."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    sock.listen(64)
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "ASGI server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        t.join(10)
-
-
-@pytest.fixture
-def webhooks(pay_settings: Settings, hook_socket: socket.socket) -> Iterator[str]:
-    """The webhook receiver (make_app) served by uvicorn on a real socket."""
-    with serve_asgi(make_app(pay_settings), hook_socket) as url:
-        yield url
-
-
-@pytest.fixture
-def payments(pay_settings: Settings) -> Iterator[Payments]:
-    broker = build_broker(pay_settings)
-    store = Store(redis_client(pay_settings.redis_url), namespace=pay_settings.namespace)
-    yield Payments(pay_settings, store=store, broker=broker)
-    broker.close()
-    store.r.close()
-
-
-@pytest.fixture
-def pay_worker(pay_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        w = WorkerProcess(pay_env, "bepaid", 4, tmp_path / f"pay-worker-{len(started)}.log")
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop(timeout=10)
-
-
-def wait_status(ps: PaymentStore, ids: list[str], want: set[str] = FINAL,
-                timeout_s: float = 30) -> dict[str, str]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = {i: ps.payment(i)["status"] for i in ids}
-        if all(s in want for s in got.values()):
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"payments did not reach {want}: {got}")
 
 
 def statuses(ps: PaymentStore, pay_id: str) -> list[str]:
@@ -370,9 +240,8 @@ def test_cli_checks_pays_and_shows_a_payment(pay_env, bepaid, webhooks, pay_work
 def test_make_run_config_has_a_payments_pool():
     from cli.run import SANDBOX_CONFIG, sandbox_env
     from core.payments import payments_pool_queues
-    from workers.pool import queues_for
-
     from sandbox.__main__ import STARTERS
+    from workers.pool import queues_for
 
     info: dict[str, object] = {name: ["http://a", "http://b"] for name in STARTERS}
     info["bepaid"] = "http://c"  # one address, as its starter reports it

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 import httpx
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.payment_store import PaymentStore
 from core.payments import PaymentStatus, Transaction
 from core.settings import load_settings
 from core.store import Store, redis_client
 from producers.http.bepaid_webhook import make_app
-from tests.test_payments_e2e import _free_socket, serve_asgi
+from tests.support import free_socket, serve_asgi
 
 SHOP_ID, SECRET = "361", "sandbox-secret-key"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()}
@@ -45,7 +48,7 @@ credentials = { shop_id = "env:T_SHOP", secret_key = "env:T_SECRET" }
     ps.apply(PAY_ID, Transaction(uid=UID, status=PaymentStatus.SUCCESSFUL,
                                  raw_status="successful", tracking_id=PAY_ID, amount=100,
                                  currency="BYN"), source="webhook", lookup_after_s=60)
-    sock = _free_socket()
+    sock = free_socket()
     with serve_asgi(make_app(settings), sock) as url, httpx.Client(base_url=url) as client:
         yield client, ps
     sock.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_run import READY, Run, runs, user_env  # noqa: F401 - fixtures
+from tests.test_run import READY, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

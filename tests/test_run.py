@@ -11,11 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psutil
-import pytest
 import redis
 
 from cli import runfile
@@ -82,23 +80,6 @@ def _gone(procs: list[psutil.Process]) -> list[str]:
         if not alive or time.monotonic() > deadline:
             return [" ".join(p.cmdline()) for p in alive]
         time.sleep(0.1)
-
-
-@pytest.fixture
-def user_env() -> dict[str, str]:
-    """A user's shell: nothing of Gonets exported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-@pytest.fixture
-def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for r in started:
-        if r.proc.poll() is None:
-            r.kill()
 
 
 def gonets(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
