@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from tests.api_support import api, api_settings, client, token, tokens  # noqa: F401 - fixtures
 from tests.conftest import control
 
 ROOT = Path(__file__).resolve().parent.parent
