@@ -93,6 +93,26 @@ def test_bad_payment_input_is_refused_before_anything_is_queued(payments):
     assert not list(payments.store.r.scan_iter(payments.store.key("pay", "*")))
 
 
+def test_the_producer_reads_the_account_options_with_the_workers_model(tmp_path, redis_url):
+    # one model for bePaid's options: a typo the worker would refuse is refused here too,
+    # naming the key, and nothing is queued (it used to be read as a raw table)
+    from core.errors import ConfigError
+
+    cfg = bepaid_config(tmp_path / "gonets.toml", "http://127.0.0.1:1", "http://127.0.0.1:1")
+    cfg.write_text(cfg.read_text().replace("test = true", "test = \"sometimes\""))
+    settings = load_settings({"GONETS_CONFIG": str(cfg), "GONETS_REDIS_URL": redis_url})
+    broker = build_broker(settings)
+    store = Store(redis_client(redis_url))
+    try:
+        with pytest.raises(ConfigError, match=r"accounts\.bepaid\.options\.test"):
+            Payments(settings, store=store, broker=broker).pay_mts_money(
+                "375295222222", 100, description="x")
+        assert not list(store.r.scan_iter(store.key("pay", "*")))
+    finally:
+        broker.close()
+        store.r.close()
+
+
 # --- never a double charge -----------------------------------------------------------------
 
 

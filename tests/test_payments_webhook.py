@@ -151,3 +151,21 @@ def test_errors_are_problem_json_like_every_api_answer(hook):
             assert body["field"] == field
     assert cases[0][0].headers["www-authenticate"].startswith("Basic")
     assert ps.payment(PAY_ID)["status"] == "successful"
+
+
+def test_a_bad_options_table_stops_the_receiver_at_start_naming_the_key(
+        tmp_path: Path, redis_url: str) -> None:
+    # the receiver reads pending_lookup_after_s with the model the producer and worker use:
+    # a typo is an error when it starts, never a silent default
+    from core.errors import ConfigError
+
+    cfg = tmp_path / "gonets.toml"
+    cfg.write_text("""
+[accounts.bepaid]
+provider = "bepaid"
+options = { pending_lookup_after = 30 }
+""", encoding="utf-8")
+    settings = load_settings({"GONETS_CONFIG": str(cfg), "GONETS_REDIS_URL": redis_url})
+    with pytest.raises(ConfigError, match=r"accounts\.bepaid\.options\.pending_lookup_after: "
+                                          r"unknown key"):
+        make_app(settings)
