@@ -77,10 +77,9 @@ def _index(producer: Any, name: str | None, ids: list[str]) -> None:
     the demo producer's token, GET /v1/sms shows what the CLI sent."""
     if not name or not ids:
         return
-    from core.store import now_ms
+    from producers.index import ProducerIndex
 
-    producer.store.r.zadd(producer.store.key("producer", name, "sms"),
-                          {i: now_ms() for i in ids}, nx=True)
+    ProducerIndex(producer.store).add(name, ids)
 
 
 def _demo(producer: Any, n: int, account: str | None, to: str | None,

@@ -72,7 +72,8 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- providers: workers/providers/mts_rest.py
     ("oauth:<provider>:<client id>", "string", "token life - margin", "the shared OAuth token"),
     ("oauth:<provider>:<client id>:lock", "string", "30 s", "one token refresher at a time"),
-    # --- producers: producers/duplicates.py, producers/consent.py
+    # --- producers: producers/duplicates.py, producers/consent.py, producers/index.py
+    ("producer:<name>:sms", "zset", "trimmed past retention", "the producer's message ids"),
     ("dup:<acct>:<fingerprint>", "string", "the duplicate window (60 s)",
      "first id of an identical request"),
     ("consent:<digits>", "hash", "-", "a subscriber's opt-in state"),
@@ -81,7 +82,6 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("token:<sha256>", "hash", "-", "a producer token (id, producer, scopes)"),
     ("tokens", "hash", "-", "token id -> sha256"),
     ("producer:<name>", "hash", "-", "the producer's callback secret"),
-    ("producer:<name>:sms", "zset", "trimmed past retention", "the producer's message ids"),
     ("http-idem:<producer>:<sha256>", "string", "24 h", "an Idempotency-Key's answer"),
     ("owner:<kind>:<id>", "string", "retention_s", "producer owning a payment or check"),
     ("cb:q:<id>", "zset", "-", "a record's undelivered callbacks"),

@@ -65,6 +65,7 @@ from core.settings import resolve_secret
 from core.store import Store, now_ms
 from producers.http.framework import Api, Call, Reply
 from producers.http.problem import ApiError
+from producers.index import ProducerIndex
 
 log = logging.getLogger("gonets.bitrix24")
 
@@ -386,11 +387,9 @@ def _field(data: dict[str, Any], *path: str) -> str:
 
 class Bitrix24Routes:
     def __init__(self, api: Api) -> None:
-        from producers.http.sms import SmsRoutes
-
         self.api = api
         self.installs = Installations(api.store)
-        self.sms = SmsRoutes(api)  # lists the message with the producer's others
+        self.index = ProducerIndex(api.store)  # lists the message with the producer's others
 
     def handle(self, call: Call) -> Reply:
         producer = call.path_params["producer"]
@@ -422,7 +421,7 @@ class Bitrix24Routes:
             # no record, so no status will follow: tell the portal now that it cannot go
             self._refused(inst, b24_id)
             raise
-        self.sms._index(producer, [msg_id])
+        self.index.add(producer, [msg_id])
         return Reply(200, {"id": msg_id, "status": "queued"})
 
     def _refused(self, inst: Installation, b24_id: str) -> None:

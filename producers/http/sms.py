@@ -1,9 +1,7 @@
 """SMS routes: send one, send a batch, read one, list.
 
 A message sent through the API carries its producer (the token's) on the record, and its id is
-added to the producer's index, which lists it:
-
-    ns:producer:<name>:sms   zset   message id -> created (ms); trimmed past retention
+added to the producer's index (``producers/index.py``), which lists it.
 
 A producer sees only its own messages: another producer's id answers 404, as an unknown one.
 """
@@ -11,7 +9,6 @@ A producer sees only its own messages: another producer's id answers 404, as an 
 from __future__ import annotations
 
 import base64
-import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +17,11 @@ from starlette.routing import Route
 
 from core.contracts import Status
 from core.errors import InvalidInput
-from core.replies import scored, text_dict
-from core.store import now_ms
 from producers.http.framework import MAX_BATCH_BODY_BYTES, Api, Call, Reply
 from producers.http.models import BatchIn, SmsIn
 from producers.http.problem import ApiError, field_path, from_validation
 from producers.http.render import event_out, iso
+from producers.index import ProducerIndex
 
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
@@ -53,8 +49,9 @@ class SmsRoutes:
         self.api = api
         self.store = api.store
 
-    def index_key(self, producer: str) -> str:
-        return self.store.keys.producer_sms(producer)
+    @property
+    def index(self) -> ProducerIndex:
+        return ProducerIndex(self.store)
 
     # --- sending
     def _send(self, call: Call, item: Any, prefix: str = "") -> str:
@@ -72,20 +69,9 @@ class SmsRoutes:
             raise ApiError(422, getattr(exc, "http_reason", exc.reason),
                            field=field_path([exc.field], prefix)) from None
 
-    def _index(self, producer: str, ids: list[str]) -> None:
-        if not ids:
-            return
-        key = self.index_key(producer)
-        now = now_ms()
-        pipe = self.store.r.pipeline(transaction=False)  # the producer index: this module's own key
-        pipe.zadd(key, {i: now for i in ids}, nx=True)
-        if len(ids) > 1 or random.random() < 0.01:
-            pipe.zremrangebyscore(key, "-inf", now - self.store.retention_s * 1000)
-        pipe.execute()
-
     def send_one(self, call: Call) -> Reply:
         msg_id = self._send(call, call.json())
-        self._index(call.producer, [msg_id])
+        self.index.add(call.producer, [msg_id])
         return Reply(202, {"id": msg_id, "status": "queued"}, {"Location": f"/v1/sms/{msg_id}"})
 
     def send_batch(self, call: Call) -> Reply:
@@ -110,7 +96,7 @@ class SmsRoutes:
                 continue
             ids.append(got)
             results.append({"index": i, "id": got})
-        self._index(call.producer, ids)
+        self.index.add(call.producer, ids)
         return Reply(200, {"accepted": len(ids), "rejected": len(results) - len(ids),
                            "results": results})
 
@@ -141,13 +127,13 @@ class SmsRoutes:
         if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= PAGE_MAX:
             raise ApiError(422, f"a whole number from 1 to {PAGE_MAX}", field="limit")
         limit = int(limit_raw)
-        key = self.index_key(call.producer)
-        r = self.store.r  # the producer index: this module's own key
+        index = self.index
+        producer = call.producer
         cursor = q.get("cursor")
         if cursor:
-            start = self._cursor_start(key, cursor)
+            start = self._cursor_start(producer, cursor)
         elif q.get("since"):
-            start = int(r.zcount(key, "-inf", f"({parse_since(q['since'])}"))
+            start = index.count_before(producer, parse_since(q["since"]), inclusive=False)
         else:
             start = 0
         items: list[dict[str, Any]] = []
@@ -155,17 +141,12 @@ class SmsRoutes:
         last: tuple[str, float] | None = None
         exhausted = False
         while len(items) < limit and scanned < SCAN_MAX:
-            chunk = scored(r.zrange(key, start + scanned,
-                                    start + scanned + min(500, SCAN_MAX) - 1, withscores=True))
+            chunk = index.page(producer, start + scanned, min(500, SCAN_MAX))
             if not chunk:
                 exhausted = True
                 break
-            pipe = r.pipeline(transaction=False)
-            for msg_id, _ in chunk:
-                pipe.hgetall(self.store.msg_key(msg_id))
-            recs = pipe.execute()
-            for (msg_id, score), raw in zip(chunk, recs, strict=True):
-                rec = text_dict(raw)
+            recs = index.records([msg_id for msg_id, _ in chunk])
+            for (msg_id, score), rec in zip(chunk, recs, strict=True):
                 scanned += 1
                 last = (msg_id, score)
                 if not rec:
@@ -177,23 +158,23 @@ class SmsRoutes:
                 if len(items) == limit:
                     break
         if not exhausted and last is not None and \
-                r.zcard(key) <= start + scanned:
+                index.size(producer) <= start + scanned:
             exhausted = True
         next_cursor = None if exhausted or last is None else _encode_cursor(*last)
         return Reply(200, {"items": items, "next_cursor": next_cursor})
 
-    def _cursor_start(self, key: str, cursor: str) -> int:
+    def _cursor_start(self, producer: str, cursor: str) -> int:
         try:
             raw = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
             msg_id, _, score_s = raw.partition(" ")
             score = float(score_s)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(422, "not a cursor this API gave out", field="cursor") from None
-        rank = self.store.r.zrank(key, msg_id)  # the producer index: this module's own key
-        if isinstance(rank, int):
+        rank = self.index.position(producer, msg_id)
+        if rank is not None:
             return rank + 1
-        # the entry was trimmed since: continue after its time (the index is this module's key)
-        return int(self.store.r.zcount(key, "-inf", score))
+        # the entry was trimmed since: continue after its time
+        return self.index.count_before(producer, score)
 
 
 def _encode_cursor(msg_id: str, score: float) -> str:
