@@ -96,7 +96,11 @@ def test_bad_payment_input_is_refused_before_anything_is_queued(payments):
 def test_the_producer_reads_the_account_options_with_the_workers_model(tmp_path, redis_url):
     # one model for bePaid's options: a typo the worker would refuse is refused here too,
     # naming the key, and nothing is queued (it used to be read as a raw table)
+    from core.broker import build_broker
     from core.errors import ConfigError
+    from core.store import Store, redis_client
+    from producers.payments import Payments
+    from tests.support import bepaid_config
 
     cfg = bepaid_config(tmp_path / "gonets.toml", "http://127.0.0.1:1", "http://127.0.0.1:1")
     cfg.write_text(cfg.read_text().replace("test = true", "test = \"sometimes\""))
