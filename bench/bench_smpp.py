@@ -49,7 +49,7 @@ def plain_loop(host: str, port: int, n: int) -> tuple[float, int]:
 def windowed(host: str, port: int, n: int) -> tuple[float, int]:
     s = Session(SessionConfig(account="bench", hosts=((host, port),),
                               system_id=lambda: "gonets", password=lambda: "sandbox",
-                              max_pending=WINDOW), on_deliver=lambda body: 0).start()
+                              max_pending=WINDOW), on_deliver=lambda body, command_id: 0).start()
     try:
         if not s.wait_bound(10):
             raise RuntimeError("the session did not bind")

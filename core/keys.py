@@ -59,6 +59,7 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- traffic rules: workers/traffic/
     ("pace:<acct>", "string", "a few send intervals", "GCRA theoretical arrival time (µs)"),
     ("pace:<acct>:slow", "hash", "hold + recovery", "the slowed-down share of the rate"),
+    ("pace:<acct>:count", "hash", "-", "pacing slots booked / forfeited (parts; metrics)"),
     ("flood:<family>:<phone>", "hash", "the flood gap + 1 s", "messages to one number"),
     # --- SMPP: workers/smpp/ (leases through core/locks.py)
     ("smpp:lease:<login>:<slot>", "string", "the lease ttl (10 s)", "bind lease holder"),
@@ -208,6 +209,9 @@ class Keys:
 
     def pace_slow(self, account: str) -> str:
         return self.key("pace", account, "slow")
+
+    def pace_counts(self, account: str) -> str:
+        return self.key("pace", account, "count")
 
     def flood(self, family: str, phone: str) -> str:
         return self.key("flood", family, phone)

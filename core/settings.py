@@ -52,9 +52,13 @@ class Limits(_Strict):
     max_parts: int = Field(10, gt=0, le=255, description="longest message accepted, in parts")
     #: the scheduler's balance check alerts (once per incident) when the balance is under this
     min_balance: float | None = Field(None, description="low-balance alert threshold; None: none")
-    #: how much later than its pacing slot a send may reach the provider; every 1-second
-    #: window is kept under the cap by this much (see workers/traffic/pacing.py)
+    #: pacing tolerance: how much later than its slot a send may still be written (checked
+    #: where the bytes leave; later, the slot is given up and the next one booked)
     pacing_jitter_ms: float = Field(15.0, ge=0, le=500)
+    #: pacing safety margin for what that check cannot see (the instant between the check and
+    #: the write, network jitter); slots are (1 s + jitter + margin) / rate apart, so no
+    #: 1-second window at the provider holds more than rate_per_s (workers/traffic/pacing.py)
+    pacing_margin_ms: float = Field(10.0, ge=0, le=500)
     #: optional hours, in ``timezone``, when bulk and promotional messages may go:
     #: ``"HH:MM[:SS]-HH:MM[:SS]"`` (may wrap midnight); outside them they wait (``deferred``)
     send_window: str | None = Field(None, pattern=r"^\d{2}:\d{2}(:\d{2})?-\d{2}:\d{2}(:\d{2})?$")

@@ -28,13 +28,16 @@ What it does, on real sockets:
 
 Control (HTTP JSON on the control port):
     POST /_sandbox/control {"reset": true, "down": ["primary"], "drop": true,
-        "drop_after_submits": 5, "resp_delay_s": 0.02, "mute_enquire_link": true,
+        "drop_after_submits": 5 (once), "drop_every_submits": 50 (again and again),
+        "resp_delay_s": 0.02, "mute_enquire_link": true, "receipts_as_data_sm": true,
         "receipt_delay_s": 0.1, "rate_per_s": 30, "phone_error": {"375291112233": 1},
         "phone_error_times": {"375291112244": [220, 1]} (the next N messages to it),
         "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true,
         "inject_deliver_sm": ["<hex body>"]}
     GET  /_sandbox/state   counters, binds now and at most, messages
     GET  /_sandbox/messages every accepted message (id, phone, text, parts, status)
+    GET  /_sandbox/submits  every submit_sm read: {at (its receive time), login, phone,
+                            status (non-zero: unreadable)}
 """
 
 from __future__ import annotations
@@ -53,193 +56,34 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from sandbox._http import MultiPortServer, Request, Response
-
-# --- the wire (SMPP v3.4 §4, §5) ---------------------------------------------------------
-
-CMD = {
-    "generic_nack": 0x80000000, "bind_receiver": 0x00000001, "bind_receiver_resp": 0x80000001,
-    "bind_transmitter": 0x00000002, "bind_transmitter_resp": 0x80000002,
-    "query_sm": 0x00000003, "query_sm_resp": 0x80000003, "submit_sm": 0x00000004,
-    "submit_sm_resp": 0x80000004, "deliver_sm": 0x00000005, "deliver_sm_resp": 0x80000005,
-    "unbind": 0x00000006, "unbind_resp": 0x80000006, "enquire_link": 0x00000015,
-    "enquire_link_resp": 0x80000015, "bind_transceiver": 0x00000009,
-    "bind_transceiver_resp": 0x80000009,
-}
-NAME = {v: k for k, v in CMD.items()}
-ROK, RINVMSGLEN, RINVCMDLEN, RINVCMDID, RINVBNDSTS, RALYBND = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05
-RSYSERR, RINVSRCADR, RINVDSTADR, RINVPASWD, RINVSYSID = 0x08, 0x0A, 0x0B, 0x0E, 0x0F
-RSUBMITFAIL, RTHROTTLED, RQUERYFAIL, RBINDFAIL = 0x45, 0x58, 0x67, 0x0D
-MAX_PDU = 64 * 1024
-
-SUBMIT_FIELDS = (
-    ("service_type", "c"), ("source_addr_ton", "1"), ("source_addr_npi", "1"),
-    ("source_addr", "c"), ("dest_addr_ton", "1"), ("dest_addr_npi", "1"),
-    ("destination_addr", "c"), ("esm_class", "1"), ("protocol_id", "1"),
-    ("priority_flag", "1"), ("schedule_delivery_time", "c"), ("validity_period", "c"),
-    ("registered_delivery", "1"), ("replace_if_present_flag", "1"), ("data_coding", "1"),
-    ("sm_default_msg_id", "1"), ("short_message", "sm"),
+from sandbox._http import MultiPortServer
+from sandbox.smpp_desk import Message, MessageDesk
+from sandbox.smpp_wire import (
+    CMD,
+    MAX_PDU,
+    NAME,
+    RALYBND,
+    RBINDFAIL,
+    RINVBNDSTS,
+    RINVCMDID,
+    RINVCMDLEN,
+    RINVPASWD,
+    RINVSYSID,
+    ROK,
+    BadPdu,
+    Conn,
+    cstr,
+    parse_fields,
+    pdu,
+    tlv,
 )
-STATE = {"ENROUTE": 1, "DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6,
-         "UNKNOWN": 7, "REJECTD": 8}
-GSM_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-             "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
-GSM_EXT = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
-           0x3E: "]", 0x40: "|", 0x65: "€"}
-#: text prefix -> SMSC message type (0x2001 bits 0-3)
-TYPES = {"__HLR__": 4, "__PING__": 5, "__CALL__": 7, "__MAIL__": 8, "__VIBER__": 10,
-         "__SOC__": 12}
+
+__all__ = ["Conn", "Message", "SmppSandbox", "main", "serve"]
 
 
-class BadPdu(ValueError):
-    pass
-
-
-def pdu(command: str, seq: int, body: bytes = b"", status: int = ROK) -> bytes:
-    return struct.pack(">IIII", 16 + len(body), CMD[command], status, seq) + body
-
-
-def cstr(s: str | bytes) -> bytes:
-    return (s.encode("latin-1") if isinstance(s, str) else s) + b"\x00"
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    return struct.pack(">HH", tag, len(value)) + value
-
-
-def parse_fields(body: bytes, table: tuple[tuple[str, str], ...]
-                 ) -> tuple[dict[str, Any], dict[int, bytes]]:
-    out: dict[str, Any] = {}
-    pos = 0
-    for name, kind in table:
-        if kind == "c":
-            end = body.find(b"\x00", pos)
-            if end < 0 or end - pos > 64:
-                raise BadPdu(f"{name} not terminated")
-            out[name] = body[pos:end].decode("latin-1")
-            pos = end + 1
-        elif kind == "1":
-            if pos >= len(body):
-                raise BadPdu(f"{name} missing")
-            out[name] = body[pos]
-            pos += 1
-        else:
-            if pos >= len(body):
-                raise BadPdu("sm_length missing")
-            n = body[pos]
-            pos += 1
-            if pos + n > len(body):
-                raise BadPdu("short_message too long")
-            out[name] = body[pos:pos + n]
-            pos += n
-    tlvs: dict[int, bytes] = {}
-    while pos < len(body):
-        if pos + 4 > len(body):
-            raise BadPdu("truncated TLV")
-        tag, n = struct.unpack_from(">HH", body, pos)
-        pos += 4
-        if pos + n > len(body):
-            raise BadPdu("TLV too long")
-        tlvs[tag] = body[pos:pos + n]
-        pos += n
-    return out, tlvs
-
-
-def gsm_decode(data: bytes) -> str:
-    out = []
-    esc = False
-    for b in data:
-        if esc:
-            out.append(GSM_EXT.get(b, "?"))
-            esc = False
-        elif b == 0x1B:
-            esc = True
-        elif b < 128:
-            out.append(GSM_BASIC[b])
-        else:
-            out.append("?")
-    return "".join(out)
-
-
-def decode_text(data: bytes, dc: int, iso: bool) -> str:
-    if dc == 8:
-        return data.decode("utf-16-be", "replace")
-    if dc in (3, 4) or (dc == 0 and iso):
-        return data.decode("latin-1")
-    return gsm_decode(data)
-
-
-# --- state ------------------------------------------------------------------------------------
-
-@dataclass
-class Message:
-    id: int
-    login: str
-    phone: str
-    sender: str
-    text: str
-    parts_expected: int
-    submitted: float
-    registered: bool
-    data_coding: int
-    kind: int = 0
-    parts: dict[int, str] = field(default_factory=dict)
-    status: str = "ENROUTE"
-    err: int = 0
-    done: float = 0.0
-    receipts_sent: int = 0
-    part_of: str = ""
-
-
-class Conn:
-    def __init__(self, server: SmppSandbox, sock: socket.socket, listener: str) -> None:
-        self.server = server
-        self.sock = sock
-        self.listener = listener
-        self.lock = threading.Lock()
-        self.login: str | None = None
-        self.mode = ""  # "tx" | "rx" | "trx"
-        self.flags: set[str] = set()
-        self.mcon = 1
-        self.alive = True
-        self.last_rx = time.monotonic()
-        self.bound_at = 0.0
-        self.seq = itertools.count(1)
-        self.pending_receipts: dict[int, str] = {}  # our deliver_sm seq -> message key
-
-    @property
-    def receives(self) -> bool:
-        return self.alive and self.mode in ("rx", "trx")
-
-    def send(self, data: bytes) -> bool:
-        with self.lock:
-            if not self.alive:
-                return False
-            try:
-                self.sock.sendall(data)
-                return True
-            except OSError:
-                self.alive = False
-                return False
-
-    def close(self) -> None:
-        with self.lock:
-            self.alive = False
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-
-class SmppSandbox:
+class SmppSandbox(MessageDesk):
     def __init__(self, *, accounts: dict[str, str] | None = None, price: float = 1.5) -> None:
         self.accounts = accounts or {"gonets": "sandbox", "gonets2": "sandbox"}
         self.price = price
@@ -265,6 +109,10 @@ class SmppSandbox:
             self.next_id = 100000
             self.down: set[str] = set()
             self.drop_after_submits = 0
+            self.drop_every_submits = 0
+            self.receipts_as_data_sm = False
+            #: every submit_sm read: (time.time() when read, login, phone, command_status)
+            self.submit_log: list[tuple[float, str, str, int]] = []
             self.resp_delay_s = 0.0
             self.mute_enquire_link = False
             self.receipt_delay_s = 0.1
@@ -284,7 +132,7 @@ class SmppSandbox:
 
     # --- lifecycle
     def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-              tls: bool = False) -> SmppSandbox:
+              tls: bool = False) -> "SmppSandbox":
         ports = dict(ports or {"primary": 0, "backup": 0})
         if tls:
             ports.setdefault("tls", 0)
@@ -345,7 +193,7 @@ class SmppSandbox:
         while not self.stopping:
             try:
                 sock, _ = lsock.accept()
-            except TimeoutError:
+            except socket.timeout:
                 continue
             except OSError:
                 return
@@ -406,6 +254,7 @@ class SmppSandbox:
             for key in c.pending_receipts.values():  # unacknowledged receipts go out again
                 self.undelivered[c.login or ""].append(key)
             c.pending_receipts.clear()
+            c.receipt_command.clear()
         if c.login:
             self.later(0.05, lambda: self._flush_receipts(c.login or ""))
 
@@ -454,8 +303,12 @@ class SmppSandbox:
             c.close()
         elif name in ("unbind_resp", "enquire_link_resp", "generic_nack"):
             pass
-        elif name == "deliver_sm_resp":
+        elif name in ("deliver_sm_resp", "data_sm_resp"):
             with self.lock:
+                sent_as = c.receipt_command.pop(seq, "deliver_sm")
+                if name != sent_as + "_resp":  # answered with the wrong command: not taken
+                    self.counters["receipts_wrong_resp"] += 1
+                    status = RINVCMDID
                 key = c.pending_receipts.pop(seq, None)
                 if key is not None and status == ROK:
                     self.counters["receipts_acked"] += 1
@@ -520,278 +373,6 @@ class SmppSandbox:
         c.send(pdu(resp, seq, cstr("SMSC") + tlv(0x0210, b"\x34")))
         if c.receives:
             self.later(0.01, lambda: self._flush_receipts(login))
-
-    def _next_id(self) -> str:
-        with self.lock:
-            self.next_id += 1
-            return str(self.next_id)
-
-    def _wire_id(self, mid: str) -> str:
-        return format(int(mid), "X") if self.id_format == "hex" else mid
-
-    def _submit(self, c: Conn, seq: int, body: bytes) -> None:
-        try:
-            f, tl = parse_fields(body, SUBMIT_FIELDS)
-        except BadPdu:
-            c.send(pdu("submit_sm_resp", seq, cstr(""), status=RINVMSGLEN))
-            return
-        if c.mode == "rx":
-            c.send(pdu("submit_sm_resp", seq, cstr(""), status=RINVBNDSTS))
-            return
-        phone = f["destination_addr"]
-        if not phone.isdigit() or not 7 <= len(phone) <= 15:
-            c.send(pdu("submit_sm_resp", seq, cstr(""), status=RINVDSTADR))
-            return
-        login = c.login or ""
-        now = time.monotonic()
-        with self.lock:
-            w = self.rate_window[login]
-            while w and now - w[0] >= 1.0:
-                w.popleft()
-            if len(w) >= self.rate_per_s:
-                self.counters["throttled"] += 1
-                resp = pdu("submit_sm_resp", seq, cstr(""), status=RTHROTTLED)
-                self._reply(c, resp)
-                return
-            w.append(now)
-            sm: bytes = f["short_message"] or tl.get(0x0424, b"")
-            udh = None
-            if f["esm_class"] & 0x40 and sm and sm[0] >= 5 and sm[1] in (0, 8):
-                hl = sm[0]
-                if sm[1] == 0:
-                    udh = (sm[3], sm[4], sm[5])
-                else:
-                    udh = (int.from_bytes(sm[3:5], "big"), sm[5], sm[6])
-                sm = sm[1 + hl:]
-            elif 0x020C in tl and 0x020E in tl and 0x020F in tl:
-                udh = (int.from_bytes(tl[0x020C], "big"), tl[0x020E][0], tl[0x020F][0])
-            iso = "ISO" in c.flags
-            text = decode_text(sm, f["data_coding"], iso)
-            # the duplicate rule: one identical request per minute
-            dkey = (login, f["source_addr"], phone, sm + bytes(udh or ()))
-            prev = self.recent.get(dkey)
-            if prev is not None and now - prev[0] < self.duplicate_window_s:
-                self.counters["duplicates"] += 1
-                self._reply(c, pdu("submit_sm_resp", seq, cstr(""), status=RSUBMITFAIL))
-                return
-            self.recent[dkey] = (now, "")
-            if len(self.recent) > 100_000:
-                self.recent = {k: v for k, v in self.recent.items() if now - v[0] < 60}
-            registered = bool(f["registered_delivery"] & 0x03)
-            single = "SINGLE" in c.flags
-            if udh is not None and not single:
-                ref, total, seqn = udh
-                pkey = (login, phone, ref, total)
-                key = self.by_part.get(pkey)
-                msg = self.messages.get(key) if key else None
-                if msg is None or seqn in msg.parts or msg.done:
-                    mid = self._next_id()
-                    msg = Message(int(mid), login, phone, f["source_addr"], "", total, now,
-                                  registered, f["data_coding"])
-                    self.messages[mid] = msg
-                    self.by_part[pkey] = mid
-                    self.later(60.0, lambda m=msg: self._parts_timeout(m))
-                msg.parts[seqn] = text
-                key = str(msg.id)
-            else:
-                mid = self._next_id()
-                msg = Message(int(mid), login, phone, f["source_addr"], text, 1, now,
-                              registered, f["data_coding"])
-                msg.parts[1] = text
-                if udh is not None:
-                    msg.part_of = f"{udh[0]}/{udh[1]}:{udh[2]}"
-                self.messages[mid] = msg
-                key = mid
-            self.counters["submits_accepted"] += 1
-            self.counters["parts"] += 1
-            complete = len(msg.parts) >= msg.parts_expected
-            if complete:
-                msg.text = "".join(msg.parts[i] for i in sorted(msg.parts))
-                self.counters["messages"] += 1
-                self._accepted(msg)
-            drop = False
-            if self.drop_after_submits > 0:
-                self.drop_after_submits -= 1
-                drop = self.drop_after_submits == 0
-        if drop:
-            # the link dies with this submit taken but unanswered (and anything queued too)
-            self.counters["dropped_links"] += 1
-            self._drop(c)
-            return
-        self._reply(c, pdu("submit_sm_resp", seq, cstr(self._wire_id(key))))
-
-    def _reply(self, c: Conn, data: bytes) -> None:
-        if self.resp_delay_s > 0:
-            self.later(self.resp_delay_s, lambda: c.send(data))
-        else:
-            c.send(data)
-
-    def _accepted(self, msg: Message) -> None:
-        """A whole message is in: decide its fate and schedule its receipt."""
-        for prefix, kind in TYPES.items():
-            if msg.text.startswith(prefix):
-                msg.kind = kind
-        fk = (msg.login, msg.phone)
-        last, n = self.flood.get(fk, (0.0, 0))
-        n = n + 1 if msg.submitted - last < 30 else 1
-        self.flood[fk] = (msg.submitted, n)
-        if n > 50:
-            msg.status, msg.err = "UNDELIV", 251
-        elif self.phone_error_times.get(msg.phone, [0, 0])[1] > 0:
-            err, left = self.phone_error_times[msg.phone]
-            self.phone_error_times[msg.phone] = [err, left - 1]
-            msg.status, msg.err = "UNDELIV", err
-        elif msg.phone in self.phone_error:
-            err = self.phone_error[msg.phone]
-            msg.status, msg.err = ("REJECTD" if err in (248, 249, 252, 253) else "UNDELIV"), err
-        else:
-            msg.status, msg.err = "DELIVRD", 0
-        self.later(self.receipt_delay_s, lambda: self._finish(msg))
-
-    def _parts_timeout(self, msg: Message) -> None:
-        if len(msg.parts) < msg.parts_expected and not msg.done:
-            msg.status, msg.err = "UNDELIV", 241
-            self._finish(msg)
-
-    def _finish(self, msg: Message) -> None:
-        with self.lock:
-            if msg.done:
-                return
-            msg.done = time.time()
-            if msg.registered:
-                self.undelivered[msg.login].append(str(msg.id))
-        self._flush_receipts(msg.login)
-
-    def _flush_receipts(self, login: str) -> None:
-        with self.lock:
-            if self.hold_receipts:
-                return
-            q = self.undelivered[login]
-            rx = [c for c in self.conns if c.login == login and c.receives]
-            if not rx:
-                return
-            out: list[tuple[Conn, bytes]] = []
-            i = 0
-            while q:
-                key = q.popleft()
-                msg = self.messages.get(key)
-                if msg is None:
-                    continue
-                c = rx[i % len(rx)]
-                i += 1
-                seq = next(c.seq)
-                c.pending_receipts[seq] = key
-                msg.receipts_sent += 1
-                self.counters["receipts_sent"] += 1
-                out.append((c, pdu("deliver_sm", seq, self._receipt_body(msg))))
-        for c, data in out:
-            c.send(data)
-
-    def _receipt_body(self, msg: Message) -> bytes:
-        wid = str(msg.id)
-        stamp = time.strftime("%y%m%d%H%M", time.localtime(msg.done or time.time()))
-        sub = time.strftime("%y%m%d%H%M", time.localtime(time.time()))
-        dlvrd = msg.parts_expected if msg.status == "DELIVRD" else 0
-        if msg.kind == 4:
-            text = (f"id:{wid} stat:{msg.status} err:{msg.err:03d} imsi:257021234567890 "
-                    f"msc:375290000010 mcc:257 mnc:02 cn:Belarus net:MTS+Belarus rcn: rnet:")
-        else:
-            text = (f"id:{wid} sub:{msg.parts_expected:03d} dlvrd:{dlvrd:03d} submit date:{sub} "
-                    f"done date:{stamp} stat:{msg.status} err:{msg.err:03d}")
-        sm = text.encode("latin-1")
-        flags = msg.kind
-        cost = f"{self.price * msg.parts_expected:.4f}"[:6]
-        body = (cstr("") + bytes((1, 1)) + cstr(msg.phone) + bytes((5, 0)) + cstr(msg.sender)
-                + bytes((0x04, 0, 0)) + cstr("") + cstr("") + bytes((0, 0, 0, 0, len(sm))) + sm)
-        body += tlv(0x001E, cstr(wid))
-        body += tlv(0x0427, bytes((STATE[msg.status],)))
-        body += tlv(0x0423, bytes((3,)) + msg.err.to_bytes(2, "big"))
-        body += tlv(0x2000, cstr(cost))
-        body += tlv(0x2001, flags.to_bytes(2, "big"))
-        body += tlv(0x2002, msg.parts_expected.to_bytes(2, "big"))
-        body += tlv(0x2003, cstr("25702"))
-        return body
-
-    def _query(self, c: Conn, seq: int, body: bytes) -> None:
-        try:
-            f, _ = parse_fields(body, (("message_id", "c"), ("source_addr_ton", "1"),
-                                       ("source_addr_npi", "1"), ("source_addr", "c")))
-        except BadPdu:
-            c.send(pdu("query_sm_resp", seq, cstr("") + cstr("") + b"\x00\x00", status=RINVMSGLEN))
-            return
-        raw = f["message_id"]
-        mid = str(int(raw, 16)) if self.id_format == "hex" and raw else raw
-        with self.lock:
-            msg = self.messages.get(mid)
-            if msg is None or msg.login != c.login:
-                self._reply(c, pdu("query_sm_resp", seq, cstr(raw) + cstr("") + b"\x00\x00",
-                                   status=RQUERYFAIL))
-                return
-            state = STATE[msg.status] if msg.done else STATE["ENROUTE"]
-            final = time.strftime("%y%m%d%H%M%S000+", time.localtime(msg.done)) if msg.done else ""
-            self._reply(c, pdu("query_sm_resp", seq, cstr(raw) + cstr(final)
-                               + bytes((state, msg.err & 0xFF))))
-
-    # --- control
-    def control(self, req: Request) -> Response:
-        if req.path == "/_sandbox/state":
-            with self.lock:
-                binds: dict[str, int] = defaultdict(int)
-                for c in self.conns:
-                    if c.alive and c.login:
-                        binds[c.login] += 1
-                return Response.json({"counters": dict(self.counters),
-                                      "binds": dict(binds), "max_binds": dict(self.max_binds),
-                                      "binds_by_listener": _by_listener(self.conns),
-                                      "messages": len(self.messages)})
-        if req.path == "/_sandbox/messages":
-            with self.lock:
-                return Response.json([
-                    {"id": str(m.id), "login": m.login, "phone": m.phone, "text": m.text,
-                     "sender": m.sender, "parts": m.parts_expected, "got_parts": len(m.parts),
-                     "status": m.status, "err": m.err, "receipts_sent": m.receipts_sent,
-                     "data_coding": m.data_coding, "part_of": m.part_of}
-                    for m in self.messages.values()])
-        if req.path != "/_sandbox/control" or req.method != "POST":
-            return Response(404, "not found")
-        body = req.json() if req.body else {}
-        if body.get("reset"):
-            self.reset()
-        with self.lock:
-            for key in ("drop_after_submits", "resp_delay_s", "mute_enquire_link",
-                        "receipt_delay_s", "rate_per_s", "id_format", "idle_timeout_s",
-                        "hold_receipts", "duplicate_window_s"):
-                if key in body:
-                    setattr(self, key, body[key])
-            if "phone_error" in body:
-                self.phone_error = {str(k): int(v) for k, v in body["phone_error"].items()}
-            if "phone_error_times" in body:  # {"375...": [err, how many messages]}
-                self.phone_error_times = {str(k): [int(v[0]), int(v[1])]
-                                          for k, v in body["phone_error_times"].items()}
-            if "down" in body:
-                self.down = set(body["down"])
-            drop = [c for c in self.conns if c.alive] if body.get("drop") else []
-            drop += [c for c in self.conns if c.listener in self.down]
-            logins = list(self.undelivered)
-        for c in drop:
-            self._drop(c)
-        if "inject_deliver_sm" in body:  # raw deliver_sm bodies (hex) to every receiving bind
-            for hexbody in body["inject_deliver_sm"]:
-                for c in [c for c in self.conns if c.receives]:
-                    self.counters["injected"] += 1
-                    c.send(pdu("deliver_sm", next(c.seq), bytes.fromhex(hexbody)))
-        if "hold_receipts" in body and not body["hold_receipts"]:
-            for login in logins:
-                self._flush_receipts(login)
-        return Response.json({"ok": True})
-
-
-def _by_listener(conns: list[Conn]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for c in conns:
-        if c.alive and c.login:
-            out[c.listener] += 1
-    return dict(out)
 
 
 def _resp(name: str) -> str:

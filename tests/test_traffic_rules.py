@@ -41,10 +41,12 @@ def test_every_part_books_its_own_slot_at_the_configured_spacing(r):
         assert got == pytest.approx(want, abs=0.03)
 
 
-def test_jitter_allowance_widens_the_spacing(r):
-    pacer = Pacer(r, "t")
-    acct = account(rate_per_s=30, pacing_jitter_ms=15)
-    assert Pacer.interval_s(acct) == pytest.approx(1.015 / 30)
+def test_tolerance_and_margin_widen_the_spacing(r):
+    acct = account(rate_per_s=30, pacing_jitter_ms=15, pacing_margin_ms=10)
+    assert Pacer.interval_s(acct) == pytest.approx(1.025 / 30)
+    assert Pacer.interval_s(account(rate_per_s=30, pacing_jitter_ms=15, pacing_margin_ms=0)) \
+        == pytest.approx(1.015 / 30)
+    assert Pacer.tolerance_s(acct) == pytest.approx(0.015)
 
 
 def test_bulk_does_not_book_beyond_the_horizon_but_urgent_does(r):

@@ -71,10 +71,11 @@ def send_sms(msg_id: str) -> None:
                 return
             looking_up = False
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
-        # window, flood rule, pacing slot (the send follows it at once); may hold or expire it
-        rules.admit(account, rec)
+        # window, flood rule, pacing slot (the provider's writer waits for it where the bytes
+        # leave); may hold or expire it
+        ticket = rules.admit(account, rec)
         sent_ms = now_ms()
-        sub = provider.send(out)
+        sub = provider.send(out, ticket)
     except traffic.Hold as hold:
         oc.not_sent(msg_id)
         raise oc.defer(rec, hold.delay_s, hold.reason) from None

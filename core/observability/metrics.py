@@ -121,6 +121,9 @@ class StoreCollector:
                                    labels=["account"])
         alert = GaugeMetricFamily("gonets_account_alert", "1 while an alert is open",
                                   labels=["account", "alert"])
+        slots = CounterMetricFamily("gonets_pacing_slots", "pacing slots (in SMS parts) booked, "
+                                    "and forfeited: given up by a writer that came too late "
+                                    "(workers/traffic/pacing.py)", labels=["account", "outcome"])
         now = time.time()
         for a in self.settings.sms_accounts():
             limit.add_metric([a.name], a.limits.rate_per_s)
@@ -130,6 +133,9 @@ class StoreCollector:
             paused.add_metric([a.name], 1.0 if self.accounts.paused(a.name) else 0.0)
             for kind in self.accounts.open_alerts(a.name):
                 alert.add_metric([a.name, kind], 1.0)
+            counts = r.hgetall(self.keys.pace_counts(a.name))
+            for outcome in ("booked", "forfeited"):
+                slots.add_metric([a.name, outcome], float(counts.get(outcome) or 0))
             for q in pool_queues(a.name):
                 depth.add_metric([q], float(r.llen(self.keys.queue(q))))
                 delayed.add_metric([q], float(r.hlen(self.keys.delayed_messages(q))))
@@ -143,7 +149,7 @@ class StoreCollector:
                         except (ValueError, KeyError, TypeError):
                             pass
                 oldest.add_metric([q], age)
-        yield from (depth, delayed, oldest, limit, balance, paused, alert)
+        yield from (depth, delayed, oldest, limit, balance, paused, alert, slots)
 
         idx = self.keys.nonfinal()
         yield GaugeMetricFamily("gonets_nonfinal_messages", "messages not final yet",

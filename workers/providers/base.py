@@ -70,13 +70,39 @@ class ProviderContext:
     facts: FactSink | None = None
 
 
+class Pacing(Protocol):
+    """A send's pacing ticket (``workers.traffic.pacing.Ticket``), handed to ``send`` by the
+    actor with its first slot booked. The provider's writer calls ``wire()`` right before the
+    bytes leave (HTTP: pass ``trace`` as httpx's ``extensions={"trace": ...}``), or hands
+    ``take().at`` and ``tolerance_s`` to a writer thread that calls ``missed()`` when it came
+    too late. Every transmission of the message goes through it: each one after the first
+    books a fresh slot."""
+
+    tolerance_s: float
+
+    def take(self, parts: int | None = None) -> Any: ...
+
+    def missed(self) -> None: ...
+
+    def wire(self, parts: int | None = None) -> Any: ...
+
+    def trace(self, event: str, info: dict[str, Any]) -> None: ...
+
+
+def wire_extensions(pace: Pacing | None) -> dict[str, Any]:
+    """httpx request extensions that make ``pace`` the last check before the bytes leave."""
+    return {"trace": pace.trace} if pace is not None else {}
+
+
 class Provider(Protocol):
     account: Account
     #: when the worker's poll chain asks for the status of a submitted message
     poll_plan: CheckPlan
 
-    def send(self, msg: Outgoing) -> Submitted:
-        """Hand the message to the provider. Raises a ``core.errors.ProviderError``."""
+    def send(self, msg: Outgoing, pace: Pacing | None = None) -> Submitted:
+        """Hand the message to the provider; every request or PDU that carries it waits for
+        ``pace`` (the actor always gives one; ``None``, unpaced, is for direct calls in
+        tests). Raises a ``core.errors.ProviderError``."""
 
     def lookup(self, msg: Outgoing) -> StatusReport | None:
         """What the provider knows of a message whose send outcome is unknown; ``None`` when it

@@ -61,6 +61,8 @@ from workers.providers.base import (
     StatusReport,
     Submitted,
     account_options,
+    Pacing,
+    wire_extensions,
 )
 
 log = logging.getLogger(__name__)
@@ -273,16 +275,18 @@ class MtsRest:
         log.info("MTS token fetched for client %s…, valid %.0f s", self.client_id[:4], expires_in)
         return token, expires_in
 
-    def _authorised(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One request with the shared token; on 401 one new token and exactly one retry."""
+    def _authorised(self, method: str, path: str, pace: Pacing | None = None,
+                    **kw: Any) -> httpx.Response:
+        """One request with the shared token; on 401 one new token and exactly one retry
+        (each waits for its own pacing slot when ``pace`` is given)."""
         token = self.tokens.get()
-        resp = self.client.request(method, self.url + path,
+        resp = self.client.request(method, self.url + path, extensions=wire_extensions(pace),
                                    headers={"Authorization": f"Bearer {token}"}, **kw)
         if resp.status_code != 401:
             return resp
         self.tokens.invalidate(token)
         token = self.tokens.get()
-        resp = self.client.request(method, self.url + path,
+        resp = self.client.request(method, self.url + path, extensions=wire_extensions(pace),
                                    headers={"Authorization": f"Bearer {token}"}, **kw)
         if resp.status_code == 401:
             raise AccountProblem("MTS refused a freshly issued token", code="http 401",
@@ -299,12 +303,12 @@ class MtsRest:
             body["sender"] = msg.sender
         return body
 
-    def send(self, msg: Outgoing) -> Submitted:
+    def send(self, msg: Outgoing, pace: Pacing | None = None) -> Submitted:
         if not re.fullmatch(r"\d{10,15}", msg.phone):
             raise Permanent("invalid phone format (checked before sending)", code="1",
                             provider=PROVIDER, rejected=True)
         try:
-            resp = self._authorised("POST", SEND_PATH, json=self.body_of(msg))
+            resp = self._authorised("POST", SEND_PATH, pace, json=self.body_of(msg))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryLater("MTS API unreachable", provider=PROVIDER,
                              delay_s=self.opts.retry_delay_s) from exc

@@ -60,6 +60,8 @@ from workers.providers.base import (
     StatusReport,
     Submitted,
     account_options,
+    Pacing,
+    wire_extensions,
 )
 
 PROVIDER = "sms2_http"
@@ -262,12 +264,14 @@ class Sms2Http:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
     # --- plumbing
-    def _post(self, script: str, params: dict[str, str]) -> httpx.Response:
+    def _post(self, script: str, params: dict[str, str],
+              pace: Pacing | None = None) -> httpx.Response:
         data = {"user": self.account.secret("user"), "pass": self.account.secret("password"),
                 **params}
         body = urlencode(data, encoding=sms2_rules.ENCODING)
         return self.client.post(f"{self.url}/{script}", content=body.encode("ascii"), headers={
-            "Content-Type": "application/x-www-form-urlencoded; charset=windows-1251"})
+            "Content-Type": "application/x-www-form-urlencoded; charset=windows-1251"},
+            extensions=wire_extensions(pace))
 
     def _read(self, script: str, params: dict[str, str]) -> str:
         """A call that changes nothing at the gate, or whose repeat is harmless."""
@@ -287,14 +291,14 @@ class Sms2Http:
         return {"phone": msg.phone, "message": msg.text, "from": msg.sender or "",
                 "flash": "1" if msg.options.get("flash") else "0"}
 
-    def send(self, msg: Outgoing) -> Submitted:
+    def send(self, msg: Outgoing, pace: Pacing | None = None) -> Submitted:
         try:
             sms2_rules.check_message(msg.phone, msg.text, msg.sender)
         except InvalidInput as exc:  # the producer checks first; this is a last guard
             raise Permanent(f"SMS2 would refuse it: {exc}", code="checked before sending",
                             provider=PROVIDER, rejected=True) from exc
         try:
-            resp = self._post("sms.cgi", self.send_params(msg))
+            resp = self._post("sms.cgi", self.send_params(msg), pace)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryLater("SMS2 unreachable", provider=PROVIDER,
                              delay_s=self.opts.retry_delay_s) from exc

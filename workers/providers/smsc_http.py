@@ -39,6 +39,8 @@ from workers.providers.base import (
     StatusReport,
     Submitted,
     account_options,
+    Pacing,
+    wire_extensions,
 )
 
 log = logging.getLogger(__name__)
@@ -136,9 +138,11 @@ class SmscHttp:
             return {"apikey": self.account.secret("apikey")}
         return {"login": self.account.secret("login"), "psw": self.account.secret("password")}
 
-    def _post(self, url: str, command: str, params: dict[str, str]) -> httpx.Response:
+    def _post(self, url: str, command: str, params: dict[str, str],
+              pace: Pacing | None = None) -> httpx.Response:
         data = {**self._auth(), "fmt": str(self.opts.fmt), "charset": "utf-8", **params}
-        return self.client.post(f"{url}/sys/{command}.php", data=data)
+        return self.client.post(f"{url}/sys/{command}.php", data=data,
+                                extensions=wire_extensions(pace))
 
     def _decode(self, resp: httpx.Response) -> _Answer:
         ctype = resp.headers.get("content-type", "")
@@ -182,7 +186,7 @@ class SmscHttp:
             p[flag[0]] = flag[1]
         return p
 
-    def send(self, msg: Outgoing) -> Submitted:
+    def send(self, msg: Outgoing, pace: Pacing | None = None) -> Submitted:
         params = self.send_params(msg)
         ambiguous: Exception | None = None
         unreachable: Exception | None = None
@@ -196,10 +200,17 @@ class SmscHttp:
                 if found is not None:
                     return Submitted(provider_id=str(msg.seq))
             try:
-                resp = self._post(url, "send", params)
+                # each request waits for its own pacing slot (a retry on the backup server
+                # is a second transmission: it books one)
+                resp = self._post(url, "send", params, pace)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 unreachable = exc  # nothing went out
                 continue
+            except RetryLater as exc:  # no pacing slot could be kept: this one did not go
+                if ambiguous is not None:
+                    raise OutcomeUnknown("SMSC did not confirm the send; look it up before "
+                                         "resending", provider=PROVIDER) from ambiguous
+                raise exc
             except httpx.TransportError as exc:
                 ambiguous = exc
                 continue

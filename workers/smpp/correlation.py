@@ -36,7 +36,10 @@ from core.settings import Account
 from core.timing import now_ms
 from workers.providers.base import FactSink, Outgoing
 from workers.smpp import codec
+from workers.smpp.link import DATA_SM, DELIVER_SM
 from workers.smpp.receipt import (
+    DATA_SM_FIELDS,
+    DELIVER_SM_FIELDS,
     Malformed,
     Receipt,
     id_keys,
@@ -159,12 +162,14 @@ class Correlation:
         self.r.zrem(self._orphan_key(msg.phone), msg.id)
 
     # --- the receiving side (the session's dispatcher thread)
-    def on_deliver(self, body: bytes) -> int:
-        """Take one deliver_sm; returns the deliver_sm_resp status."""
+    def on_deliver(self, body: bytes, command_id: int = DELIVER_SM) -> int:
+        """Take one deliver_sm (or data_sm); returns the status of its answer."""
+        what = "data_sm" if command_id == DATA_SM else "deliver_sm"
         try:
-            pdu = parse_deliver_sm(body)
+            pdu = parse_deliver_sm(body, DATA_SM_FIELDS if command_id == DATA_SM
+                                   else DELIVER_SM_FIELDS)
         except Malformed as exc:
-            log.warning("smpp %s: malformed deliver_sm refused: %s", self.account.name, exc)
+            log.warning("smpp %s: malformed %s refused: %s", self.account.name, what, exc)
             return int(consts.SMPP_ESME_RINVMSGLEN)
         if not pdu.is_receipt:
             self._incoming(pdu)

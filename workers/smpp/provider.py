@@ -44,6 +44,7 @@ from workers.providers.base import (
     Balance,
     CheckPlan,
     Outgoing,
+    Pacing,
     ProviderContext,
     StatusReport,
     Submitted,
@@ -60,6 +61,7 @@ from workers.smpp.session import (
     Resp,
     Session,
     SessionConfig,
+    SlotMissed,
 )
 
 log = logging.getLogger("gonets.smpp")
@@ -241,28 +243,48 @@ class SmppProvider:
             # written: the session answers it or fails it within response_timeout_s
             return fut.result(timeout=self.opts.response_timeout_s + 5)
 
-    def _submit_parts(self, params: list[dict[str, Any]],
-                      only: list[int] | None = None) -> dict[int, Resp | LinkLost | NotBound]:
-        """Submit the parts (all, or the indexes in ``only``) through the window at once."""
-        idx = list(range(len(params))) if only is None else only
-        futs: dict[int, Future[Resp]] = {}
+    def _submit_parts(self, params: list[dict[str, Any]], only: list[int] | None = None,
+                      pace: Pacing | None = None) -> dict[int, Resp | LinkLost | NotBound]:
+        """Submit the parts (all, or the indexes in ``only``) through the window, together in
+        one pacing slot: the first transmission takes the slot the actor booked, every later
+        one (a resend after a lost link, parts the bind refused for now) a new one. Parts
+        whose slot went by before the session thread could write them (a stalled host) are
+        given a new slot."""
+        idx = list(range(len(params))) if only is None else list(only)
         out: dict[int, Resp | LinkLost | NotBound] = {}
-        for i in idx:
-            try:
-                futs[i] = self.session.request("submit_sm", params[i])
-            except NotBound as exc:
-                out[i] = exc
         deadline = time.monotonic() + self.opts.bind_wait_s
-        for i, fut in futs.items():
-            try:
-                out[i] = self._wait(fut, deadline)
-            except (LinkLost, NotBound) as exc:
-                out[i] = exc
-            except FutureTimeout:
-                out[i] = LinkLost("no answer and no link-loss report", time.monotonic())
+        while idx:
+            slot_at, late_s = 0.0, None
+            if pace is not None:
+                slot_at, late_s = pace.take(len(idx)).at, pace.tolerance_s
+            futs: dict[int, Future[Resp]] = {}
+            for i in idx:
+                try:
+                    futs[i] = self.session.request("submit_sm", params[i], not_before=slot_at,
+                                                   late_s=late_s)
+                except NotBound as exc:
+                    out[i] = exc
+            missed: list[int] = []
+            for i, fut in futs.items():
+                try:
+                    out[i] = self._wait(fut, deadline)
+                except SlotMissed:
+                    missed.append(i)
+                except (LinkLost, NotBound) as exc:
+                    out[i] = exc
+                except FutureTimeout:
+                    out[i] = LinkLost("no answer and no link-loss report", time.monotonic())
+            if missed and pace is not None:
+                try:
+                    pace.missed()
+                except RetryLater as exc:  # no slot could be kept: these parts did not go
+                    for i in missed:
+                        out[i] = NotBound(str(exc))
+                    break
+            idx = missed
         return out
 
-    def send(self, msg: Outgoing) -> Submitted:
+    def send(self, msg: Outgoing, pace: Pacing | None = None) -> Submitted:
         self.start()
         self._raise_if_unusable()
         params = self.submit_params(msg)
@@ -270,7 +292,7 @@ class SmppProvider:
         resending = bool(self.ctx.redis.delete(self._resend_key(msg.id)))
         started = time.monotonic()
         with span("smpp.submit", "submit_sm -> submit_sm_resp", parts=len(params)):
-            results = self._submit_parts(params)
+            results = self._submit_parts(params, pace=pace)
         ids: dict[int, str] = {}
         duplicate_parts: list[int] = []
         attempt = -1
@@ -322,7 +344,8 @@ class SmppProvider:
             if unknown:
                 resending = True
             time.sleep(min(1.0, 0.2 * (attempt + 1)))
-            results = self._submit_parts(params, sorted(retry))
+            # a second transmission: it books its own pacing slot
+            results = self._submit_parts(params, sorted(retry), pace)
         provider_ids = list(dict.fromkeys(ids[i] for i in sorted(ids) if ids[i]))
         if duplicate_parts and not provider_ids:
             # every part was taken before, answers lost: the receipt brings the id

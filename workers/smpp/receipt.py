@@ -1,10 +1,11 @@
-"""``deliver_sm`` → what it says: a delivery receipt, an HLR result, or an incoming message.
+"""``deliver_sm`` (or ``data_sm``) → what it says: a delivery receipt, an HLR result, or an incoming message.
 
 Pure functions over bytes and text, no I/O; every parser raises ``Malformed`` (a ValueError)
 on input it cannot read and nothing else, so a bad PDU costs one ``deliver_sm_resp`` with an
 error status, never the session.
 
-Sources: SMPP v3.4 §4.6 (deliver_sm body), §5.3 (TLVs), appendix B (receipt text
+Sources: SMPP v3.4 §4.6 (deliver_sm body), §4.7 (data_sm body), §5.3 (TLVs; 0x0423
+network_error_code = network type octet + 2-octet error code), appendix B (receipt text
 ``id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…``);
 shared/providers/smsc-smpp.md ("Checking the status": TLVs ``receipted_message_id``,
 ``message_state``, ``network_error_code`` and SMSC's 0x2000–0x2004; the ``err`` table; the HLR
@@ -36,6 +37,16 @@ DELIVER_SM_FIELDS: tuple[tuple[str, str], ...] = (
     ("registered_delivery", "1"), ("replace_if_present_flag", "1"), ("data_coding", "1"),
     ("sm_default_msg_id", "1"), ("short_message", "sm"),
 )
+#: data_sm body (SMPP v3.4 §4.7.1): the text, if any, is in the message_payload TLV
+DATA_SM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("service_type", "c"), ("source_addr_ton", "1"), ("source_addr_npi", "1"),
+    ("source_addr", "c"), ("dest_addr_ton", "1"), ("dest_addr_npi", "1"),
+    ("destination_addr", "c"), ("esm_class", "1"), ("registered_delivery", "1"),
+    ("data_coding", "1"),
+)
+#: network_error_code's first octet (SMPP v3.4 §5.3.2.31)
+NETWORK_TYPES = {1: "ANSI-136", 2: "IS-95", 3: "GSM", 4: "ANSI-136 cause", 5: "IS-95 cause",
+                 6: "ANSI-41", 7: "SMPP", 8: "SMSC"}
 #: longest C-octet string SMPP allows anywhere in deliver_sm, terminator included
 MAX_CSTRING = 65
 
@@ -76,7 +87,7 @@ class DeliverSm:
 
     @property
     def short_message(self) -> bytes:
-        v = self.fields["short_message"]
+        v = self.fields.get("short_message", b"")
         assert isinstance(v, bytes)
         return v or self.tlvs.get(TLV_MESSAGE_PAYLOAD, b"")
 
@@ -86,12 +97,14 @@ class DeliverSm:
         return esm in (ESM_SMSC_RECEIPT, 0x20) or TLV_RECEIPTED_MESSAGE_ID in self.tlvs
 
 
-def parse_deliver_sm(body: bytes) -> DeliverSm:
-    """Parse a deliver_sm body (the PDU after its 16-octet header)."""
+def parse_deliver_sm(body: bytes,
+                     table: tuple[tuple[str, str], ...] = DELIVER_SM_FIELDS) -> DeliverSm:
+    """Parse a deliver_sm body (the PDU after its 16-octet header); with ``DATA_SM_FIELDS``
+    a data_sm body."""
     fields: dict[str, int | bytes] = {}
     pos = 0
     n = len(body)
-    for name, kind in DELIVER_SM_FIELDS:
+    for name, kind in table:
         if kind == "c":
             end = body.find(b"\x00", pos, pos + MAX_CSTRING)
             if end < 0:
@@ -243,6 +256,8 @@ class Receipt:
     mccmnc: str | None = None
     extra_state: str | None = None
     hlr: dict[str, str] = field(default_factory=dict)
+    #: the network_error_code TLV as sent: "<network type>:<error code>", e.g. "GSM:251"
+    network_error: str | None = None
 
     @property
     def status(self) -> Status:
@@ -291,9 +306,11 @@ def receipt_from(pdu: DeliverSm) -> Receipt:
     if not stat:
         raise Malformed("receipt without a state (neither stat: nor message_state)")
     err: int | None = None
+    network_error: str | None = None
     nec = t.get(TLV_NETWORK_ERROR_CODE)
     if nec is not None and len(nec) == 3:
         err = int.from_bytes(nec[1:], "big")
+        network_error = f"{NETWORK_TYPES.get(nec[0], str(nec[0]))}:{err}"
     elif kv.get("err", "").isdigit():
         err = int(kv["err"])
     flags = _int_tlv(t.get(TLV_SMSC_FLAGS))
@@ -311,7 +328,7 @@ def receipt_from(pdu: DeliverSm) -> Receipt:
         parts=_int_tlv(t.get(TLV_SMSC_PARTS)),
         mccmnc=_cstr(t.get(TLV_SMSC_MCCMNC)),
         extra_state=EXTRA_STATES.get(extra) if extra is not None else None,
-        hlr=hlr)
+        hlr=hlr, network_error=network_error)
 
 
 # --- message ids ----------------------------------------------------------------------------
@@ -351,6 +368,8 @@ def receipt_fields(rc: Receipt) -> dict[str, str]:
         v = getattr(rc, name)
         if v:
             out[f"dlr_{name.replace(' ', '_')}"] = str(v)
+    if rc.network_error:
+        out["dlr_network_error_code"] = rc.network_error
     if rc.parts:
         out["parts_billed"] = str(rc.parts)
     for k, v in rc.hlr.items():

@@ -1,15 +1,21 @@
-"""One SMPP session per worker process: a thread that owns the smpplib client and its socket.
+"""One SMPP session per worker process: a thread that owns the link (``workers.smpp.link``).
 
-smpplib's socket is not safe to share between threads and smpplib leaves reconnection to its
-user, so every byte goes through one thread (``gonets-smpp-<account>``):
+Every byte of a bind goes through one thread (``gonets-smpp-<account>``), so it is also where
+the last pacing check is made:
 
-    actor threads ──request()──▶ queue ──▶ session thread ──submit_sm──▶ server
-         ▲                                   │  window: seq -> pending (≤ max_pending)
-         └──── Future.result(timeout) ◀──────┘◀─submit_sm_resp / generic_nack (by sequence)
-                                              ◀─deliver_sm ─▶ dispatcher thread (store) ─▶ ack
-                                                              deliver_sm_resp sent after
-                                                              the receipt is applied
+    actor threads ──request(slot)──▶ queue by slot ──▶ session thread ──submit_sm──▶ server
+         ▲                                               │ holds each submit until its slot;
+         │                                               │ > late_s past it: SlotMissed, unsent
+         └──── Future.result(timeout) ◀──────────────────┘◀─submit_sm_resp / generic_nack
+                                                          ◀─deliver_sm / data_sm ─▶ dispatcher
+                                                            thread (store) ─▶ *_resp after
+                                                            the receipt is applied
 
+* Pacing: a request may carry ``not_before`` (its slot, a ``time.time()`` instant) and
+  ``late_s``.  It is written no earlier than its slot; if the thread reaches it more than
+  ``late_s`` after the slot (a stalled host), it fails with ``SlotMissed`` and nothing is
+  written: the caller books a new slot.  Requests of different slots are never written
+  together; the parts of one message (one slot) are.
 * Binds as transceiver (or transmitter / receiver) with ``system_type`` flags; a bind lease
   (``workers.smpp.lease``) is held first when one is configured: without it the session
   stands by and binds nothing.
@@ -18,46 +24,56 @@ user, so every byte goes through one thread (``gonets-smpp-<account>``):
 * A dead link fails every unanswered request with ``LinkLost`` (the caller decides: its submit
   may or may not have been taken); requests not yet written stay queued for the next bind.
   Reconnects back off exponentially with jitter, trying the hosts in turn (primary, backup).
-* ``close()`` (SIGTERM): no new requests, waits for the window to drain, unbinds, releases
-  the lease.
+* deliver_sm is answered with deliver_sm_resp, data_sm with data_sm_resp, once the handler
+  has applied it.  ``close()`` (SIGTERM): no new requests, the window drains, the receipts
+  already read are applied and answered, then unbind (a receipt arriving meanwhile is applied
+  and answered too), and the lease is released.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import random
 import select
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-from smpplib import client as smpp_client
-from smpplib import consts, smpp
-from smpplib import exceptions as smpp_exc
+from smpplib import consts
+
+from core.stall import stall
+
+from workers.smpp.link import (
+    ALERT_NOTIFICATION,
+    ENQUIRE_LINK,
+    ENQUIRE_LINK_RESP,
+    GENERIC_NACK,
+    RECEIVED,
+    SUBMIT_SM_RESP,
+    UNBIND,
+    UNBIND_RESP,
+    BindRefused,
+    Link,
+    LinkError,
+    answer,
+    header,
+)
+
+__all__ = ["BindRefused", "LinkLost", "NotBound", "Resp", "Session", "SessionConfig",
+           "SessionError", "SlotMissed"]
 
 log = logging.getLogger("gonets.smpp")
 
-#: command_id of the PDUs the session reads itself (SMPP v3.4 §5.1.2.1)
-GENERIC_NACK = 0x80000000
-DELIVER_SM = 0x00000005
-SUBMIT_SM_RESP = 0x80000004
-ENQUIRE_LINK = 0x00000015
-ENQUIRE_LINK_RESP = 0x80000015
-UNBIND = 0x00000006
-UNBIND_RESP = 0x80000006
-DATA_SM = 0x00000103
-ALERT_NOTIFICATION = 0x00000102
-MAX_PDU = 64 * 1024
-
-BIND_COMMANDS = {"transceiver": "bind_transceiver", "transmitter": "bind_transmitter",
-                 "receiver": "bind_receiver"}
+#: how long close() lets the receipts already read be applied and answered before unbinding
+CLOSE_ACK_S = 5.0
+LINK_ERRORS = (OSError, LinkError, socket.timeout)
 
 
 class SessionError(Exception):
@@ -78,12 +94,13 @@ class LinkLost(SessionError):
         self.sent_at = sent_at
 
 
-class BindRefused(SessionError):
-    """The server refused the bind (``status`` is the SMPP command_status)."""
+class SlotMissed(SessionError):
+    """Nothing was written: the session thread came more than ``late_s`` after the request's
+    pacing slot. The caller gives the slot up and books another."""
 
-    def __init__(self, detail: str, status: int) -> None:
-        super().__init__(detail)
-        self.status = status
+    def __init__(self, late_s: float) -> None:
+        super().__init__(f"{late_s * 1000:.1f} ms past its pacing slot; not written")
+        self.late_s = late_s
 
 
 @dataclass(frozen=True)
@@ -103,7 +120,7 @@ class Lease(Protocol):
 
     def renew(self) -> bool: ...
 
-    def release(self) -> object: ...
+    def release(self) -> None: ...
 
     @property
     def renew_every_s(self) -> float: ...
@@ -130,70 +147,10 @@ class SessionConfig:
     dead_after_s: float = 120.0
 
 
-# The receive side: called on the dispatcher thread with the deliver_sm body; returns the
-# command_status for deliver_sm_resp (0 = taken; anything else asks the server to resend).
-DeliverHandler = Callable[[bytes], int]
-
-
-class _Client(smpp_client.Client):  # type: ignore[misc]
-    """smpplib's client with a verified TLS handshake (SNI + hostname) and raw frame reads."""
-
-    # smpplib's own attributes, typed here (smpplib ships no annotations)
-    _socket: socket.socket | None
-    _ssl_context: ssl.SSLContext | None
-    host: str
-
-    def _create_socket(self) -> socket.socket:
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.settimeout(self.timeout)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._ssl_context is None:
-            return raw
-        return self._ssl_context.wrap_socket(raw, server_hostname=self.host)
-
-    def connect(self) -> None:
-        try:
-            super().connect()
-        except smpp_exc.ConnectionError:
-            self._socket = None
-            raise
-
-    @property
-    def sock(self) -> socket.socket:
-        if self._socket is None:
-            raise smpp_exc.ConnectionError("not connected")
-        return self._socket
-
-    _buf = b""
-
-    def read_frame(self) -> bytes:
-        """One whole PDU as bytes (blocking). Raises ConnectionError on EOF or a broken
-        length."""
-        while True:
-            frame = self.next_frame()
-            if frame is not None:
-                return frame
-            self.fill()
-
-    def fill(self) -> None:
-        """Read what the socket has (at least one byte; blocks up to the socket timeout)."""
-        chunk = self.sock.recv(1 << 16)
-        if not chunk:
-            raise smpp_exc.ConnectionError("the server closed the connection")
-        self._buf += chunk
-
-    def next_frame(self) -> bytes | None:
-        """The next whole PDU already read, if any."""
-        buf = self._buf
-        if len(buf) < 4:
-            return None
-        (length,) = struct.unpack_from(">I", buf)
-        if length < 16 or length > MAX_PDU:
-            raise smpp_exc.ConnectionError(f"PDU length {length} out of range")
-        if len(buf) < length:
-            return None
-        self._buf = buf[length:]
-        return buf[:length]
+# The receive side: called on the dispatcher thread with the body and command_id of a
+# deliver_sm or data_sm; returns the command_status of its answer (0 = taken; anything else
+# asks the server to offer it again).
+DeliverHandler = Callable[[bytes, int], int]
 
 
 @dataclass
@@ -202,6 +159,9 @@ class _Pending:
     params: dict[str, Any]
     future: Future[Resp]
     sent_at: float = 0.0
+    #: the pacing slot (``time.time()``; 0: unpaced) and how late past it it may be written
+    not_before: float = 0.0
+    late_s: float | None = None
 
 
 @dataclass
@@ -214,7 +174,22 @@ class Stats:
     malformed: int = 0
     last_server: str = ""
     kicked: int = 0
+    #: requests failed with SlotMissed (their slot had gone by)
+    forfeits: int = 0
+    #: receipts answered while the session closed
+    acked_closing: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Upkeep:
+    """The serving loop's bookkeeping for one link."""
+
+    last_tx: float
+    last_rx: float
+    next_renew: float
+    link_check_seq: int | None = None
+    link_check_at: float = 0.0
 
 
 class Session:
@@ -225,8 +200,10 @@ class Session:
         self.lease = lease
         self.stats = Stats()
         self._lock = threading.Lock()
-        self._queue: deque[_Pending] = deque()
-        self._control: deque[bytes | Callable[[], None]] = deque()
+        #: requests not written yet: (not_before, order, pending), a heap
+        self._queue: list[tuple[float, int, _Pending]] = []
+        self._order = itertools.count()
+        self._control: deque[Callable[[], None]] = deque()
         self._window: dict[int, _Pending] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -237,20 +214,23 @@ class Session:
         self._standby = True
         #: set once the session has asked for its lease (standing_by means something then)
         self.lease_checked = threading.Event()
-        self._client: _Client | None = None
+        self._link: Link | None = None
         self._generation = 0
         self._host_index = 0
         self._since_unbound = time.monotonic()
         self._bind_error: BindRefused | None = None
-        self._inbox: deque[tuple[int, int, bytes]] = deque()
+        #: received deliver_sm / data_sm: (generation, sequence, command_id, body)
+        self._inbox: deque[tuple[int, int, int, bytes]] = deque()
         self._inbox_cv = threading.Condition()
+        #: received and not yet answered (queued to the dispatcher or being applied)
+        self._rx_open = 0
         self._thread = threading.Thread(target=self._run, name=f"gonets-smpp-{cfg.account}",
                                         daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch,
                                             name=f"gonets-smpp-{cfg.account}-rx", daemon=True)
 
     # --- the actor-thread side ------------------------------------------------------------
-    def start(self) -> Session:
+    def start(self) -> "Session":
         self._thread.start()
         self._dispatcher.start()
         return self
@@ -280,21 +260,26 @@ class Session:
     def wait_bound(self, timeout_s: float) -> bool:
         return self._bound.wait(timeout_s)
 
-    def request(self, command: str, params: dict[str, Any]) -> Future[Resp]:
+    def request(self, command: str, params: dict[str, Any], *, not_before: float = 0.0,
+                late_s: float | None = None) -> Future[Resp]:
         """Queue a request (``submit_sm``, ``query_sm``); the future gets its ``Resp`` or a
-        SessionError. Cancel the future to withdraw a request not yet written."""
+        SessionError. With ``not_before`` (a pacing slot) and ``late_s`` it is written at its
+        slot or not at all (``SlotMissed``). Cancel the future to withdraw a request not yet
+        written."""
         if self._closing or self._stop.is_set():
             raise NotBound("the SMPP session is closing")
         if self._standby and self.lease is not None:
             raise NotBound("this process holds no bind lease for the account")
         fut: Future[Resp] = Future()
+        p = _Pending(command, params, fut, not_before=not_before, late_s=late_s)
         with self._lock:
-            self._queue.append(_Pending(command, params, fut))
+            heapq.heappush(self._queue, (not_before, next(self._order), p))
         self._wake()
         return fut
 
     def close(self, drain_timeout_s: float = 30.0) -> None:
-        """Stop taking requests, let the window drain, unbind, release the lease."""
+        """Stop taking requests, let the window drain, answer the receipts read, unbind,
+        release the lease."""
         self._closing = True
         deadline = time.monotonic() + drain_timeout_s
         while time.monotonic() < deadline:
@@ -305,12 +290,12 @@ class Session:
             time.sleep(0.02)
         self._stop.set()
         self._wake()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=10 + CLOSE_ACK_S)
         with self._inbox_cv:
             self._inbox_cv.notify_all()
         self._dispatcher.join(timeout=5)
         with self._lock:
-            queued = list(self._queue)
+            queued = [p for _, _, p in self._queue]
             self._queue.clear()
         for p in queued:
             if p.future.set_running_or_notify_cancel():
@@ -324,7 +309,7 @@ class Session:
         except (BlockingIOError, OSError):
             pass
 
-    # --- the session thread ----------------------------------------------------------------
+    # --- the session thread: links ---------------------------------------------------------
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
@@ -337,9 +322,8 @@ class Session:
                     continue
                 host, port = self.cfg.hosts[self._host_index % len(self.cfg.hosts)]
                 try:
-                    client = self._connect(host, port)
-                except (OSError, smpp_exc.ConnectionError, smpp_exc.PDUError, BindRefused,
-                        ssl.SSLError) as exc:
+                    link = self._connect(host, port)
+                except (*LINK_ERRORS, BindRefused, ssl.SSLError) as exc:
                     if isinstance(exc, BindRefused):
                         self._bind_error = exc
                     log.warning("smpp %s: cannot bind to %s:%s: %s", self.cfg.account, host,
@@ -354,7 +338,7 @@ class Session:
                     continue
                 failures = 0
                 self._bind_error = None
-                self._serve(client, f"{host}:{port}")
+                self._serve(link)
             except Exception:  # never let the thread die: log, back off, go again
                 log.exception("smpp %s: session loop error", self.cfg.account)
                 self._link_down("session error")
@@ -374,192 +358,227 @@ class Session:
             log.warning("smpp %s: lease store unreachable: %s", self.cfg.account, exc)
             return False
 
-    def _connect(self, host: str, port: int) -> _Client:
-        c = _Client(host, port, timeout=self.cfg.connect_timeout_s,
-                    ssl_context=self.cfg.tls, allow_unknown_opt_params=True,
-                    logger_name=f"gonets.smpp.wire.{self.cfg.account}")
-        c.connect()
+    def _connect(self, host: str, port: int) -> Link:
+        link = Link.open(host, port, timeout_s=self.cfg.connect_timeout_s, tls=self.cfg.tls)
         try:
-            resp = c._bind(BIND_COMMANDS[self.cfg.bind_mode],
-                           system_id=self.cfg.system_id(), password=self.cfg.password(),
-                           system_type=self.cfg.system_type,
-                           interface_version=0x34, addr_ton=self.cfg.addr_ton,
-                           addr_npi=self.cfg.addr_npi)
-        except smpp_exc.PDUError as exc:
-            c.disconnect()
-            status = exc.args[1] if len(exc.args) > 1 else consts.SMPP_ESME_RBINDFAIL
-            raise BindRefused(f"bind refused: {exc.args[0]}", int(status)) from exc
-        except Exception:
-            c.disconnect()
+            resp = link.bind(self.cfg.bind_mode, timeout_s=self.cfg.connect_timeout_s,
+                             system_id=self.cfg.system_id(), password=self.cfg.password(),
+                             system_type=self.cfg.system_type, addr_ton=self.cfg.addr_ton,
+                             addr_npi=self.cfg.addr_npi)
+        except BaseException:
+            link.close()
             raise
         peer = getattr(resp, "system_id", b"") or b""
         log.info("smpp %s: bound to %s:%s as %s (SMSC system_id %s)", self.cfg.account, host,
                  port, self.cfg.bind_mode,
                  peer.decode("ascii", "replace") if isinstance(peer, bytes) else peer)
-        return c
+        return link
 
-    def _serve(self, client: _Client, server: str) -> None:
-        self._client = client
+    def _serve(self, link: Link) -> None:
+        self._link = link
         self._generation += 1
-        gen = self._generation
         self.stats.binds += 1
-        self.stats.last_server = server
+        self.stats.last_server = link.server
         self._bound.set()
-        sock = client.sock
-        sock.settimeout(self.cfg.response_timeout_s)
-        last_tx = last_rx = time.monotonic()
-        link_check_seq: int | None = None
-        link_check_at = 0.0
-        next_renew = time.monotonic() + (self.lease.renew_every_s if self.lease else 1e12)
+        link.sock.settimeout(self.cfg.response_timeout_s)
+        now = time.monotonic()
+        up = _Upkeep(last_tx=now, last_rx=now,
+                     next_renew=now + (self.lease.renew_every_s if self.lease else 1e12))
         reason = "closed"
         try:
             while True:
-                now = time.monotonic()
                 if self._stop.is_set():
                     reason = "closing"
-                    self._unbind(client)
+                    self._finish(link)
                     return
-                # lease
-                if self.lease is not None and now >= next_renew:
-                    try:
-                        held = self.lease.renew()
-                    except Exception as exc:
-                        log.warning("smpp %s: lease renew failed: %s", self.cfg.account, exc)
-                        held = False
-                    if not held:
-                        reason = "bind lease lost"
-                        self._unbind(client)
-                        return
-                    next_renew = now + self.lease.renew_every_s
-                # control PDUs (deliver_sm_resp from the dispatcher)
-                while True:
-                    with self._lock:
-                        item = self._control.popleft() if self._control else None
-                    if item is None:
-                        break
-                    if callable(item):
-                        item()
-                        continue
-                    sock.sendall(item)
-                    last_tx = now
-                # requests, while the window has room (written in one go)
-                out = bytearray()
-                while len(self._window) < self.cfg.max_pending:
-                    with self._lock:
-                        p = self._queue.popleft() if self._queue else None
-                    if p is None:
-                        break
-                    if not p.future.set_running_or_notify_cancel():
-                        continue  # withdrawn by its caller before it was written
-                    try:
-                        pdu = smpp.make_pdu(p.command, client=client, **p.params)
-                        data = pdu.generate()
-                    except Exception as exc:  # bad parameters: this request only
-                        p.future.set_exception(
-                            ValueError(f"cannot encode {p.command}: {exc!r}"))
-                        continue
-                    p.sent_at = time.monotonic()
-                    self._window[pdu.sequence] = p
-                    out += data
-                    last_tx = p.sent_at
-                    if p.command == "submit_sm":
-                        self.stats.submits += 1
-                    if len(out) > 1 << 16:
-                        sock.sendall(out)
-                        out.clear()
-                if out:
-                    sock.sendall(out)
-                # liveness
-                now = time.monotonic()
-                if link_check_seq is not None and now - link_check_at > self.cfg.response_timeout_s:
-                    reason = "enquire_link unanswered"
+                problem = (self._renew_lease(up) or self._flush_control(link, up)
+                           or self._write_due(link, up) or self._check_link(link, up)
+                           or self._read(link, up))
+                if problem:
+                    reason = problem
                     return
-                # the window is in sending order: its first entry is the oldest
-                oldest = next(iter(self._window.values())).sent_at if self._window else None
-                if oldest is not None and now - oldest > self.cfg.response_timeout_s:
-                    reason = "a request went unanswered"
-                    return
-                idle_s = now - max(last_tx, last_rx)
-                if link_check_seq is None and idle_s >= self.cfg.enquire_link_s:
-                    el = smpp.make_pdu("enquire_link", client=client)
-                    sock.sendall(el.generate())
-                    link_check_seq, link_check_at = el.sequence, now
-                    last_tx = now
-                # wait for input
-                timeout = max(0.0, min(self.cfg.enquire_link_s - (now - max(last_tx, last_rx)),
-                                       next_renew - now, 1.0))
-                if self._window:
-                    timeout = min(timeout, 1.0)
-                ready = _pending(sock)
-                if not ready:
-                    r, _, _ = select.select([sock, self._wake_r], [], [], timeout)
-                    if self._wake_r in r:
-                        try:
-                            while self._wake_r.recv(4096):
-                                pass
-                        except (BlockingIOError, OSError):
-                            pass
-                    ready = sock in r
-                if ready:
-                    client.fill()
-                    last_rx = time.monotonic()
-                # act on every whole PDU read so far
-                while (frame := client.next_frame()) is not None:
-                    outcome = self._on_frame(client, frame, gen, server)
-                    if outcome == "unbind":
-                        reason = "the server unbound us"
-                        self.stats.kicked += 1
-                        return
-                    if outcome == "link_ok":
-                        link_check_seq = None
-        except (TimeoutError, OSError, smpp_exc.ConnectionError, smpp_exc.PDUError) as exc:
+        except LINK_ERRORS as exc:
             reason = f"link error: {exc!r}"
         finally:
             self._bound.clear()
             self._since_unbound = time.monotonic()
-            try:
-                client.state = consts.SMPP_CLIENT_STATE_OPEN  # we unbound or lost it: no warning
-                client.disconnect()
-            except Exception:
-                pass
-            self._client = None
+            link.close()
+            self._link = None
             self._link_down(reason)
 
-    def _on_frame(self, client: _Client, frame: bytes, gen: int, server: str) -> str:
-        _, command_id, status, seq = struct.unpack_from(">IIII", frame)
-        if command_id in (DELIVER_SM, DATA_SM):
+    # --- the serving loop's steps (each returns why the link ends, or "") -------------------
+    def _renew_lease(self, up: _Upkeep) -> str:
+        if self.lease is None or time.monotonic() < up.next_renew:
+            return ""
+        try:
+            held = self.lease.renew()
+        except Exception as exc:
+            log.warning("smpp %s: lease renew failed: %s", self.cfg.account, exc)
+            held = False
+        if not held:
+            assert self._link is not None
+            self._unbind(self._link)
+            return "bind lease lost"
+        up.next_renew = time.monotonic() + self.lease.renew_every_s
+        return ""
+
+    def _flush_control(self, link: Link, up: _Upkeep) -> str:
+        """Answers to received PDUs, queued by the dispatcher."""
+        while True:
+            with self._lock:
+                item = self._control.popleft() if self._control else None
+            if item is None:
+                return ""
+            item()
+            up.last_tx = time.monotonic()
+
+    def _due(self) -> list[_Pending]:
+        """Requests whose slot has come, in slot order, as many as the window has room for."""
+        out: list[_Pending] = []
+        room = self.cfg.max_pending - len(self._window)
+        now = time.time()
+        with self._lock:
+            while self._queue and len(out) < room and self._queue[0][0] <= now:
+                out.append(heapq.heappop(self._queue)[2])
+        return [p for p in out if p.future.set_running_or_notify_cancel()]
+
+    def _write_due(self, link: Link, up: _Upkeep) -> str:
+        """Write what is due: unpaced requests together, each pacing slot on its own, checked
+        for lateness right before its write."""
+        batch = bytearray()
+        for at, group in itertools.groupby(self._due(), key=lambda p: p.not_before):
+            encoded = self._encode(link, list(group))
+            if not encoded:
+                continue
+            late_s = encoded[0][1].late_s
+            if late_s is None:
+                batch += b"".join(data for _, _, data in encoded)
+                self._in_window(encoded, up)
+                continue
+            stall()  # a test hook: nothing unless GONETS_TEST_STALL is set
+            late = time.time() - at
+            if late > late_s:  # the slot has gone by: write nothing, the caller books again
+                self.stats.forfeits += len(encoded)
+                for _, p, _ in encoded:
+                    p.future.set_exception(SlotMissed(late))
+                continue
+            self._in_window(encoded, up)
+            link.write(b"".join(data for _, _, data in encoded))
+        if batch:
+            link.write(bytes(batch))
+        return ""
+
+    def _encode(self, link: Link, group: list[_Pending]) -> list[tuple[int, _Pending, bytes]]:
+        out = []
+        for p in group:
+            try:
+                seq, data = link.make(p.command, **p.params)
+            except Exception as exc:  # bad parameters: this request only
+                p.future.set_exception(ValueError(f"cannot encode {p.command}: {exc!r}"))
+                continue
+            out.append((seq, p, data))
+        return out
+
+    def _in_window(self, encoded: list[tuple[int, _Pending, bytes]], up: _Upkeep) -> None:
+        now = time.monotonic()
+        for seq, p, _ in encoded:
+            p.sent_at = now
+            self._window[seq] = p
+            if p.command == "submit_sm":
+                self.stats.submits += 1
+        up.last_tx = now
+
+    def _check_link(self, link: Link, up: _Upkeep) -> str:
+        now = time.monotonic()
+        if up.link_check_seq is not None and now - up.link_check_at > self.cfg.response_timeout_s:
+            return "enquire_link unanswered"
+        # the window is in sending order: its first entry is the oldest
+        oldest = next(iter(self._window.values())).sent_at if self._window else None
+        if oldest is not None and now - oldest > self.cfg.response_timeout_s:
+            return "a request went unanswered"
+        if up.link_check_seq is None and now - max(up.last_tx, up.last_rx) >= self.cfg.enquire_link_s:
+            seq, data = link.make("enquire_link")
+            link.write(data)
+            up.link_check_seq, up.link_check_at, up.last_tx = seq, now, now
+        return ""
+
+    def _timeout(self, up: _Upkeep) -> float:
+        now = time.monotonic()
+        timeout = min(self.cfg.enquire_link_s - (now - max(up.last_tx, up.last_rx)),
+                      up.next_renew - now, 1.0)
+        with self._lock:
+            head = self._queue[0][0] if self._queue else None
+        if head is not None and len(self._window) < self.cfg.max_pending:
+            timeout = min(timeout, head - time.time())  # wake at the next pacing slot
+        return max(0.0, timeout)
+
+    def _read(self, link: Link, up: _Upkeep) -> str:
+        """Wait for input (or a wake-up, or the next slot), then act on every whole PDU."""
+        ready = link.pending()
+        if not ready:
+            r, _, _ = select.select([link.sock, self._wake_r], [], [], self._timeout(up))
+            if self._wake_r in r:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+            ready = link.sock in r
+        if ready:
+            link.fill()
+            up.last_rx = time.monotonic()
+        while (frame := link.next_frame()) is not None:
+            outcome = self._on_frame(link, frame)
+            if outcome == "unbind":
+                self.stats.kicked += 1
+                return "the server unbound us"
+            if outcome == "link_ok":
+                up.link_check_seq = None
+        return ""
+
+    # --- frames --------------------------------------------------------------------------
+    def _on_frame(self, link: Link, frame: bytes, inline: bool = False) -> str:
+        _, command_id, status, seq = header(frame)
+        if command_id in RECEIVED:
             self.stats.delivers += 1
+            if inline:  # closing: apply and answer it here, the dispatcher is done
+                self.stats.acked_closing += 1
+                link.write(answer(RECEIVED[command_id], seq, self._handle(frame[16:],
+                                                                          command_id)))
+                return ""
             with self._inbox_cv:
-                self._inbox.append((gen, seq, frame[16:]))
+                self._rx_open += 1
+                self._inbox.append((self._generation, seq, command_id, frame[16:]))
                 self._inbox_cv.notify()
             return ""
         if command_id == ENQUIRE_LINK:
-            resp = smpp.make_pdu("enquire_link_resp", client=client, sequence=seq)
-            client.sock.sendall(resp.generate())
+            link.write(answer(ENQUIRE_LINK_RESP, seq, body=b""))
             return ""
         if command_id == ENQUIRE_LINK_RESP:
             self._window.pop(seq, None)
             return "link_ok"
         if command_id == UNBIND:
-            resp = smpp.make_pdu("unbind_resp", client=client, sequence=seq)
             try:
-                client.sock.sendall(resp.generate())
+                link.write(answer(UNBIND_RESP, seq, body=b""))
             except OSError:
                 pass
             return "unbind"
-        if command_id in (ALERT_NOTIFICATION, UNBIND_RESP):
+        if command_id == ALERT_NOTIFICATION or command_id == UNBIND_RESP:
             return ""
         if command_id & 0x80000000 == 0:
             # a request we do not serve: say so, never die of it
-            nack = smpp.make_pdu("generic_nack", client=client, sequence=seq,
-                                 status=consts.SMPP_ESME_RINVCMDID)
-            client.sock.sendall(nack.generate())
+            link.write(answer(GENERIC_NACK, seq, consts.SMPP_ESME_RINVCMDID, body=b""))
             return ""
+        self._on_answer(link, frame, command_id, status, seq)
+        return ""
+
+    def _on_answer(self, link: Link, frame: bytes, command_id: int, status: int,
+                   seq: int) -> None:
         p = self._window.pop(seq, None)
         if p is None:
             log.warning("smpp %s: answer 0x%08x to unknown sequence %s", self.cfg.account,
                         command_id, seq)
-            return ""
+            return
         self.stats.responses += 1
         fields: dict[str, Any] = {}
         name = "generic_nack"
@@ -569,7 +588,7 @@ class Session:
             name = "submit_sm_resp"
         elif command_id != GENERIC_NACK and len(frame) > 16:
             try:
-                parsed = smpp.parse_pdu(frame, client=client, allow_unknown_opt_params=True)
+                parsed = link.parse(frame)
                 name = parsed.command
                 for key in ("message_id", "final_date", "message_state", "error_code"):
                     v = getattr(parsed, key, None)
@@ -583,23 +602,38 @@ class Session:
                 fields["malformed"] = True
         elif command_id != GENERIC_NACK:
             name = p.command + "_resp"
-        p.future.set_result(Resp(name, status, fields, p.sent_at, server))
-        return ""
+        p.future.set_result(Resp(name, status, fields, p.sent_at, link.server))
 
-    def _unbind(self, client: _Client) -> None:
-        try:
-            pdu = smpp.make_pdu("unbind", client=client)
-            client.sock.sendall(pdu.generate())
-            deadline = time.monotonic() + 2.0
-            client.sock.settimeout(1.0)
-            while time.monotonic() < deadline:
-                frame = client.read_frame()
-                _, cid, _, _ = struct.unpack_from(">IIII", frame)
-                if cid == UNBIND_RESP:
+    # --- closing -------------------------------------------------------------------------
+    def _finish(self, link: Link) -> None:
+        """Answer the receipts already read (the dispatcher applies them), then unbind."""
+        deadline = time.monotonic() + CLOSE_ACK_S
+        up = _Upkeep(last_tx=0.0, last_rx=0.0, next_renew=1e12)
+        while time.monotonic() < deadline:
+            self._flush_control(link, up)
+            with self._inbox_cv:
+                if self._rx_open == 0:
                     break
-                if cid in (DELIVER_SM, DATA_SM):
-                    continue  # not acknowledged: the server offers it again later
-        except (TimeoutError, OSError, smpp_exc.ConnectionError):
+            select.select([self._wake_r], [], [], 0.05)
+        self._flush_control(link, up)
+        self._unbind(link)
+
+    def _unbind(self, link: Link) -> None:
+        """Unbind and wait for the answer; a receipt arriving meanwhile is applied and
+        answered (not left for the server to offer again)."""
+        try:
+            seq, data = link.make("unbind")
+            link.write(data)
+            deadline = time.monotonic() + 2.0
+            link.sock.settimeout(1.0)
+            while time.monotonic() < deadline:
+                frame = link.read_frame()
+                _, cid, _, got = header(frame)
+                if cid == UNBIND_RESP and got == seq:
+                    break
+                if cid in RECEIVED:
+                    self._on_frame(link, frame, inline=True)
+        except LINK_ERRORS:
             pass
 
     def _link_down(self, reason: str) -> None:
@@ -618,37 +652,38 @@ class Session:
             p.future.set_exception(LinkLost(f"link lost before the answer ({reason})",
                                             p.sent_at))
 
-    # --- the dispatcher thread ---------------------------------------------------------------
+    # --- the dispatcher thread -------------------------------------------------------------
+    def _handle(self, body: bytes, command_id: int) -> int:
+        try:
+            return self.on_deliver(body, command_id)
+        except Exception:
+            log.exception("smpp %s: deliver_sm handler failed", self.cfg.account)
+            return consts.SMPP_ESME_RSYSERR  # not taken: the server offers it again
+
     def _dispatch(self) -> None:
         while True:
             with self._inbox_cv:
                 while not self._inbox and not self._stop.is_set():
                     self._inbox_cv.wait(0.5)
-                if not self._inbox and self._stop.is_set():
+                if not self._inbox and self._stop.is_set() and not self._thread.is_alive():
                     return
-                gen, seq, body = self._inbox.popleft()
-            try:
-                status = self.on_deliver(body)
-            except Exception:
-                log.exception("smpp %s: deliver_sm handler failed", self.cfg.account)
-                status = consts.SMPP_ESME_RSYSERR  # not taken: the server offers it again
-            self._ack(gen, seq, status)
+                if not self._inbox:
+                    self._inbox_cv.wait(0.05)
+                    continue
+                gen, seq, command_id, body = self._inbox.popleft()
+            self._ack(gen, seq, command_id, self._handle(body, command_id))
 
-    def _ack(self, gen: int, seq: int, status: int) -> None:
-        header = struct.pack(">IIII", 17, 0x80000005, status, seq) + b"\x00"
+    def _ack(self, gen: int, seq: int, command_id: int, status: int) -> None:
+        data = answer(RECEIVED[command_id], seq, status)
 
         def send() -> None:
-            client = self._client
-            if client is None or self._generation != gen:
+            link = self._link
+            if link is None or self._generation != gen:
                 return  # that link is gone: the server offers the receipt again
-            client.sock.sendall(header)
+            link.write(data)
 
         with self._lock:
             self._control.append(send)
+        with self._inbox_cv:
+            self._rx_open -= 1
         self._wake()
-
-
-def _pending(sock: socket.socket) -> bool:
-    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-
-

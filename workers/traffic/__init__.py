@@ -6,7 +6,11 @@ One call before ``provider.send`` (``Traffic.admit``) applies them in this order
 2. pacing per account, urgent before bulk (``pacing.py``): books the slot, then
 3. the flood rule per subscriber (``flood.py``), counted at the instant of that slot (the gaps
    the provider sees are between sends, however long a message waited for its slot; a
-   message it holds leaves its slot unused), then sleeps until the slot.
+   message it holds leaves its slot unused).
+
+``admit`` returns the send's pacing ``Ticket``; the actor hands it to ``provider.send``, whose
+writer waits for the slot where the bytes leave (and books a fresh slot for every further
+transmission of the message).
 
 A rule that holds a message raises ``Hold``; ``workers/outcomes.py`` turns it into status
 ``deferred`` and a requeue with a delay, never a drop.  A message whose validity ends while it waits
@@ -34,10 +38,10 @@ from core.settings import Account
 from core.store import Store
 from core.timing import expired
 from workers.traffic.flood import FloodGuard
-from workers.traffic.pacing import Pacer, Slot
+from workers.traffic.pacing import NoSlot, Pacer, Ticket
 from workers.traffic.window import SendWindow
 
-__all__ = ["Expired", "Hold", "Traffic", "get_traffic"]
+__all__ = ["Expired", "Hold", "NoSlot", "Ticket", "Traffic", "get_traffic"]
 
 log = logging.getLogger("gonets.traffic")
 
@@ -80,9 +84,9 @@ class Traffic:
             w = self._windows[key] = SendWindow.parse(spec, account.limits.timezone)
         return w
 
-    def admit(self, account: Account, rec: dict[str, str]) -> Slot:
-        """Apply every rule to the message ``rec``; returns once its pacing slot has come.
-        Raises ``Hold`` or ``Expired``."""
+    def admit(self, account: Account, rec: dict[str, str]) -> Ticket:
+        """Apply every rule to the message ``rec``; returns its pacing ticket, its first slot
+        booked (the writer waits for it). Raises ``Hold`` or ``Expired``."""
         urgent = rec.get("lane") == Lane.URGENT.value
         if expired(rec):
             raise Expired("validity ended before it could be sent")
@@ -91,7 +95,8 @@ class Traffic:
             wait = w.wait_s(datetime.now(UTC))
             if wait > 0:
                 raise Hold(wait, "outside the account's sending window")
-        # its own span: "waiting for the rate" apart from "the provider is slow"
+        # its own span: "waiting for the rate" apart from "the provider is slow" (the booking;
+        # the last bit of the wait, until the slot itself, is the writer's)
         with span("pacing.wait", f"pace {account.name}", measure="pacing_wait"):
             return self.pace(account, rec, urgent=urgent, expires_ms=timing.expires_ms(rec),
                              booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
@@ -105,16 +110,16 @@ class Traffic:
                        f"with gaps under {account.limits.flood_gap_s:g} s")
 
     def pace(self, account: Account, rec: dict[str, str], *, urgent: bool, expires_ms: int,
-             booked: Callable[[float], None] | None = None) -> Slot:
-        """Wait for the account's next pacing slot (every part counts); ``booked`` is called
-        with the seconds until the slot before the wait (the flood rule counts there)."""
+             booked: Callable[[float], None] | None = None) -> Ticket:
+        """Book the account's next pacing slot (every part counts) in a ticket; ``booked`` is
+        called with the seconds until the slot (the flood rule counts there)."""
         deadline = time.time() + MAX_WAIT_S
         if expires_ms:
             deadline = min(deadline, expires_ms / 1000.0)
-        slot = self.pacer.acquire(account, int(rec.get("parts") or 1), urgent=urgent,
-                                  deadline=deadline, booked=booked)
-        if slot is not None:
-            return slot
+        ticket = self.pacer.ticket(account, int(rec.get("parts") or 1), urgent=urgent,
+                                   deadline=deadline, booked=booked)
+        if ticket is not None:
+            return ticket
         if expired(rec):
             raise Expired("validity ended while it waited behind the rate")
         raise Hold(BEHIND_RATE_DELAY_S, "waiting behind the account's rate")

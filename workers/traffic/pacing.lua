@@ -4,6 +4,9 @@
 -- Keys:
 --   KEYS[1]  <ns>:pace:<account>        string: TAT, the theoretical arrival time (µs since the
 --                                        epoch, Redis clock) of the next free slot
+--   KEYS[3]  <ns>:pace:<account>:count  hash: booked (parts whose slot was reserved),
+--                                        forfeited (parts whose slot a late writer gave up;
+--                                        HINCRBY by the writer, not here); no TTL (counters)
 --   KEYS[2]  <ns>:pace:<account>:slow   hash: factor (1e-6 units, 0 < factor <= 1e6) the rate was
 --                                        cut to, at_us (when), ceil (the factor the provider
 --                                        complained at), set when the provider said "slow
@@ -64,6 +67,7 @@ if op == "reserve" then
     local new_tat = send + interval * cost
     redis.call("SET", KEYS[1], string.format("%.0f", new_tat),
                "PX", math.floor((new_tat - now) / 1000) + 60000)
+    redis.call("HINCRBY", KEYS[3], "booked", cost)
     return {1, math.floor(send - now), math.floor(factor), string.format("%.0f", now)}
 elseif op == "slow" then
     local cut = tonumber(ARGV[4])

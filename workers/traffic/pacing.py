@@ -1,17 +1,36 @@
 """Cluster-wide pacing per account: a GCRA reservation in Redis, and the shared slow-down.
 
-Every send reserves the next slot of its account (one slot per SMS part) in one Lua script
-timed by Redis ``TIME``, sleeps until the slot, and forfeits a slot it woke up too late for
-(a late send could land next to the following one and break the cap in some 1-second window).
+Every transmission reserves the next slot of its account (one slot per SMS part) in one Lua
+script timed by Redis ``TIME``.  The booking is made early (in the actor, where the flood rule
+counts the send at the slot's instant) but the **last check is made where the bytes leave**:
+the ``Ticket`` of the send travels to the writer, which holds the bytes until the slot and, if
+it is about to write them more than ``tolerance`` past the slot, gives the slot up (counted in
+``<ns>:pace:forfeits``, exported as ``gonets_pacing_forfeited_slots``) and books the next one
+instead of writing late next to the following send.  The writers are the SMPP session thread
+(``workers.smpp.session``: the only writer of a bind, it never coalesces submits of different
+slots into one write) and, for HTTP providers, httpx's "about to send the request headers"
+trace event (after a pooled connection was obtained, so the wait for one counts against the
+slot).  Every further transmission of the same message (a resend after a lost link, a retry on
+a backup server, a request repeated after a refused token) takes a fresh slot from the ticket.
 
-Slots are spaced ``(1 + jitter) / rate`` apart, ``jitter`` being ``Limits.pacing_jitter_ms``:
-``rate`` slots then span at least ``1 s + jitter``, so even a send that reaches the provider up
-to ``jitter`` later than another keeps every sliding 1-second window at the cap or under.
+The guarantee.  Slots are spaced ``(1 + (tolerance + margin)) / rate`` apart, ``tolerance``
+being ``Limits.pacing_jitter_ms`` (how late a write may be and still use its slot, checked)
+and ``margin`` ``Limits.pacing_margin_ms`` (what the check cannot see: the moment between the
+check and the write, and the network's jitter to the provider).  A send is never written before
+its slot, so if each one reaches the provider less than ``tolerance + margin`` after its slot,
+any ``rate + 1`` consecutive sends span more than one second: **no 1-second window at the
+provider holds more than ``rate`` parts**.  Assumptions: the slots are instants on the Redis
+clock mapped to each host's clock through the quickest round trip seen (an error of at most
+half that round trip, well under a millisecond on a LAN; it counts against the margin), and
+the delay after the check stays under the margin.  The price is throughput:
+``rate / (1 + (tolerance + margin) / 1000 ms)``, e.g. 30/s with 15 + 10 ms gives 29.3/s, plus
+the slots forfeited on a stalled host.
 
 Urgent before bulk: a bulk send may only reserve a slot at most ``BULK_HORIZON_S`` ahead (it
 waits and asks again otherwise); an urgent send takes the next slot however far ahead it is.
 So bulk never books the future, and an urgent message's slot comes right after the few bulk
-slots already booked.
+slots already booked.  A slot booked again after a forfeit is booked as urgent: the message has
+waited its turn already.
 
 Slow-down: when a provider says "too fast" (``core.errors.SlowDown``) the account's rate is cut
 to ``SLOW_CUT`` of what it was, for every pod (the factor lives in Redis beside the TAT; cuts
@@ -28,21 +47,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Callable
 
 import redis
 
+from core.errors import RetryLater
+from core.stall import stall
 from core.settings import Account
 
 #: how far ahead a bulk send may book a slot
 BULK_HORIZON_S = 0.1
-#: a slot is used if woken up at most max(jitter / 2, this) after its start, else forfeited
-MIN_LATE_S = 0.005
 #: each cut keeps this share of the rate; never below SLOW_MIN_FACTOR of the configured rate
 SLOW_CUT = 0.7
 SLOW_MIN_FACTOR = 0.05
 SLOW_COOLDOWN_S = 1.0
 SLOW_HOLD_S = 10.0
 SLOW_RECOVER_PER_S = 0.01
+#: the least tolerance, whatever ``pacing_jitter_ms`` says
+MIN_TOLERANCE_S = 0.001
+#: a ticket gives up after this many forfeits in a row (a host too stalled to keep any slot)
+MAX_FORFEITS = 20
+#: httpx (httpcore) trace events fired right before a request's first byte is written
+WIRE_EVENTS = ("http11.send_request_headers.started", "http2.send_request_headers.started")
 
 
 def _lua(name: str) -> str:
@@ -56,6 +82,10 @@ class Slot:
 
     at: float
     factor: float
+
+
+class NoSlot(RetryLater):
+    """No slot could be kept (the host stalls past every slot): nothing was sent."""
 
 
 class Pacer:
@@ -75,7 +105,13 @@ class Pacer:
         self._offset_since = 0.0
 
     def keys(self, account: str) -> list[str]:
-        return [f"{self.ns}:pace:{account}", f"{self.ns}:pace:{account}:slow"]
+        return [f"{self.ns}:pace:{account}", f"{self.ns}:pace:{account}:slow",
+                self.counts_key(account)]
+
+    def counts_key(self, account: str) -> str:
+        """Hash: ``booked`` parts whose slot was reserved, ``forfeited`` parts whose slot a
+        late writer gave up (counters for the metrics; no TTL)."""
+        return f"{self.ns}:pace:{account}:count"
 
     def _call(self, account: str, *args: str | int) -> tuple[int, int, float]:
         return self._timed_call(account, *args)[:3]
@@ -99,9 +135,15 @@ class Pacer:
 
     @staticmethod
     def interval_s(account: Account) -> float:
-        """Seconds per part at the full rate, jitter allowance included."""
+        """Seconds per part at the full rate: tolerance and margin included."""
         lim = account.limits
-        return (1.0 + lim.pacing_jitter_ms / 1000.0) / lim.rate_per_s
+        return (1.0 + (lim.pacing_jitter_ms + lim.pacing_margin_ms) / 1000.0) / lim.rate_per_s
+
+    @staticmethod
+    def tolerance_s(account: Account) -> float:
+        """How late a writer may be past a slot and still use it (at least ``MIN_TOLERANCE_S``:
+        a write is never exactly on time)."""
+        return max(account.limits.pacing_jitter_ms / 1000.0, MIN_TOLERANCE_S)
 
     def try_reserve(self, account: Account, parts: int, *,
                     urgent: bool) -> tuple[bool, float, float]:
@@ -116,41 +158,56 @@ class Pacer:
             account.name, "reserve", int(self.interval_s(account) * 1e6), max(parts, 1), horizon)
         return bool(ok), now + wait_us / 1e6, factor
 
-    def acquire(self, account: Account, parts: int, *, urgent: bool, deadline: float,
-                late_s: float | None = None,
-                booked: Callable[[float], None] | None = None) -> Slot | None:
-        """Reserve a slot and sleep until it. Returns the slot once it has come, or ``None``
-        when none could be had before ``deadline`` (a ``time.time()`` instant).
-
-        A slot woken up for more than ``late_s`` after its start is forfeited (left unused)
-        and the next one reserved.  ``booked(seconds until the slot)`` is called once a slot
-        is booked, before the sleep; if it raises, the slot is left unused.
-        """
-        if late_s is None:
-            late_s = max(account.limits.pacing_jitter_ms / 2000.0, MIN_LATE_S)
+    def book(self, account: Account, parts: int, *, urgent: bool,
+             deadline: float = float("inf")) -> Slot | None:
+        """Reserve the next slot (without waiting for it). Bulk waits until the next slot is
+        within its horizon. ``None`` when none could be had before ``deadline``."""
         while True:
             ok, at, factor = self._reserve(account, parts, urgent=urgent)
-            now = time.time()
-            if not ok:
-                # refused (bulk, the next slot is beyond the horizon): ask again when it is
-                # within reach; the jitter keeps the waiting threads from asking all at once
-                retry = at + random.uniform(0, BULK_HORIZON_S / 2)
-                if retry > deadline:
-                    return None
-                time.sleep(max(retry - now, 0.001))
-                continue
-            if at > deadline:
-                return None  # booked but too far: the slot goes unused, nothing is sent
-            if booked is not None:
-                booked(at - now)
-                booked = None  # once: a later slot is only later
-                now = time.time()
-            if at > now:
-                time.sleep(at - now)
-            late = time.time() - at
-            if late <= late_s:
-                return Slot(at=at, factor=factor)
-            # woke up too late: forfeit it and book again
+            if ok:
+                return Slot(at=at, factor=factor) if at <= deadline else None
+            # refused (bulk, the next slot is beyond the horizon): ask again when it is
+            # within reach; the jitter keeps the waiting threads from asking all at once
+            retry = at + random.uniform(0, BULK_HORIZON_S / 2)
+            if retry > deadline:
+                return None
+            time.sleep(max(retry - time.time(), 0.001))
+
+    def forfeited(self, account: str, parts: int = 1) -> None:
+        """Count a slot given up by a writer that came too late (the metric per account)."""
+        try:
+            self.r.hincrby(self.counts_key(account), "forfeited", parts)
+        except redis.RedisError:
+            pass  # a metric: never the reason a send fails
+
+    def counts(self, account: str) -> dict[str, int]:
+        """{"booked": parts, "forfeited": parts} so far for ``account``."""
+        raw = self.r.hgetall(self.counts_key(account))
+        got = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return {"booked": got.get("booked", 0), "forfeited": got.get("forfeited", 0)}
+
+    def acquire(self, account: Account, parts: int, *, urgent: bool, deadline: float,
+                booked: Callable[[float], None] | None = None) -> Slot | None:
+        """Reserve a slot and sleep until it (a ticket's ``wire()``). Returns the slot once it
+        has come, or ``None`` when none could be had before ``deadline``."""
+        ticket = self.ticket(account, parts, urgent=urgent, deadline=deadline, booked=booked)
+        if ticket is None:
+            return None
+        try:
+            return ticket.wire()
+        except NoSlot:
+            return None
+
+    def ticket(self, account: Account, parts: int, *, urgent: bool, deadline: float,
+               booked: Callable[[float], None] | None = None) -> "Ticket | None":
+        """Book the send's first slot; ``booked(seconds until the slot)`` is called once it is
+        booked (if it raises, the slot is left unused). ``None``: no slot before ``deadline``."""
+        slot = self.book(account, parts, urgent=urgent, deadline=deadline)
+        if slot is None:
+            return None
+        if booked is not None:
+            booked(slot.at - time.time())
+        return Ticket(self, account, parts, slot, deadline=deadline)
 
     def slow_down(self, account: str) -> tuple[bool, float]:
         """The provider said "too fast": cut the account's rate for every pod. Returns whether
@@ -162,3 +219,71 @@ class Pacer:
     def factor(self, account: str) -> float:
         """The share of the configured rate in force now (1.0 unless slowed down)."""
         return self._call(account, "peek")[2]
+
+
+class Ticket:
+    """One message's pacing, carried from the actor (which booked its first slot) to where its
+    bytes leave.  ``take()`` hands out the booked slot, then a fresh one per further
+    transmission; a writer that came too late calls ``missed()`` and takes again.
+
+    Thread use: one send at a time (the actor's thread, and the writer it hands a slot to)."""
+
+    def __init__(self, pacer: Pacer, account: Account, parts: int, slot: Slot, *,
+                 deadline: float = float("inf")) -> None:
+        self.pacer = pacer
+        self.account = account
+        self.parts = max(parts, 1)
+        self.tolerance_s = Pacer.tolerance_s(account)
+        self.deadline = deadline
+        self._slot: Slot | None = slot
+        #: slots given up by this send so far, and the slots it used (one per transmission)
+        self.forfeits = 0
+        self.used = 0
+        self._taken = self.parts
+
+    @property
+    def first_at(self) -> float | None:
+        return self._slot.at if self._slot is not None else None
+
+    def take(self, parts: int | None = None) -> Slot:
+        """The slot for the next transmission of ``parts`` parts (default: all): the booked
+        one the first time, a new one (booked as urgent: it waited its turn) after that."""
+        slot = self._slot
+        self._slot = None
+        self._taken = self.parts
+        if slot is None:
+            self._taken = parts or self.parts
+            got = self.pacer.book(self.account, self._taken, urgent=True)
+            assert got is not None  # no deadline: an urgent booking is always granted
+            slot = got
+        self.used += 1
+        return slot
+
+    def missed(self) -> None:
+        """The writer gave the last slot up (too late); raises NoSlot after too many."""
+        self.used -= 1
+        self.forfeits += 1
+        self.pacer.forfeited(self.account.name, self._taken)
+        if self.forfeits >= MAX_FORFEITS:
+            raise NoSlot(f"{self.forfeits} pacing slots in a row went by before the send "
+                         "could be written (host stalled); nothing was sent", delay_s=1.0)
+
+    def wire(self, parts: int | None = None) -> Slot:
+        """Block until the next transmission may be written: sleep until its slot; if already
+        more than the tolerance past it, give it up and take the next. Call it right before
+        the first byte is written."""
+        while True:
+            slot = self.take(parts)
+            now = time.time()
+            if slot.at > now:
+                time.sleep(slot.at - now)
+            stall()  # a test hook: nothing unless GONETS_TEST_STALL is set
+            if time.time() - slot.at <= self.tolerance_s:
+                return slot
+            self.missed()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """An httpx ``extensions={"trace": ...}`` hook: ``wire()`` right before the request's
+        headers are written (a pooled connection is in hand by then)."""
+        if event in WIRE_EVENTS:
+            self.wire()
