@@ -322,6 +322,7 @@ class MessageDesk:
             self.reset()
         with self.lock:
             for key in ("drop_after_submits", "drop_every_submits", "receipts_as_data_sm",
+                        "receipts_on_unbind",
                         "resp_delay_s", "mute_enquire_link",
                         "receipt_delay_s", "rate_per_s", "id_format", "idle_timeout_s",
                         "hold_receipts", "duplicate_window_s"):

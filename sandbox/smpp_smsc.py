@@ -30,6 +30,7 @@ Control (HTTP JSON on the control port):
     POST /_sandbox/control {"reset": true, "down": ["primary"], "drop": true,
         "drop_after_submits": 5 (once), "drop_every_submits": 50 (again and again),
         "resp_delay_s": 0.02, "mute_enquire_link": true, "receipts_as_data_sm": true,
+        "receipts_on_unbind": true (held receipts go out just before unbind_resp),
         "receipt_delay_s": 0.1, "rate_per_s": 30, "phone_error": {"375291112233": 1},
         "phone_error_times": {"375291112244": [220, 1]} (the next N messages to it),
         "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true,
@@ -111,6 +112,7 @@ class SmppSandbox(MessageDesk):
             self.drop_after_submits = 0
             self.drop_every_submits = 0
             self.receipts_as_data_sm = False
+            self.receipts_on_unbind = False
             #: every submit_sm read: (time.time() when read, login, phone, command_status)
             self.submit_log: list[tuple[float, str, str, int]] = []
             self.resp_delay_s = 0.0
@@ -299,8 +301,11 @@ class SmppSandbox(MessageDesk):
             if not self.mute_enquire_link:
                 c.send(pdu("enquire_link_resp", seq))
         elif name == "unbind":
+            if self.receipts_on_unbind and c.login:  # what was held comes just before the answer
+                self.hold_receipts = False
+                self._flush_receipts(c.login)
             c.send(pdu("unbind_resp", seq))
-            c.close()
+            self.later(1.0, lambda: self._drop(c))  # the client closes first, normally
         elif name in ("unbind_resp", "enquire_link_resp", "generic_nack"):
             pass
         elif name in ("deliver_sm_resp", "data_sm_resp"):
