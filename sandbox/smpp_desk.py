@@ -12,10 +12,10 @@ from typing import Any
 
 from sandbox._http import Request, Response
 from sandbox.smpp_wire import (
-    ROK,
     RINVBNDSTS,
     RINVDSTADR,
     RINVMSGLEN,
+    ROK,
     RQUERYFAIL,
     RSUBMITFAIL,
     RTHROTTLED,

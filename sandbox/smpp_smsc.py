@@ -57,7 +57,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sandbox._http import MultiPortServer
 from sandbox.smpp_desk import Message, MessageDesk
@@ -134,7 +135,7 @@ class SmppSandbox(MessageDesk):
 
     # --- lifecycle
     def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-              tls: bool = False) -> "SmppSandbox":
+              tls: bool = False) -> SmppSandbox:
         ports = dict(ports or {"primary": 0, "backup": 0})
         if tls:
             ports.setdefault("tls", 0)
@@ -195,7 +196,7 @@ class SmppSandbox(MessageDesk):
         while not self.stopping:
             try:
                 sock, _ = lsock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

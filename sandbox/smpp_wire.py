@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-
 CMD = {
     "generic_nack": 0x80000000, "bind_receiver": 0x00000001, "bind_receiver_resp": 0x80000001,
     "bind_transmitter": 0x00000002, "bind_transmitter_resp": 0x80000002,
@@ -62,7 +61,8 @@ def tlv(tag: int, value: bytes) -> bytes:
     return struct.pack(">HH", tag, len(value)) + value
 
 
-def parse_fields(body: bytes, table: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], dict[int, bytes]]:
+def parse_fields(body: bytes, table: tuple[tuple[str, str], ...]
+                 ) -> tuple[dict[str, Any], dict[int, bytes]]:
     out: dict[str, Any] = {}
     pos = 0
     for name, kind in table:

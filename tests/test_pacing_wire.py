@@ -7,13 +7,14 @@ resends after a link drop, err-220 resends, long-message parts) books a slot."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from core.settings import load_settings
+from core.observability.metrics import StoreCollector
 from core.store import Store, redis_client
 from producers import Producer
 from sandbox import smpp_smsc
@@ -31,8 +32,16 @@ smpp_backup_host = "{backup}"
 credentials = {{ login = "env:TEST_SMSC_LOGIN", password = "env:TEST_SMSC_PASSWORD" }}
 default_sender = "Gonets"
 timeout_s = 3
-options = {{ lease_ttl_s = 2, backoff_min_s = 0.05, backoff_max_s = 0.5, response_timeout_s = 5, bind_wait_s = 10, first_poll_s = 30, mcon = 3, retry_receipt_delay_s = 0.5 }}
 limits = {{ {limits} }}
+[accounts.smsc_smpp.options]
+lease_ttl_s = 2
+backoff_min_s = 0.05
+backoff_max_s = 0.5
+response_timeout_s = 5
+bind_wait_s = 10
+first_poll_s = 30
+mcon = 3
+retry_receipt_delay_s = 0.5
 """
 HTTP_LIMITS = "[accounts.smsc.limits]\n{limits}\n"
 LONG = "Long message that takes two SMS parts. " * 5  # 195 GSM characters: 2 parts
@@ -106,7 +115,7 @@ def test_session_writes_each_submit_at_its_slot_alone_and_drops_a_missed_one(smp
         t0 = time.time()
         slots = [t0 + 0.3, t0 + 0.45, t0 + 0.6]
         futs = [s.request("submit_sm", p, not_before=at, late_s=0.2)
-                for p, at in zip(params, slots)]
+                for p, at in zip(params, slots, strict=False)]
         # its slot went by half a second ago: more than late_s, so it is never written
         missed = s.request("submit_sm", params[3], not_before=t0 - 0.5, late_s=0.2)
         assert all(f.result(10).status == 0 for f in futs)
@@ -114,7 +123,7 @@ def test_session_writes_each_submit_at_its_slot_alone_and_drops_a_missed_one(smp
             missed.result(10)
         got = submits(smpp)
         assert [g["phone"] for g in got] == [p["destination_addr"] for p in params[:3]]
-        for g, at in zip(got, slots):
+        for g, at in zip(got, slots, strict=True):
             assert g["at"] >= at  # never before its slot
         # one write per slot: the server reads them apart, as far apart as their slots (the
         # thread may be late for one, never early)
@@ -143,6 +152,12 @@ def test_http_send_waits_for_its_slot_and_books_again_when_it_came_too_late(
     assert at >= stale + Pacer.interval_s(acct) - 0.002  # sent at a later slot, not late
     assert counts(store, "smsc") == {"booked": 2, "forfeited": 1}
     provider.close()
+    # what an operator sees: the scheduler's /metrics, per account
+    family = next(f for f in StoreCollector(settings).collect()
+                  if f.name == "gonets_pacing_slots")
+    seen = {(x.labels["account"], x.labels["outcome"]): x.value for x in family.samples
+            if x.name.endswith("_total")}
+    assert seen[("smsc", "booked")] == 2 and seen[("smsc", "forfeited")] == 1
 
 
 # --- several worker processes, stalled sends, dropped links --------------------------------

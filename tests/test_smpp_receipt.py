@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from core.contracts import Status
 from workers.smpp.receipt import (
+    DATA_SM_FIELDS,
     ERR_TABLE,
     Malformed,
     id_keys,
@@ -157,3 +158,26 @@ def test_truncated_pdu_is_malformed() -> None:
         parse_deliver_sm(body[:-3])
     with pytest.raises(Malformed):
         parse_deliver_sm(body + b"\x00\x1e\x00\x09abc")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_are_a_data_sm_or_malformed(body: bytes) -> None:
+    try:
+        rc = receipt_from(parse_deliver_sm(body, DATA_SM_FIELDS))
+    except Malformed:
+        return
+    assert isinstance(rc.status, Status)
+    receipt_fields(rc)
+
+
+def test_data_sm_receipt_keeps_the_network_error_code_on_the_record() -> None:
+    # SMPP v3.4 §4.7.1: no short_message; the receipt text rides in message_payload (0x0424)
+    text = b"id:77 sub:001 dlvrd:000 submit date:2412031200 done date:2412031201 stat:UNDELIV"
+    body = (b"\x00" + bytes((1, 1)) + b"375291234567\x00" + bytes((5, 0)) + b"Gonets\x00"
+            + bytes((0x04, 0, 0)) + tlv(0x0424, text) + tlv(0x0423, b"\x03\x00\x01"))
+    rc = receipt_from(parse_deliver_sm(body, DATA_SM_FIELDS))
+    assert rc.message_id == "77" and rc.status == Status.FAILED and rc.err == 1
+    assert receipt_fields(rc)["dlr_network_error_code"] == "GSM:1"
+    other = receipt_from(parse_deliver_sm(deliver_sm(text, tlvs=tlv(0x0423, b"\x08\x01\x00"))))
+    assert receipt_fields(other)["dlr_network_error_code"] == "SMSC:256"

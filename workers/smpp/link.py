@@ -52,7 +52,8 @@ class BindRefused(Exception):
 
 def header(frame: bytes) -> tuple[int, int, int, int]:
     """(command_length, command_id, command_status, sequence_number) of a frame."""
-    return struct.unpack_from(">IIII", frame)  # type: ignore[return-value]
+    length, command_id, status, seq = struct.unpack_from(">IIII", frame)
+    return int(length), int(command_id), int(status), int(seq)
 
 
 def answer(command_id: int, seq: int, status: int = 0, body: bytes = b"\x00") -> bytes:
@@ -71,7 +72,7 @@ class Link:
 
     @classmethod
     def open(cls, host: str, port: int, *, timeout_s: float,
-             tls: ssl.SSLContext | None = None) -> "Link":
+             tls: ssl.SSLContext | None = None) -> Link:
         raw = socket.create_connection((host, port), timeout=timeout_s)
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -140,7 +141,7 @@ class Link:
             self.sock.settimeout(left)
             try:
                 frame = self.read_frame()
-            except socket.timeout:
+            except TimeoutError:
                 raise LinkError(f"no answer to {command}") from None
             _, command_id, status, got_seq = header(frame)
             if got_seq != seq or not command_id & 0x80000000:

@@ -1,4 +1,5 @@
-"""``deliver_sm`` (or ``data_sm``) → what it says: a delivery receipt, an HLR result, or an incoming message.
+"""``deliver_sm`` (or ``data_sm``) → what it says: a delivery receipt, an HLR result, or an
+incoming message.
 
 Pure functions over bytes and text, no I/O; every parser raises ``Malformed`` (a ValueError)
 on input it cannot read and nothing else, so a bad PDU costs one ``deliver_sm_resp`` with an

@@ -1,5 +1,9 @@
 """One SMPP session per worker process: a thread that owns the link (``workers.smpp.link``).
 
+Modules: this one (the public side, the link lifecycle, the dispatcher thread),
+``serving.py`` (the loop over one bound link), ``requests.py`` (configuration, requests,
+answers, errors).
+
 Every byte of a bind goes through one thread (``gonets-smpp-<account>``), so it is also where
 the last pacing check is made:
 
@@ -36,163 +40,41 @@ import heapq
 import itertools
 import logging
 import random
-import select
 import socket
 import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any
 
 from smpplib import consts
 
-from core.stall import stall
-
-from workers.smpp.link import (
-    ALERT_NOTIFICATION,
-    ENQUIRE_LINK,
-    ENQUIRE_LINK_RESP,
-    GENERIC_NACK,
-    RECEIVED,
-    SUBMIT_SM_RESP,
-    UNBIND,
-    UNBIND_RESP,
-    BindRefused,
-    Link,
-    LinkError,
-    answer,
-    header,
+from workers.smpp.link import RECEIVED, BindRefused, Link, answer
+from workers.smpp.requests import (
+    CLOSE_ACK_S,
+    LINK_ERRORS,
+    DeliverHandler,
+    Lease,
+    LinkLost,
+    NotBound,
+    Pending,
+    Resp,
+    SessionConfig,
+    SessionError,
+    SlotMissed,
+    Stats,
 )
+from workers.smpp.serving import Serving
 
-__all__ = ["BindRefused", "LinkLost", "NotBound", "Resp", "Session", "SessionConfig",
-           "SessionError", "SlotMissed"]
+__all__ = ["BindRefused", "DeliverHandler", "Lease", "LinkLost", "NotBound", "Resp", "Session",
+           "SessionConfig", "SessionError", "SlotMissed", "Stats"]
 
 log = logging.getLogger("gonets.smpp")
 
-#: how long close() lets the receipts already read be applied and answered before unbinding
-CLOSE_ACK_S = 5.0
-LINK_ERRORS = (OSError, LinkError, socket.timeout)
 
-
-class SessionError(Exception):
-    """Base of what a request can fail with."""
-
-
-class NotBound(SessionError):
-    """Nothing was written: no bind (standing by without a lease, closing, or no link in
-    time). Safe to send again elsewhere."""
-
-
-class LinkLost(SessionError):
-    """The request was written but the link died before its answer: the server may or may
-    not have acted on it."""
-
-    def __init__(self, detail: str, sent_at: float) -> None:
-        super().__init__(detail)
-        self.sent_at = sent_at
-
-
-class SlotMissed(SessionError):
-    """Nothing was written: the session thread came more than ``late_s`` after the request's
-    pacing slot. The caller gives the slot up and books another."""
-
-    def __init__(self, late_s: float) -> None:
-        super().__init__(f"{late_s * 1000:.1f} ms past its pacing slot; not written")
-        self.late_s = late_s
-
-
-@dataclass(frozen=True)
-class Resp:
-    """The answer to a request: the response PDU's status and body fields."""
-
-    command: str
-    status: int
-    fields: dict[str, Any]
-    sent_at: float
-    #: which server answered ("host:port")
-    server: str = ""
-
-
-class Lease(Protocol):
-    def acquire(self) -> bool: ...
-
-    def renew(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-    @property
-    def renew_every_s(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    account: str
-    hosts: tuple[tuple[str, int], ...]
-    system_id: Callable[[], str]
-    password: Callable[[], str]
-    system_type: str = ""
-    bind_mode: str = "transceiver"
-    tls: ssl.SSLContext | None = None
-    max_pending: int = 300
-    enquire_link_s: float = 60.0
-    response_timeout_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    backoff_min_s: float = 0.5
-    backoff_max_s: float = 30.0
-    addr_ton: int = 0
-    addr_npi: int = 0
-    #: a session not bound this long (while it should be) counts as dead for health checks
-    dead_after_s: float = 120.0
-
-
-# The receive side: called on the dispatcher thread with the body and command_id of a
-# deliver_sm or data_sm; returns the command_status of its answer (0 = taken; anything else
-# asks the server to offer it again).
-DeliverHandler = Callable[[bytes, int], int]
-
-
-@dataclass
-class _Pending:
-    command: str
-    params: dict[str, Any]
-    future: Future[Resp]
-    sent_at: float = 0.0
-    #: the pacing slot (``time.time()``; 0: unpaced) and how late past it it may be written
-    not_before: float = 0.0
-    late_s: float | None = None
-
-
-@dataclass
-class Stats:
-    binds: int = 0
-    link_losses: int = 0
-    submits: int = 0
-    responses: int = 0
-    delivers: int = 0
-    malformed: int = 0
-    last_server: str = ""
-    kicked: int = 0
-    #: requests failed with SlotMissed (their slot had gone by)
-    forfeits: int = 0
-    #: receipts answered while the session closed
-    acked_closing: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Upkeep:
-    """The serving loop's bookkeeping for one link."""
-
-    last_tx: float
-    last_rx: float
-    next_renew: float
-    link_check_seq: int | None = None
-    link_check_at: float = 0.0
-
-
-class Session:
+class Session(Serving):
     def __init__(self, cfg: SessionConfig, on_deliver: DeliverHandler,
                  lease: Lease | None = None) -> None:
         self.cfg = cfg
@@ -201,10 +83,10 @@ class Session:
         self.stats = Stats()
         self._lock = threading.Lock()
         #: requests not written yet: (not_before, order, pending), a heap
-        self._queue: list[tuple[float, int, _Pending]] = []
+        self._queue: list[tuple[float, int, Pending]] = []
         self._order = itertools.count()
         self._control: deque[Callable[[], None]] = deque()
-        self._window: dict[int, _Pending] = {}
+        self._window: dict[int, Pending] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -230,7 +112,7 @@ class Session:
                                             name=f"gonets-smpp-{cfg.account}-rx", daemon=True)
 
     # --- the actor-thread side ------------------------------------------------------------
-    def start(self) -> "Session":
+    def start(self) -> Session:
         self._thread.start()
         self._dispatcher.start()
         return self
@@ -271,7 +153,7 @@ class Session:
         if self._standby and self.lease is not None:
             raise NotBound("this process holds no bind lease for the account")
         fut: Future[Resp] = Future()
-        p = _Pending(command, params, fut, not_before=not_before, late_s=late_s)
+        p = Pending(command, params, fut, not_before=not_before, late_s=late_s)
         with self._lock:
             heapq.heappush(self._queue, (not_before, next(self._order), p))
         self._wake()
@@ -374,267 +256,6 @@ class Session:
                  peer.decode("ascii", "replace") if isinstance(peer, bytes) else peer)
         return link
 
-    def _serve(self, link: Link) -> None:
-        self._link = link
-        self._generation += 1
-        self.stats.binds += 1
-        self.stats.last_server = link.server
-        self._bound.set()
-        link.sock.settimeout(self.cfg.response_timeout_s)
-        now = time.monotonic()
-        up = _Upkeep(last_tx=now, last_rx=now,
-                     next_renew=now + (self.lease.renew_every_s if self.lease else 1e12))
-        reason = "closed"
-        try:
-            while True:
-                if self._stop.is_set():
-                    reason = "closing"
-                    self._finish(link)
-                    return
-                problem = (self._renew_lease(up) or self._flush_control(link, up)
-                           or self._write_due(link, up) or self._check_link(link, up)
-                           or self._read(link, up))
-                if problem:
-                    reason = problem
-                    return
-        except LINK_ERRORS as exc:
-            reason = f"link error: {exc!r}"
-        finally:
-            self._bound.clear()
-            self._since_unbound = time.monotonic()
-            link.close()
-            self._link = None
-            self._link_down(reason)
-
-    # --- the serving loop's steps (each returns why the link ends, or "") -------------------
-    def _renew_lease(self, up: _Upkeep) -> str:
-        if self.lease is None or time.monotonic() < up.next_renew:
-            return ""
-        try:
-            held = self.lease.renew()
-        except Exception as exc:
-            log.warning("smpp %s: lease renew failed: %s", self.cfg.account, exc)
-            held = False
-        if not held:
-            assert self._link is not None
-            self._unbind(self._link)
-            return "bind lease lost"
-        up.next_renew = time.monotonic() + self.lease.renew_every_s
-        return ""
-
-    def _flush_control(self, link: Link, up: _Upkeep) -> str:
-        """Answers to received PDUs, queued by the dispatcher."""
-        while True:
-            with self._lock:
-                item = self._control.popleft() if self._control else None
-            if item is None:
-                return ""
-            item()
-            up.last_tx = time.monotonic()
-
-    def _due(self) -> list[_Pending]:
-        """Requests whose slot has come, in slot order, as many as the window has room for."""
-        out: list[_Pending] = []
-        room = self.cfg.max_pending - len(self._window)
-        now = time.time()
-        with self._lock:
-            while self._queue and len(out) < room and self._queue[0][0] <= now:
-                out.append(heapq.heappop(self._queue)[2])
-        return [p for p in out if p.future.set_running_or_notify_cancel()]
-
-    def _write_due(self, link: Link, up: _Upkeep) -> str:
-        """Write what is due: unpaced requests together, each pacing slot on its own, checked
-        for lateness right before its write."""
-        batch = bytearray()
-        for at, group in itertools.groupby(self._due(), key=lambda p: p.not_before):
-            encoded = self._encode(link, list(group))
-            if not encoded:
-                continue
-            late_s = encoded[0][1].late_s
-            if late_s is None:
-                batch += b"".join(data for _, _, data in encoded)
-                self._in_window(encoded, up)
-                continue
-            stall()  # a test hook: nothing unless GONETS_TEST_STALL is set
-            late = time.time() - at
-            if late > late_s:  # the slot has gone by: write nothing, the caller books again
-                self.stats.forfeits += len(encoded)
-                for _, p, _ in encoded:
-                    p.future.set_exception(SlotMissed(late))
-                continue
-            self._in_window(encoded, up)
-            link.write(b"".join(data for _, _, data in encoded))
-        if batch:
-            link.write(bytes(batch))
-        return ""
-
-    def _encode(self, link: Link, group: list[_Pending]) -> list[tuple[int, _Pending, bytes]]:
-        out = []
-        for p in group:
-            try:
-                seq, data = link.make(p.command, **p.params)
-            except Exception as exc:  # bad parameters: this request only
-                p.future.set_exception(ValueError(f"cannot encode {p.command}: {exc!r}"))
-                continue
-            out.append((seq, p, data))
-        return out
-
-    def _in_window(self, encoded: list[tuple[int, _Pending, bytes]], up: _Upkeep) -> None:
-        now = time.monotonic()
-        for seq, p, _ in encoded:
-            p.sent_at = now
-            self._window[seq] = p
-            if p.command == "submit_sm":
-                self.stats.submits += 1
-        up.last_tx = now
-
-    def _check_link(self, link: Link, up: _Upkeep) -> str:
-        now = time.monotonic()
-        if up.link_check_seq is not None and now - up.link_check_at > self.cfg.response_timeout_s:
-            return "enquire_link unanswered"
-        # the window is in sending order: its first entry is the oldest
-        oldest = next(iter(self._window.values())).sent_at if self._window else None
-        if oldest is not None and now - oldest > self.cfg.response_timeout_s:
-            return "a request went unanswered"
-        if up.link_check_seq is None and now - max(up.last_tx, up.last_rx) >= self.cfg.enquire_link_s:
-            seq, data = link.make("enquire_link")
-            link.write(data)
-            up.link_check_seq, up.link_check_at, up.last_tx = seq, now, now
-        return ""
-
-    def _timeout(self, up: _Upkeep) -> float:
-        now = time.monotonic()
-        timeout = min(self.cfg.enquire_link_s - (now - max(up.last_tx, up.last_rx)),
-                      up.next_renew - now, 1.0)
-        with self._lock:
-            head = self._queue[0][0] if self._queue else None
-        if head is not None and len(self._window) < self.cfg.max_pending:
-            timeout = min(timeout, head - time.time())  # wake at the next pacing slot
-        return max(0.0, timeout)
-
-    def _read(self, link: Link, up: _Upkeep) -> str:
-        """Wait for input (or a wake-up, or the next slot), then act on every whole PDU."""
-        ready = link.pending()
-        if not ready:
-            r, _, _ = select.select([link.sock, self._wake_r], [], [], self._timeout(up))
-            if self._wake_r in r:
-                try:
-                    while self._wake_r.recv(4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-            ready = link.sock in r
-        if ready:
-            link.fill()
-            up.last_rx = time.monotonic()
-        while (frame := link.next_frame()) is not None:
-            outcome = self._on_frame(link, frame)
-            if outcome == "unbind":
-                self.stats.kicked += 1
-                return "the server unbound us"
-            if outcome == "link_ok":
-                up.link_check_seq = None
-        return ""
-
-    # --- frames --------------------------------------------------------------------------
-    def _on_frame(self, link: Link, frame: bytes, inline: bool = False) -> str:
-        _, command_id, status, seq = header(frame)
-        if command_id in RECEIVED:
-            self.stats.delivers += 1
-            if inline:  # closing: apply and answer it here, the dispatcher is done
-                self.stats.acked_closing += 1
-                link.write(answer(RECEIVED[command_id], seq, self._handle(frame[16:],
-                                                                          command_id)))
-                return ""
-            with self._inbox_cv:
-                self._rx_open += 1
-                self._inbox.append((self._generation, seq, command_id, frame[16:]))
-                self._inbox_cv.notify()
-            return ""
-        if command_id == ENQUIRE_LINK:
-            link.write(answer(ENQUIRE_LINK_RESP, seq, body=b""))
-            return ""
-        if command_id == ENQUIRE_LINK_RESP:
-            self._window.pop(seq, None)
-            return "link_ok"
-        if command_id == UNBIND:
-            try:
-                link.write(answer(UNBIND_RESP, seq, body=b""))
-            except OSError:
-                pass
-            return "unbind"
-        if command_id == ALERT_NOTIFICATION or command_id == UNBIND_RESP:
-            return ""
-        if command_id & 0x80000000 == 0:
-            # a request we do not serve: say so, never die of it
-            link.write(answer(GENERIC_NACK, seq, consts.SMPP_ESME_RINVCMDID, body=b""))
-            return ""
-        self._on_answer(link, frame, command_id, status, seq)
-        return ""
-
-    def _on_answer(self, link: Link, frame: bytes, command_id: int, status: int,
-                   seq: int) -> None:
-        p = self._window.pop(seq, None)
-        if p is None:
-            log.warning("smpp %s: answer 0x%08x to unknown sequence %s", self.cfg.account,
-                        command_id, seq)
-            return
-        self.stats.responses += 1
-        fields: dict[str, Any] = {}
-        name = "generic_nack"
-        if command_id == SUBMIT_SM_RESP:
-            # the hot path: the body is one C-octet string (absent on some errors)
-            fields["message_id"] = frame[16:].split(b"\x00", 1)[0].decode("latin-1")
-            name = "submit_sm_resp"
-        elif command_id != GENERIC_NACK and len(frame) > 16:
-            try:
-                parsed = link.parse(frame)
-                name = parsed.command
-                for key in ("message_id", "final_date", "message_state", "error_code"):
-                    v = getattr(parsed, key, None)
-                    if v is not None:
-                        fields[key] = v.decode("latin-1") if isinstance(v, bytes) else v
-            except Exception as exc:
-                self.stats.malformed += 1
-                log.warning("smpp %s: unreadable answer to %s: %r", self.cfg.account,
-                            p.command, exc)
-                name = p.command + "_resp"
-                fields["malformed"] = True
-        elif command_id != GENERIC_NACK:
-            name = p.command + "_resp"
-        p.future.set_result(Resp(name, status, fields, p.sent_at, link.server))
-
-    # --- closing -------------------------------------------------------------------------
-    def _finish(self, link: Link) -> None:
-        """Answer the receipts already read (the dispatcher applies them), then unbind."""
-        deadline = time.monotonic() + CLOSE_ACK_S
-        up = _Upkeep(last_tx=0.0, last_rx=0.0, next_renew=1e12)
-        while time.monotonic() < deadline:
-            self._flush_control(link, up)
-            with self._inbox_cv:
-                if self._rx_open == 0:
-                    break
-            select.select([self._wake_r], [], [], 0.05)
-        self._flush_control(link, up)
-        self._unbind(link)
-
-    def _unbind(self, link: Link) -> None:
-        """Unbind and wait for the answer; a receipt arriving meanwhile is applied and
-        answered (not left for the server to offer again)."""
-        try:
-            seq, data = link.make("unbind")
-            link.write(data)
-            deadline = time.monotonic() + 2.0
-            link.sock.settimeout(1.0)
-            while time.monotonic() < deadline:
-                frame = link.read_frame()
-                _, cid, _, got = header(frame)
-                if cid == UNBIND_RESP and got == seq:
-                    break
-                if cid in RECEIVED:
-                    self._on_frame(link, frame, inline=True)
-        except LINK_ERRORS:
-            pass
 
     def _link_down(self, reason: str) -> None:
         """Fail every unanswered request; requests not yet written wait for the next bind."""
@@ -655,10 +276,10 @@ class Session:
     # --- the dispatcher thread -------------------------------------------------------------
     def _handle(self, body: bytes, command_id: int) -> int:
         try:
-            return self.on_deliver(body, command_id)
+            return int(self.on_deliver(body, command_id))
         except Exception:
             log.exception("smpp %s: deliver_sm handler failed", self.cfg.account)
-            return consts.SMPP_ESME_RSYSERR  # not taken: the server offers it again
+            return int(consts.SMPP_ESME_RSYSERR)  # not taken: the server offers it again
 
     def _dispatch(self) -> None:
         while True:
@@ -687,3 +308,4 @@ class Session:
         with self._inbox_cv:
             self._rx_open -= 1
         self._wake()
+

@@ -47,13 +47,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import redis
 
 from core.errors import RetryLater
-from core.stall import stall
 from core.settings import Account
+from core.stall import stall
 
 #: how far ahead a bulk send may book a slot
 BULK_HORIZON_S = 0.1
@@ -114,7 +114,8 @@ class Pacer:
         return f"{self.ns}:pace:{account}:count"
 
     def _call(self, account: str, *args: str | int) -> tuple[int, int, float]:
-        return self._timed_call(account, *args)[:3]
+        ok, wait_us, factor, _ = self._timed_call(account, *args)
+        return ok, wait_us, factor
 
     def _timed_call(self, account: str, *args: str | int) -> tuple[int, int, float, float]:
         """The script's answer, plus the Redis ``now`` of the call on this host's clock."""
@@ -199,7 +200,7 @@ class Pacer:
             return None
 
     def ticket(self, account: Account, parts: int, *, urgent: bool, deadline: float,
-               booked: Callable[[float], None] | None = None) -> "Ticket | None":
+               booked: Callable[[float], None] | None = None) -> Ticket | None:
         """Book the send's first slot; ``booked(seconds until the slot)`` is called once it is
         booked (if it raises, the slot is left unused). ``None``: no slot before ``deadline``."""
         slot = self.book(account, parts, urgent=urgent, deadline=deadline)
