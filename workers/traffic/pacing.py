@@ -52,6 +52,7 @@ from typing import Any
 import redis
 
 from core.errors import RetryLater
+from core.keys import Keys
 from core.settings import Account
 from core.stall import stall
 
@@ -94,6 +95,7 @@ class Pacer:
                  cooldown_s: float = SLOW_COOLDOWN_S) -> None:
         self.r = client
         self.ns = namespace
+        self._keys = Keys(namespace)
         self.cooldown_us = int(cooldown_s * 1e6)
         self.hold_us = int(hold_s * 1e6)
         self.recover_ppm = int(recover_per_s * 1e6)
@@ -105,13 +107,13 @@ class Pacer:
         self._offset_since = 0.0
 
     def keys(self, account: str) -> list[str]:
-        return [f"{self.ns}:pace:{account}", f"{self.ns}:pace:{account}:slow",
+        return [self._keys.pace(account), self._keys.pace_slow(account),
                 self.counts_key(account)]
 
     def counts_key(self, account: str) -> str:
         """Hash: ``booked`` parts whose slot was reserved, ``forfeited`` parts whose slot a
         late writer gave up (counters for the metrics; no TTL)."""
-        return f"{self.ns}:pace:{account}:count"
+        return self._keys.pace_counts(account)
 
     def _call(self, account: str, *args: str | int) -> tuple[int, int, float]:
         ok, wait_us, factor, _ = self._timed_call(account, *args)
