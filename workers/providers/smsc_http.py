@@ -35,11 +35,11 @@ from workers.providers.base import (
     Balance,
     CheckPlan,
     Outgoing,
+    Pacing,
     ProviderContext,
     StatusReport,
     Submitted,
     account_options,
-    Pacing,
     wire_extensions,
 )
 
