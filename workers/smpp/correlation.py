@@ -37,7 +37,6 @@ from core.timing import now_ms
 from workers.providers.base import FactSink, Outgoing
 from workers.smpp import codec
 from workers.smpp.link import DATA_SM, DELIVER_SM
-from workers.smpp.options import SmppAccountOptions
 from workers.smpp.receipt import (
     DATA_SM_FIELDS,
     DELIVER_SM_FIELDS,
