@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.errors import UnknownMessage
+from core.keys import Keys
 from core.locks import new_token
 from core.payments import (
     CHECK_RANK,
@@ -39,11 +40,13 @@ log = logging.getLogger("gonets.payments")
 _EVENT_FIELDS = ("provider_status", "error_code", "uid", "source")
 
 PAYMENTS: RecordModel[PaymentStatus] = RecordModel(
-    prefix="pay", statuses=PaymentStatus, ranks=PAYMENT_RANK, events="payments:events",
-    index="pay:due:{account}", kind="payment", event_fields=_EVENT_FIELDS)
+    name="payment", statuses=PaymentStatus, ranks=PAYMENT_RANK, record=Keys.pay,
+    history=Keys.pay_history, events=Keys.payment_events, account_index=Keys.pay_due,
+    kind="payment", event_fields=_EVENT_FIELDS)
 CHECKS: RecordModel[CheckStatus] = RecordModel(
-    prefix="mtscheck", statuses=CheckStatus, ranks=CHECK_RANK, events="payments:events",
-    index="mtscheck:open", kind="check", event_fields=_EVENT_FIELDS)
+    name="check", statuses=CheckStatus, ranks=CHECK_RANK, record=Keys.mtscheck,
+    history=Keys.mtscheck_history, events=Keys.payment_events, index=Keys.mtscheck_open,
+    kind="check", event_fields=_EVENT_FIELDS)
 
 
 class PaymentStore:

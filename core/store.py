@@ -1,7 +1,8 @@
 """The Gonets store: records, their status history and the event stream, in Redis.
 
 One ``RecordStore`` serves every kind of record, parameterised by a ``RecordModel`` (its status
-model with the rank table, its key prefix, event stream and index): ``Store`` holds messages
+model with the rank table, and its keys as ``core.keys`` names them: record, history, event
+stream, index): ``Store`` holds messages
 (``MESSAGES``, below); ``core.payment_store`` holds payments and MTS Money checks on the same
 scripts.
 
@@ -26,7 +27,7 @@ step.  Final records expire after ``retention_s``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -73,18 +74,22 @@ class RecordModel(Generic[S]):
 
     ``ranks`` is the status rank table: a status change never goes to a lower rank, and a
     status of rank ``FINAL_RANK`` is final (the record expires after the retention period).
-    Key templates are colon-separated parts after the namespace; ``{account}`` in ``index``
-    is the record's account (a per-account index, e.g. the payments due for a lookup).
+    Keys are ``core.keys.Keys`` methods (the one place that spells them).
     """
 
-    #: key prefix of the record hash (``ns:<prefix>:<id>``; its history is ``…:history``)
-    prefix: str
+    #: what the records are, for errors
+    name: str
     statuses: type[S]
     ranks: Mapping[S, int]
+    #: the record hash and its history list (JSON status events, oldest first)
+    record: Callable[[Keys, str], str]
+    history: Callable[[Keys, str], str]
     #: the stream every status change of this kind is appended to
-    events: str
-    #: the sorted set of non-final records: id -> when to look at it next (ms)
-    index: str
+    events: Callable[[Keys], str]
+    #: the sorted set of non-final records (id -> when to look at it next, ms): one for the
+    #: kind (``index``), or one per account (``account_index``: the record's ``account``)
+    index: Callable[[Keys], str] | None = None
+    account_index: Callable[[Keys, str], str] | None = None
     #: written into every record and event of this kind (``None``: not written)
     kind: str | None = None
     #: count status changes per account, status and error code in ``ns:stats`` (metrics)
@@ -95,7 +100,9 @@ class RecordModel(Generic[S]):
     def __post_init__(self) -> None:
         missing = [s for s in self.statuses if s not in self.ranks]
         if missing or any(not 0 <= r <= FINAL_RANK for r in self.ranks.values()):
-            raise ValueError(f"{self.prefix}: every status needs a rank 0..{FINAL_RANK}")
+            raise ValueError(f"{self.name}: every status needs a rank 0..{FINAL_RANK}")
+        if (self.index is None) == (self.account_index is None):
+            raise ValueError(f"{self.name}: give one index, for the kind or per account")
 
     def rank(self, status: S) -> int:
         return self.ranks[status]
@@ -105,8 +112,9 @@ class RecordModel(Generic[S]):
 
 
 #: SMS message records (core/contracts.py holds their status model)
-MESSAGES: RecordModel[Status] = RecordModel(prefix="msg", statuses=Status, ranks=RANK,
-                                            events="events", index="nonfinal", stats=True)
+MESSAGES: RecordModel[Status] = RecordModel(
+    name="message", statuses=Status, ranks=RANK, record=Keys.msg, history=Keys.msg_history,
+    events=Keys.events, index=Keys.nonfinal, stats=True)
 
 
 @dataclass(frozen=True)
@@ -149,29 +157,32 @@ class RecordStore(Generic[S]):
 
     # --- keys
     def key(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
+        return self.keys.key(*parts)
 
     def record_key(self, rec_id: str) -> str:
-        return self.key(self.model.prefix, rec_id)
+        return self.model.record(self.keys, rec_id)
+
+    def history_key(self, rec_id: str) -> str:
+        return self.model.history(self.keys, rec_id)
 
     @property
     def events_key(self) -> str:
-        return self.key(self.model.events)
+        return self.model.events(self.keys)
 
     @property
     def stats_key(self) -> str:
-        return self.key("stats")
+        return self.keys.stats()
 
     def index_key(self, account: str | None = None) -> str:
         """The model's index of non-final records (per account when the model says so)."""
-        if "{account}" not in self.model.index:
-            return self.key(self.model.index)
-        if account is None:
-            raise ValueError(f"the {self.model.prefix} index is per account: name one")
-        return self.key(self.model.index.format(account=account))
+        if self.model.index is not None:
+            return self.model.index(self.keys)
+        if account is None or self.model.account_index is None:
+            raise ValueError(f"the {self.model.name} index is per account: name one")
+        return self.model.account_index(self.keys, account)
 
     def _index_key_of(self, rec_id: str, account: str | None) -> str:
-        if account is None and "{account}" in self.model.index:
+        if account is None and self.model.account_index is not None:
             account = maybe_text(self.r.hget(self.record_key(rec_id), "account"))
             if account is None:
                 raise UnknownMessage(rec_id)
@@ -179,7 +190,7 @@ class RecordStore(Generic[S]):
 
     def _keys(self, rec_id: str, index_key: str) -> list[str]:
         k = self.record_key(rec_id)
-        keys = [k, k + ":history", self.events_key, index_key]
+        keys = [k, self.history_key(rec_id), self.events_key, index_key]
         return [*keys, self.stats_key] if self.model.stats else keys
 
     # --- records
@@ -197,14 +208,14 @@ class RecordStore(Generic[S]):
         event: dict[str, Any] = {"id": rec_id, **kind, "status": st.value, "at_ms": ts}
         if reason is not None:
             event["reason"] = reason
-        per_account = "{account}" in self.model.index
+        per_account = self.model.account_index is not None
         keys = self._keys(rec_id, self.index_key(record.get("account") if per_account else None))
         return bool(self._create(keys=keys, args=[rec_id, next_check_ms, self.events_maxlen,
                                                   json.dumps(event), st.value, *_flat(record)]))
 
     def delete(self, rec_id: str, account: str | None = None) -> None:
         index = self._index_key_of(rec_id, account)
-        self.r.delete(self.record_key(rec_id), self.record_key(rec_id) + ":history")
+        self.r.delete(self.record_key(rec_id), self.history_key(rec_id))
         self.r.zrem(index, rec_id)
 
     def get(self, rec_id: str) -> dict[str, str]:
@@ -217,7 +228,7 @@ class RecordStore(Generic[S]):
         return text_dict(self.r.hgetall(self.record_key(rec_id))) or None
 
     def history(self, rec_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self.record_key(rec_id) + ":history", 0, -1)]
+        return [json.loads(x) for x in self.r.lrange(self.history_key(rec_id), 0, -1)]
 
     def update(self, rec_id: str, **fields: Any) -> None:
         """Set fields without changing the status (only on an existing record)."""

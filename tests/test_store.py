@@ -60,6 +60,7 @@ def test_unknown_ids_are_a_clear_error_and_create_is_not_an_overwrite(s: Store) 
 def test_a_status_model_must_rank_every_status() -> None:
     from enum import StrEnum
 
+    from core.keys import Keys
     from core.store import RecordModel
 
     class Half(StrEnum):
@@ -67,7 +68,8 @@ def test_a_status_model_must_rank_every_status() -> None:
         SHUT = "shut"
 
     with pytest.raises(ValueError, match="every status needs a rank"):
-        RecordModel(prefix="half", statuses=Half, ranks={Half.OPEN: 0}, events="e", index="i")
+        RecordModel(name="half", statuses=Half, ranks={Half.OPEN: 0}, record=Keys.msg,
+                    history=Keys.msg_history, events=Keys.events, index=Keys.nonfinal)
 
 
 def test_payments_follow_the_same_rules_on_their_own_keys(s: Store) -> None:
