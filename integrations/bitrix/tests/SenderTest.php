@@ -78,10 +78,10 @@ final class SenderTest extends TestCase
     public function testEveryFinalStatusMapsToItsBitrixStatusAndSemantic(): void
     {
         $want = [  // SMSC's final state => [Gonets status, Bitrix status, semantic]
-            1 => ['delivered', MessageStatus::DELIVERED, StatusMap::SEMANTIC_SUCCESS],
-            20 => ['failed', MessageStatus::UNDELIVERED, StatusMap::SEMANTIC_FAILURE],
-            3 => ['expired', MessageStatus::UNDELIVERED, StatusMap::SEMANTIC_FAILURE],
-            22 => ['rejected', MessageStatus::FAILED, StatusMap::SEMANTIC_FAILURE],
+            1 => ['delivered', MessageStatus::DELIVERED, MessageStatus::SEMANTIC_SUCCESS],
+            20 => ['failed', MessageStatus::UNDELIVERED, MessageStatus::SEMANTIC_FAILURE],
+            3 => ['expired', MessageStatus::UNDELIVERED, MessageStatus::SEMANTIC_FAILURE],
+            22 => ['rejected', MessageStatus::FAILED, MessageStatus::SEMANTIC_FAILURE],
         ];
         $sent = [];
         $finals = [];
@@ -102,7 +102,7 @@ final class SenderTest extends TestCase
             $status = Support::until(function () use ($sender, $sent, $smscState) {
                 $s = $sender->getMessageStatus(['ID' => 1, 'EXTERNAL_ID' => $sent[$smscState]]);
                 $this->assertTrue($s->isSuccess(), implode('; ', $s->getErrorMessages()));
-                return StatusMap::semantic($s->getStatusText()) === StatusMap::SEMANTIC_PENDING ? null : $s;
+                return StatusMap::semantic($s->getStatusText()) === MessageStatus::SEMANTIC_PROCESS ? null : $s;
             }, 60, "a final status for SMSC state $smscState");
             $this->assertSame($gonets, $status->getStatusText());
             $this->assertSame($bitrix, $status->getStatusCode());
@@ -115,8 +115,8 @@ final class SenderTest extends TestCase
     {
         $this->assertSame(['queued', 'deferred', 'submitted', 'delivered', 'failed', 'expired',
                            'rejected', 'unknown'], array_keys(StatusMap::TABLE));
-        foreach (['queued', 'deferred', 'submitted', 'unknown'] as $pending) {
-            $this->assertSame(StatusMap::SEMANTIC_PENDING, StatusMap::semantic($pending));
+        foreach (['queued', 'deferred', 'submitted', 'unknown'] as $underWay) {
+            $this->assertSame(MessageStatus::SEMANTIC_PROCESS, StatusMap::semantic($underWay));
         }
         $this->assertNull(StatusMap::semantic('sent'));
         $this->assertNull(Sender::resolveStatus('DELIVERED'));

@@ -1,36 +1,34 @@
 <?php
 namespace Gonets\Sms;
 
+use Bitrix\MessageService\MessageStatus;
+
 /**
- * The one table from Gonets statuses to Bitrix: the messageservice status constant
- * (\Bitrix\MessageService\MessageStatus) and its meaning for the shop: success, failure or
- * still pending.
+ * The one table from Gonets statuses to Bitrix: the messageservice status
+ * (\Bitrix\MessageService\MessageStatus) and its semantic, Bitrix's own
+ * MessageStatus::SEMANTIC_SUCCESS, SEMANTIC_FAILURE or SEMANTIC_PROCESS (still under way).
  *
  *   Gonets     Bitrix MessageStatus   semantic
- *   queued     QUEUED                 pending
- *   deferred   QUEUED                 pending   (held by a provider rule; it will go)
- *   submitted  SENT                   pending
+ *   queued     QUEUED                 process
+ *   deferred   QUEUED                 process   (held by a provider rule; it will go)
+ *   submitted  SENT                   process
  *   delivered  DELIVERED              success
  *   failed     UNDELIVERED            failure
  *   expired    UNDELIVERED            failure
  *   rejected   FAILED                 failure
- *   unknown    SENT                   pending   (the provider can no longer say)
+ *   unknown    SENT                   process   (the provider can no longer say)
  */
 class StatusMap
 {
-    public const SEMANTIC_SUCCESS = 'success';
-    public const SEMANTIC_FAILURE = 'failure';
-    public const SEMANTIC_PENDING = 'pending';
-
     public const TABLE = [
-        'queued' => ['QUEUED', self::SEMANTIC_PENDING],
-        'deferred' => ['QUEUED', self::SEMANTIC_PENDING],
-        'submitted' => ['SENT', self::SEMANTIC_PENDING],
-        'delivered' => ['DELIVERED', self::SEMANTIC_SUCCESS],
-        'failed' => ['UNDELIVERED', self::SEMANTIC_FAILURE],
-        'expired' => ['UNDELIVERED', self::SEMANTIC_FAILURE],
-        'rejected' => ['FAILED', self::SEMANTIC_FAILURE],
-        'unknown' => ['SENT', self::SEMANTIC_PENDING],
+        'queued' => ['QUEUED', 'PROCESS'],
+        'deferred' => ['QUEUED', 'PROCESS'],
+        'submitted' => ['SENT', 'PROCESS'],
+        'delivered' => ['DELIVERED', 'SUCCESS'],
+        'failed' => ['UNDELIVERED', 'FAILURE'],
+        'expired' => ['UNDELIVERED', 'FAILURE'],
+        'rejected' => ['FAILED', 'FAILURE'],
+        'unknown' => ['SENT', 'PROCESS'],
     ];
 
     public static function known(string $gonetsStatus): bool
@@ -38,27 +36,29 @@ class StatusMap
         return isset(self::TABLE[$gonetsStatus]);
     }
 
-    /** success, failure or pending; null for a status Gonets does not have. */
+    /** MessageStatus::SEMANTIC_SUCCESS, _FAILURE or _PROCESS; null for a status Gonets lacks. */
     public static function semantic(string $gonetsStatus): ?string
     {
-        return self::TABLE[$gonetsStatus][1] ?? null;
+        if (!isset(self::TABLE[$gonetsStatus])) {
+            return null;
+        }
+        return (string)constant(MessageStatus::class . '::SEMANTIC_' . self::TABLE[$gonetsStatus][1]);
     }
 
-    /** The \Bitrix\MessageService\MessageStatus constant; null for an unknown status. */
+    /** The MessageStatus constant; null for a status Gonets does not have. */
     public static function bitrixStatus(string $gonetsStatus): ?int
     {
         if (!isset(self::TABLE[$gonetsStatus])) {
             return null;
         }
-        return (int)constant('\Bitrix\MessageService\MessageStatus::' . self::TABLE[$gonetsStatus][0]);
+        return (int)constant(MessageStatus::class . '::' . self::TABLE[$gonetsStatus][0]);
     }
 
     /** Whether a Bitrix status is one a message never leaves (a final one of the table). */
     public static function isFinalBitrixStatus(int $bitrixStatus): bool
     {
-        foreach (self::TABLE as $gonets => [$name, $semantic]) {
-            if ($semantic !== self::SEMANTIC_PENDING
-                && (int)constant('\Bitrix\MessageService\MessageStatus::' . $name) === $bitrixStatus) {
+        foreach (self::TABLE as [$name, $semantic]) {
+            if ($semantic !== 'PROCESS' && (int)constant(MessageStatus::class . '::' . $name) === $bitrixStatus) {
                 return true;
             }
         }

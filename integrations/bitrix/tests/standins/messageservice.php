@@ -6,9 +6,10 @@
  * relies on for correctness: declarations, getters/setters, and storage.
  *
  * \Bitrix\MessageService\MessageType            SMS
- * \Bitrix\MessageService\MessageStatus          the status constants (values as in
- *                                                messageservice's lib/messagestatus.php; the
- *                                                module refers to them by name only)
+ * \Bitrix\MessageService\MessageStatus          the status constants and SEMANTIC_PROCESS,
+ *                                                SEMANTIC_SUCCESS, SEMANTIC_FAILURE (values as
+ *                                                in messageservice's lib/messagestatus.php;
+ *                                                the module refers to them by name only)
  * \Bitrix\MessageService\Sender\Base            the abstract sender: getId(), getName(),
  *                                                getShortName(), canUse(), getFromList(),
  *                                                sendMessage(array), and isSupported(),
@@ -35,16 +36,23 @@ namespace Bitrix\MessageService {
 
     class MessageStatus
     {
-        public const UNKNOWN = -1;
+        // local queue statuses
         public const PENDING = 0;
-        public const ACCEPTED = 1;
-        public const QUEUED = 2;
-        public const SENDING = 3;
-        public const SENT = 4;
-        public const DELIVERED = 5;
-        public const UNDELIVERED = 6;
-        public const FAILED = 7;
-        public const READ = 8;
+        public const ERROR = 1;
+        public const EXCEPTION = 2;
+        public const DEFERRED = 3;
+        // external service statuses
+        public const ACCEPTED = 10;
+        public const QUEUED = 11;
+        public const SENDING = 12;
+        public const SENT = 13;
+        public const DELIVERED = 14;
+        public const UNDELIVERED = 15;
+        public const FAILED = 16;
+        public const READ = 17;
+        public const SEMANTIC_PROCESS = 'process';
+        public const SEMANTIC_SUCCESS = 'success';
+        public const SEMANTIC_FAILURE = 'failure';
     }
 
     class Message
