@@ -204,17 +204,12 @@ def _provider(account: str | None) -> Any:
     if account:
         acct = s.account(account)
     else:
-        sms = [x for x in s.accounts if x.provider != "bepaid"]
-        acct = s.account(s.default_account) if s.default_account else sms[0]
-    try:
-        built = providers.build(acct, ProviderContext(s, redis_client(s.redis_url)))
-    except NotImplementedError:
-        built = None
-    if built is None or not callable(getattr(built, "balance", None)):
+        acct = s.account(s.default_account) if s.default_account else s.sms_accounts()[0]
+    if acct.kind != "sms":  # providers.build refuses it too (ConfigError); say it in CLI words
         raise InvalidInput("account", f"{acct.name} is a {acct.provider} account: it sends no "
                                       "SMS, so it has no SMS balance or cost (its payments: "
                                       "gonets pay ...)")
-    return built
+    return providers.build(acct, ProviderContext(s, redis_client(s.redis_url)))
 
 
 @command("balance")
