@@ -22,7 +22,7 @@ TRIM_SHARE = 0.01
 class ProducerIndex:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.r = store.r
+        self.r = store.r  # this module is the one that keeps the index key
 
     def key(self, producer: str) -> str:
         return self.store.keys.producer_sms(producer)

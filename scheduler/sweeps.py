@@ -97,7 +97,7 @@ def _script(store: Store) -> Any:
     script = getattr(store, "_gonets_sweep", None)
     if script is None:
         text = resources.files("scheduler").joinpath("lua", "sweep.lua").read_text("utf-8")
-        script = store.r.register_script(text)
+        script = store.r.register_script(text)  # sweep.lua reads the store's records
         store._gonets_sweep = script  # type: ignore[attr-defined]
     return script
 
