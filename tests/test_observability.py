@@ -1,15 +1,13 @@
 """Sentry, logs and metrics, judged by what leaves the process: a local HTTP server stands in for
-Sentry (the DSN points at it) and receives the envelopes over a real socket."""
+Sentry (the DSN points at it; tests/sentry_standin.py) and receives the envelopes over a real
+socket."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +23,7 @@ from core.privacy import mask_phone, scrub_text
 from core.store import Store, redis_client
 from producers import Producer
 from tests.conftest import WorkerProcess, control, wait_final, write_config
+from tests.sentry_standin import SentryStandIn
 from tests.test_scheduler import SchedulerProcess
 
 PHONE = "375291234567"
@@ -32,68 +31,6 @@ PHONE = "375291234567"
 #: source lines around it, which are code, not data)
 TEXT = "your secret code 4321"
 SECRETS = {"password": "hunter2", "token": "tok-abc", "login": "acme"}
-
-
-class SentryStandIn:
-    """Receives envelopes at ``/api/<project>/envelope/``; keeps the raw bytes and the items."""
-
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-        self.items: list[tuple[dict[str, Any], Any]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                outer._take(body)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/1"
-
-    def _take(self, body: bytes) -> None:
-        lines = body.split(b"\n")
-        items = []
-        i = 1  # line 0 is the envelope header
-        while i < len(lines):
-            if not lines[i].strip():
-                i += 1
-                continue
-            head = json.loads(lines[i])
-            payload = lines[i + 1] if i + 1 < len(lines) else b""
-            try:
-                items.append((head, json.loads(payload)))
-            except ValueError:
-                items.append((head, payload))
-            i += 2
-        with self.lock:
-            self.raw.append(body)
-            self.items.extend(items)
-
-    def of_type(self, kind: str) -> list[Any]:
-        with self.lock:
-            return [p for h, p in self.items if h.get("type") == kind]
-
-    def alerts(self, alert: str) -> list[dict[str, Any]]:
-        return [e for e in self.of_type("event") if (e.get("tags") or {}).get("alert") == alert]
-
-    def everything(self) -> bytes:
-        with self.lock:
-            return b"".join(self.raw)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

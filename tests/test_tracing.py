@@ -21,7 +21,8 @@ from core import observability
 from core.embedded_redis import free_port
 from producers.http.auth import Tokens
 from tests.conftest import ROOT, WorkerProcess, wait_final
-from tests.test_observability import SentryStandIn, _wait
+from tests.sentry_standin import SentryStandIn
+from tests.test_observability import _wait
 
 PHONE = "375297654321"
 TEXT = "tracing secret 8080 text"

@@ -54,6 +54,12 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
         options.setdefault("traces_sampler", tracing.traces_sampler)
         # the trace goes on through dramatiq messages, never in headers to the providers
         options.setdefault("trace_propagation_targets", [])
+    from sentry_sdk.integrations.redis import RedisIntegration
+
+    # sentry-sdk's Redis integration wraps every command of every thread (dramatiq's consumers
+    # poll Redis all the time) and a send job runs a dozen: its spans cost more than the job's
+    # own work.  The Lua scripts, where a job's Redis time goes, get spans of their own.
+    options.setdefault("disabled_integrations", [RedisIntegration()])
     sentry_sdk.init(
         dsn=dsn,
         release=release or _release(),

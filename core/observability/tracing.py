@@ -230,14 +230,24 @@ def _lua_names() -> dict[str, str]:
 
 
 def script_name(script: Any) -> str:
+    """A Lua script's file name (ours), ``dramatiq.lua`` for dramatiq's own dispatch script,
+    else its first comment line; remembered on the script object."""
+    name = getattr(script, "_gonets_name", None)
+    if name is not None:
+        return str(name)
     sha = getattr(script, "sha", "") or ""
     name = _lua_names().get(sha)
-    if name:
-        return name
-    src = getattr(script, "script", b"")
-    first = (src.decode(errors="replace") if isinstance(src, bytes) else str(src)).strip()
-    first = first.splitlines()[0] if first else ""
-    return first[:60] if first.startswith("--") else f"script {sha[:12]}"
+    if name is None:
+        src = getattr(script, "script", b"")
+        text = src.decode(errors="replace") if isinstance(src, bytes) else str(src)
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        name = ("dramatiq.lua" if "Dramatiq" in first
+                else first[:60] if first.startswith("--") else f"script {sha[:12]}")
+    try:
+        script._gonets_name = name
+    except AttributeError:
+        pass
+    return name
 
 
 def instrument_scripts() -> None:
