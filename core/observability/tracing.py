@@ -72,8 +72,9 @@ def traces_sampler(ctx: dict[str, Any]) -> float:
 def span(op: str, name: str, *, measure: str | None = None, **data: Any) -> Iterator[Any]:
     """A child span of the running transaction (nothing when tracing is off or no
     transaction runs). ``name`` and ``data`` must carry no phone, text or secret.
-    ``measure`` also adds the span's duration to the transaction as that measurement (ms),
-    so dashboards can chart it beside the transaction's own figures."""
+    ``measure`` also adds the span's duration to the transaction's measurement of that name
+    (ms, summed over its spans), so dashboards can chart it beside the transaction's own
+    figures."""
     if not _state["traces_rate"] or not _state["sentry"]:
         yield None
         return
@@ -92,8 +93,18 @@ def span(op: str, name: str, *, measure: str | None = None, **data: Any) -> Iter
         if measure:
             tx = sentry_sdk.get_current_scope().transaction
             if tx is not None:
-                tx.set_measurement(measure, round((time.monotonic() - t0) * 1000, 3),
-                                   "millisecond")
+                _add_measurement(tx, measure, (time.monotonic() - t0) * 1000)
+
+
+def _add_measurement(tx: Any, name: str, ms: float) -> None:
+    """Add ``ms`` to the transaction's measurement ``name``: several spans of one kind add up
+    (the booking, then the slot).  A label: it never fails the job."""
+    try:
+        before = (getattr(tx, "_measurements", None) or {}).get(name) or {}
+        total = float(before.get("value") or 0.0) + ms
+        tx.set_measurement(name, round(total, 3), "millisecond")
+    except Exception:  # sentry-sdk internals moved: no measurement, no harm
+        pass
 
 
 def _queue_wait_ms(message: Any, now_ms: int) -> int:

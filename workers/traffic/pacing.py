@@ -53,6 +53,7 @@ import redis
 
 from core.errors import RetryLater
 from core.keys import Keys
+from core.observability.tracing import span
 from core.settings import Account
 from core.stall import stall
 
@@ -279,7 +280,9 @@ class Ticket:
             slot = self.take(parts)
             now = time.time()
             if slot.at > now:
-                time.sleep(slot.at - now)
+                # in the send's trace (HTTP providers wait here, inside the request's span)
+                with span("pacing.slot", f"slot {self.account.name}", measure="pacing_wait"):
+                    time.sleep(slot.at - now)
             stall()  # a test hook: nothing unless GONETS_TEST_STALL is set
             if time.time() - slot.at <= self.tolerance_s:
                 return slot
