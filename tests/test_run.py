@@ -141,7 +141,7 @@ def test_run_as_a_user_starts_serves_stops_in_order_and_starts_again(
     took = first.ctrl_c()
     out = first.out()
     assert first.proc.returncode == 0, out
-    assert took < DRAIN_S + 10, out
+    assert took < DRAIN_S, out  # within the drain timeout
     assert "Traceback" not in out and "CRITICAL" not in out, out
     assert "could not release" not in out and "lease store unreachable" not in out, out
     assert "every process stopped" in out
