@@ -16,7 +16,6 @@ sandboxes, Redis last.  A second Ctrl-C kills what is still draining.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cli.runfile import RUN_FILE, read_run_file, write_run_file
-from core.embedded_redis import RedisServer
+from core.embedded_redis import RedisServer, _die_with_parent
 from core.settings import load_settings
 
 STATE_DIR = Path(".gonets")
@@ -74,14 +73,6 @@ def sandbox_env(info: dict[str, object]) -> dict[str, str]:
 
 class _Stop(Exception):
     """Ctrl-C or SIGTERM while starting or running."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """A child of a killed ``gonets run`` gets SIGTERM instead of living on (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass

