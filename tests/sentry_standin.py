@@ -10,6 +10,8 @@ import gzip
 import json
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,7 +36,7 @@ class SentryStandIn:
                 # the client's delayed ACK (40 ms) for every envelope
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
@@ -93,3 +95,20 @@ class SentryStandIn:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def reporting_to(standin: SentryStandIn, **options: Any) -> Iterator[None]:
+    """This process's Sentry (``init_sentry``) pointed at the stand-in for the block, then
+    reset to no Sentry at all."""
+    import sentry_sdk
+
+    from core import observability
+
+    assert observability.init_sentry(standin.dsn, **options)
+    try:
+        yield
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()
+        observability._state.update(sentry=False, traces_rate=0.0)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dramatiq
 import httpx
@@ -21,7 +22,7 @@ from core import observability
 from core.embedded_redis import free_port
 from producers.http.auth import Tokens
 from tests.conftest import ROOT, WorkerProcess, wait_final
-from tests.sentry_standin import SentryStandIn
+from tests.sentry_standin import SentryStandIn, reporting_to
 from tests.test_observability import _wait
 
 PHONE = "375297654321"
@@ -147,43 +148,38 @@ def test_an_api_request_and_its_send_job_are_one_trace_with_tags_spans_and_no_pi
 
 def test_a_failed_job_is_kept_at_a_sample_rate_of_one_in_a_hundred(sentry_server, redis_url):
     import sentry_sdk
-
-    assert observability.init_sentry(sentry_server.dsn, role="worker", account="smsc",
-                                     environment="test", providers={"smsc": "smsc_http"},
-                                     traces_sample_rate=0.01)
     from dramatiq.middleware import CurrentMessage, default_middleware
 
-    broker = RedisBroker(url=redis_url, namespace="trace-test",
-                         middleware=[m() for m in default_middleware]
-                         + [CurrentMessage(), observability.JobTags()])
-    worker = None
-    done: list[int] = []
-    try:
-        def fine(i: int) -> None:
-            done.append(i)
+    with reporting_to(sentry_server, role="worker", account="smsc", environment="test",
+                      providers={"smsc": "smsc_http"}, traces_sample_rate=0.01):
+        broker = RedisBroker(url=redis_url, namespace="trace-test",
+                             middleware=[m() for m in default_middleware]
+                             + [CurrentMessage(), observability.JobTags()])
+        worker = None
+        done: list[int] = []
+        try:
+            def fine(i: int) -> None:
+                done.append(i)
 
-        def broken(i: int) -> None:
-            raise RuntimeError(f"provider answered garbage for job {i}")
+            def broken(i: int) -> None:
+                raise RuntimeError(f"provider answered garbage for job {i}")
 
-        ok = dramatiq.actor(fine, broker=broker, queue_name="sms.smsc.bulk", max_retries=0)
-        bad = dramatiq.actor(broken, broker=broker, queue_name="sms.smsc.urgent",
-                             max_retries=0)
-        for i in range(100):
-            ok.send(i)
-        bad.send(7)
-        worker = Worker(broker, worker_threads=2)
-        worker.start()
-        _wait(lambda: len(done) == 100, 30, "the fine jobs")
-        _wait(lambda: [t for t in sentry_server.of_type("transaction")
-                       if t["transaction"] == "broken"], 15, "the failed job's transaction")
-        sentry_sdk.flush(5)
-    finally:
-        if worker is not None:
-            worker.stop()
-        broker.close()
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
-        observability._state.update(sentry=False, traces_rate=0.0)
+            ok = dramatiq.actor(fine, broker=broker, queue_name="sms.smsc.bulk", max_retries=0)
+            bad = dramatiq.actor(broken, broker=broker, queue_name="sms.smsc.urgent",
+                                 max_retries=0)
+            for i in range(100):
+                ok.send(i)
+            bad.send(7)
+            worker = Worker(broker, worker_threads=2)
+            worker.start()
+            _wait(lambda: len(done) == 100, 30, "the fine jobs")
+            _wait(lambda: [t for t in sentry_server.of_type("transaction")
+                           if t["transaction"] == "broken"], 15, "the failed job's transaction")
+            sentry_sdk.flush(5)
+        finally:
+            if worker is not None:
+                worker.stop()
+            broker.close()
 
     txs = sentry_server.of_type("transaction")
     failed = [t for t in txs if t["transaction"] == "broken"]
@@ -202,9 +198,7 @@ def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server,
     provider client puts there, the span's URL and ``http.query`` carry none of it."""
     import sentry_sdk
 
-    assert observability.init_sentry(sentry_server.dsn, role="worker", environment="test",
-                                     traces_sample_rate=1.0)
-    try:
+    with reporting_to(sentry_server, role="worker", environment="test", traces_sample_rate=1.0):
         with sentry_sdk.start_transaction(name="send_sms", op="queue.task.dramatiq",
                                           sampled=True):
             for path in (f"/sys/send.php?login=acme&psw=hunter2&phones=%2B{PHONE}&mes=hi+there",
@@ -212,10 +206,6 @@ def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server,
                 httpx.get(smsc.urls[0] + path, timeout=5)
         sentry_sdk.flush(5)
         _wait(lambda: sentry_server.of_type("transaction"), 10, "the transaction")
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
-        observability._state.update(sentry=False, traces_rate=0.0)
     raw = sentry_server.everything().decode()
     for secret in ("acme", "hunter2", PHONE[3:], "hi+there"):
         assert secret not in raw, (secret, raw[max(0, raw.find(secret) - 300):][:400])
@@ -229,18 +219,13 @@ def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server,
 def test_a_scheduled_run_is_a_transaction_whatever_the_rate(sentry_server):
     import sentry_sdk
 
-    assert observability.init_sentry(sentry_server.dsn, role="scheduler", environment="test",
-                                     traces_sample_rate=0.01)
-    try:
+    with reporting_to(sentry_server, role="scheduler", environment="test",
+                      traces_sample_rate=0.01):
         with observability.cron_checkin("status_sweep", {"type": "interval", "value": 1,
                                                          "unit": "minute"}):
             time.sleep(0.01)
         sentry_sdk.flush(5)
         _wait(lambda: sentry_server.of_type("transaction"), 10, "the sweep's transaction")
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
-        observability._state.update(sentry=False, traces_rate=0.0)
     tx = sentry_server.of_type("transaction")[0]
     assert tx["transaction"] == "status_sweep"
     assert tx["contexts"]["trace"]["op"] == "schedule.run"
@@ -252,14 +237,9 @@ def test_a_scheduled_run_is_a_transaction_whatever_the_rate(sentry_server):
 def test_tracing_is_off_by_default(sentry_server, redis_url):
     import sentry_sdk
 
-    assert observability.init_sentry(sentry_server.dsn, role="worker", environment="test")
-    try:
+    with reporting_to(sentry_server, role="worker", environment="test"):
         assert sentry_sdk.get_client().options["traces_sample_rate"] is None
         assert sentry_sdk.get_client().options["traces_sampler"] is None
         with observability.span("pacing.wait", "pace smsc") as s:
             assert s is None
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
-        observability._state.update(sentry=False, traces_rate=0.0)
 
