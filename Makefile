@@ -31,10 +31,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-# ruff (config in pyproject.toml) on the code; mypy strict on core, workers, producers, scheduler
+# ruff (config in pyproject.toml) on everything; mypy strict on core, workers, producers, scheduler
 lint: $(STAMP)
 	$(PY) -m compileall -q core producers workers scheduler sandbox cli bench
-	$(VENV)/bin/ruff check core producers workers scheduler sandbox cli bench
+	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
 
 clean:

@@ -107,7 +107,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], pool: str, threads: int, log: Path) -> None:
         self.log = log
-        self._fh = open(log, "wb")  # noqa: SIM115 - the worker writes to it until stop()
+        self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--threads",
              str(threads)],

@@ -206,7 +206,7 @@ def test_callbacks_in_order_signed_retried_and_none_lost_across_a_restart(
                                         "callback_url": receiver.url}).json()["id"]
            for i in range(3)]
     plain = client.post("/v1/sms", json={"to": "+375293000009", "text": "no callback"}).json()
-    wait_final(store, ids + [plain["id"]])
+    wait_final(store, [*ids, plain["id"]])
     # the dispatcher was not running while all this happened: nothing may be lost
     d = Dispatcher(api_settings, backoff=Backoff(first_s=0.1, max_s=0.5), threads=4)
     t = d.start_thread()
@@ -290,7 +290,7 @@ def test_smsc_status_callback_moves_the_message(api, client, store, smsc, start_
 @given(st.binary(max_size=300))
 def test_smsc_callback_parser_never_crashes(body):
     try:
-        msg_id, status, err, phone = parse_callback(body)
+        msg_id, status, _err, _phone = parse_callback(body)
     except ApiError as exc:
         assert exc.status == 422 and exc.field
     else:

@@ -4,10 +4,13 @@ lookups, and the errors it translates; and its parsers, table-driven and propert
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
 from core.payments import (
@@ -79,7 +82,7 @@ def test_payment_then_lookups_by_uid_and_tracking_id(sandbox, monkeypatch):
                          return_url="https://shop.example/back")
     tx = c.pay(req)
     assert tx.status is PaymentStatus.PENDING and tx.uid and tx.amount == 1050
-    body = json.loads([r for r in sandbox.log.items() if r["path"] == "/beyag/payments"][0]
+    body = json.loads(next(r for r in sandbox.log.items() if r["path"] == "/beyag/payments")
                       ["body"])["request"]
     assert body["method"] == {"type": "mts_money", "confirm_agreement": "already_accepted"}
     assert body["customer"] == {"phone": "375295222222"} and body["amount"] == 1050
@@ -178,8 +181,8 @@ json_values = st.recursive(
     max_leaves=20)
 check_like = st.fixed_dictionaries({}, optional={
     "service_activated": st.none() | st.booleans() | st.integers(),
-    "validation": st.none() | st.integers() | st.fixed_dictionaries(
-        {}, optional={"operator": st.none() | st.sampled_from(["mts", "other", "x"]) | st.integers()}),
+    "validation": st.none() | st.integers() | st.fixed_dictionaries({}, optional={
+        "operator": st.none() | st.sampled_from(["mts", "other", "x"]) | st.integers()}),
     "error_code": st.none() | st.text(max_size=5) | st.integers(),
     "message": st.none() | st.text(max_size=5) | st.integers(),
     "code": st.none() | st.sampled_from(["S.0000", "F.0202", "F.0213", "F.1"]) | st.integers(),

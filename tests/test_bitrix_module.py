@@ -77,7 +77,8 @@ def _serve(php: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("php -S did not start: " + log.read_text(errors="replace"))
+                raise RuntimeError(
+                    "php -S did not start: " + log.read_text(errors="replace")) from None
             time.sleep(0.05)
 
 
@@ -87,7 +88,7 @@ class GonetsProcess:
     def __init__(self, env: dict[str, str], args: list[str], ready_url: str,
                  log: Path) -> None:
         self.log = log
-        self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self._fh = open(log, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env,
                                      cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

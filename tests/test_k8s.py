@@ -21,8 +21,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -97,7 +98,8 @@ def by_name(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def configmap(docs: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
-    found = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith(prefix + "-")]
+    found = [d for d in of_kind(docs, "ConfigMap")
+             if d["metadata"]["name"].startswith(prefix + "-")]
     assert len(found) == 1, f"expected one generated ConfigMap {prefix}-<hash>"
     return found[0]
 
@@ -495,9 +497,9 @@ def test_no_secret_value_is_in_a_manifest(rendered: dict[str, list[dict[str, Any
                 if SECRET_NAMES.search(e["name"]):
                     ref = e.get("valueFrom", {}).get("secretKeyRef")
                     assert ref, f"{d['metadata']['name']}: {e['name']} must come from a Secret"
-                if ref := e.get("valueFrom", {}).get("secretKeyRef"):
-                    if not ref.get("optional"):
-                        referenced.setdefault(ref["name"], set()).add(ref["key"])
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    referenced.setdefault(ref["name"], set()).add(ref["key"])
         for v in pod.get("volumes", []):
             if "secret" in v:
                 referenced.setdefault(v["secret"]["secretName"], set()).update(
@@ -622,7 +624,8 @@ def docker_context(root: Path) -> set[str]:
 def test_dockerignore_sends_the_packages_and_nothing_else() -> None:
     ctx = docker_context(ROOT)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.rstrip("*") for p in include]
     assert {"pyproject.toml", "README.md"} <= ctx
     copied = {v.split()[0].rstrip("/") for k, v in docker_instructions(ROOT / "Dockerfile")
               if k == "COPY" and not v.startswith("--from")}

@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from core.locks import Lease, locks_for, new_token
 from core.store import redis_client
+from tests.support import poll_until
 
 
 @pytest.fixture
@@ -23,20 +23,12 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def poll_until(cond: Callable[[], Any], timeout_s: float = 10) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (got := cond()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return got
-
-
 def test_an_expired_holder_cannot_delete_or_extend_the_next_holders_lock(r: redis.Redis):
     locks = locks_for(r)
     a, b = new_token(), new_token()
     assert locks.take("t:lock", a, 0.1)
     assert not locks.take("t:lock", b, 0.1)  # held: nobody else takes it
-    poll_until(lambda: r.get("t:lock") is None)  # a stalled past its ttl
+    poll_until(lambda: r.get("t:lock") is None, 10, every_s=0.01)  # a stalled past its ttl
     assert locks.take("t:lock", b, 30)
     assert not locks.release("t:lock", a)  # a wakes up and lets go of what it no longer has
     assert not locks.renew("t:lock", a, 30)
@@ -128,7 +120,8 @@ def test_a_lease_is_kept_while_renewed_and_frees_itself_when_its_holder_stops(
         assert not b.acquire()
         time.sleep(a.renew_every_s / 3)
     assert a.acquire()  # acquiring what it holds keeps it
-    poll_until(b.acquire)  # a stopped renewing: the lease frees itself, b takes it
+    # a stopped renewing: the lease frees itself, b takes it
+    poll_until(b.acquire, 10, every_s=0.01)
     assert not a.renew() and not a.held  # a knows it lost it
     assert not a.acquire()
     assert not a.release()  # and cannot give back b's

@@ -5,9 +5,11 @@ store (what a Gonets user sees)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ from core import usage
 from core.errors import AccountProblem
 from producers.consent import record_consent
 from sandbox import mts_rest
-from tests.conftest import control, wait_final, write_config
+from tests.support import control, poll_until, wait_final, write_config
 from workers.providers.base import Outgoing, ProviderContext
 from workers.providers.mts_rest import MtsRest
 
@@ -24,10 +26,18 @@ MTS_ACCOUNT = """
 [accounts.mts]
 provider = "mts_rest"
 base_urls = ["{url}"]
-credentials = {{ client_id = "env:TEST_MTS_CLIENT_ID", client_secret = "env:TEST_MTS_CLIENT_SECRET" }}
 default_sender = "Gonets"
 timeout_s = 5
-options = {{ first_poll_s = 0.3, max_poll_interval_s = 1, slow_down_delay_s = 0.3, retry_delay_s = 0.3 }}
+
+[accounts.mts.credentials]
+client_id = "env:TEST_MTS_CLIENT_ID"
+client_secret = "env:TEST_MTS_CLIENT_SECRET"
+
+[accounts.mts.options]
+first_poll_s = 0.3
+max_poll_interval_s = 1
+slow_down_delay_s = 0.3
+retry_delay_s = 0.3
 """
 
 
@@ -59,13 +69,6 @@ def tokens(mts: Any) -> list[dict[str, Any]]:
     return [r for r in mts.log.items() if r["path"] == "/oauth/token"]
 
 
-def wait_for(cond: Any, timeout_s: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_delivered_with_validity_by_kind_and_unknown_polled_again(
         producer, store, mts, start_worker):
     control(mts.url, unknown_polls=1)  # the first status request of each message: UNKNOWN
@@ -88,7 +91,7 @@ def test_delivered_with_validity_by_kind_and_unknown_polled_again(
     # UNKNOWN kept the message non-final and it was asked again
     polls = [r for r in mts.log.items() if r["path"].endswith(
         f"/{store.get(code)['provider_id']}/status")]
-    assert [p["status"] for p in polls][0] == "UNKNOWN" and polls[-1]["status"] == "DELIVERED"
+    assert next(p["status"] for p in polls) == "UNKNOWN" and polls[-1]["status"] == "DELIVERED"
     assert store.get(promo)["kind"] == "promotional" and store.get(code)["kind"] == \
         "transactional"
     # billed and reported apart
@@ -109,7 +112,7 @@ def test_codes_1_5_unknown_and_5xx_each_get_their_documented_action(
     assert wait_final(store, [msg])[msg] == "delivered"
     attempts = sends(mts, "375291000021")
     assert [a.get("error_code") for a in attempts] == [5, 5, None]
-    gaps = [b["at"] - a["at"] for a, b in zip(attempts, attempts[1:])]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(attempts)]
     assert min(gaps) >= 0.25  # requeued with the delay hint, not hammered
     assert store.get(msg)["attempts"] == "3"
     # 5xx (slow, then a 503): retried, sent once
@@ -133,7 +136,7 @@ def test_unregistered_sender_fails_messages_alerts_once_and_pauses_the_pool(
     control(mts.url, senders=["SomeoneElse"])
     w = start_worker("mts", threads=4)
     ids = [producer.send_sms(f"+37529100003{i}", "hi", account="mts") for i in range(3)]
-    wait_for(lambda: store.r.exists(store.key("pause", "mts")), what="the pool to pause")
+    poll_until(lambda: store.r.exists(store.key("pause", "mts")), 20, what="the pool to pause")
     assert store.r.exists(store.key("alert", "mts", "sender"))
     final = wait_final(store, ids, timeout_s=30)
     assert set(final.values()) == {"failed"}
@@ -146,11 +149,11 @@ def test_no_funds_pauses_the_pool_keeps_the_message_and_resumes(
     control(mts.url, balance=0)
     start_worker("mts", threads=2)
     msg = producer.send_sms("+375291000041", "waits for money", account="mts")
-    wait_for(lambda: store.r.exists(store.key("alert", "mts", "no_funds")),
-             what="the no-funds alert")
+    poll_until(lambda: store.r.exists(store.key("alert", "mts", "no_funds")), 20,
+               what="the no-funds alert")
     assert store.r.exists(store.key("pause", "mts"))
     # after the pause (2 s) it is tried again, and kept again
-    wait_for(lambda: int(store.get(msg)["attempts"]) >= 2, what="a second attempt")
+    poll_until(lambda: int(store.get(msg)["attempts"]) >= 2, 20, what="a second attempt")
     assert store.get(msg)["status"] == "queued"
     control(mts.url, balance=100)
     assert wait_final(store, [msg], timeout_s=30)[msg] == "delivered"
@@ -171,8 +174,8 @@ def test_401_gets_a_new_token_and_exactly_one_retry(producer, store, mts, start_
 
     control(mts.url, force_401=100)  # even a fresh token is refused
     third = producer.send_sms("+375291000053", "three", account="mts")
-    wait_for(lambda: store.r.exists(store.key("alert", "mts", "credentials")),
-             what="the credentials alert")
+    poll_until(lambda: store.r.exists(store.key("alert", "mts", "credentials")), 20,
+               what="the credentials alert")
     assert [r["http"] for r in sends(mts, "375291000053")] == [401, 401]  # once, no recursion
     assert len(tokens(mts)) == 3
     assert store.get(third)["status"] == "queued"  # kept
@@ -215,7 +218,7 @@ def test_sixteen_cold_threads_fetch_one_token(settings, store, mts):
         start.wait()
         try:
             provs[i % 4].send(_msg(i))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(16)]
@@ -249,7 +252,7 @@ def test_token_is_refreshed_before_it_expires_without_a_401(settings, store, mts
     got = tokens(mts)
     assert mts.counters["unauthorized"] == 0  # refreshed a little before expiry
     assert len(got) >= 2
-    assert all(b["at"] - a["at"] > 2.5 for a, b in zip(got, got[1:]))  # one refresh each time
+    assert all(b["at"] - a["at"] > 2.5 for a, b in itertools.pairwise(got))  # one refresh each time
     for p in provs:
         p.close()
 

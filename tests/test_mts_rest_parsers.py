@@ -4,10 +4,13 @@ message (the real provider, over a real socket, turns them into errors that keep
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.contracts import Status
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, ProviderError, SlowDown

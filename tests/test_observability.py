@@ -8,22 +8,25 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 import dramatiq
 import httpx
 import pytest
 from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core import observability
 from core.embedded_redis import free_port
 from core.privacy import mask_phone, scrub_text
 from core.store import Store, redis_client
 from producers import Producer
-from tests.conftest import WorkerProcess, control, wait_final, write_config
 from tests.sentry_standin import SentryStandIn
+from tests.support import WorkerProcess, control, poll_until, wait_final, write_config
 from tests.test_scheduler import SchedulerProcess
 
 PHONE = "375291234567"
@@ -38,14 +41,6 @@ def sentry_server() -> Iterator[SentryStandIn]:
     s = SentryStandIn()
     yield s
     s.stop()
-
-
-def _wait(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_an_unexpected_actor_error_reaches_sentry_without_phone_text_or_secrets(
@@ -72,7 +67,7 @@ def test_an_unexpected_actor_error_reaches_sentry_without_phone_text_or_secrets(
         actor.send(f"+{PHONE}", TEXT, SECRETS)
         worker = Worker(broker, worker_threads=1)
         worker.start()
-        _wait(lambda: sentry_server.of_type("event"), 15, "the event")
+        poll_until(lambda: sentry_server.of_type("event"), 15, "the event")
     finally:
         if worker is not None:
             worker.stop()
@@ -133,8 +128,8 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
     broker = build_broker(settings)
     try:
         # low balance: checked every 0.5 s, alerted once
-        _wait(lambda: smsc.counters["balance"] >= 4, 20, "balance checks")
-        _wait(lambda: sentry_server.alerts("low_balance"), 10, "the low-balance alert")
+        poll_until(lambda: smsc.counters["balance"] >= 4, 20, "balance checks")
+        poll_until(lambda: sentry_server.alerts("low_balance"), 10, "the low-balance alert")
         time.sleep(1.0)
         low = sentry_server.alerts("low_balance")
         assert len(low) == 1
@@ -145,19 +140,23 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
         control(smsc.urls[0], balance=0.0)
         producer = Producer(settings, store=store, broker=broker)
         ids = [producer.send_sms(f"+37529123456{i}", f"alert test {i}") for i in range(3)]
-        _wait(lambda: sentry_server.alerts("no_funds"), 20, "the no-funds alert")
-        time.sleep(2.5)  # past the 2 s pause: the pool tries again and stays paused
+        poll_until(lambda: sentry_server.alerts("no_funds"), 20, "the no-funds alert")
+        sends = smsc.counters["send"]
+        # past the 2 s pause the pool tries again, is refused again and stays paused
+        poll_until(lambda: smsc.counters["send"] > sends, 20, "a send after the pause")
+        poll_until(lambda: store.r.pttl(store.keys.pause("smsc")) > 0, 10, "the pause again")
         assert len(sentry_server.alerts("no_funds")) == 1
         control(smsc.urls[0], balance=1000.0)
         assert set(wait_final(store, ids, 30).values()) == {"delivered"}
+        assert len(sentry_server.alerts("no_funds")) == 1  # still one, however late it came
 
         # a new incident after recovery alerts again
-        _wait(lambda: not store.r.exists("gonets:alert:smsc:low_balance"), 10, "recovery")
+        poll_until(lambda: not store.r.exists("gonets:alert:smsc:low_balance"), 10, "recovery")
         control(smsc.urls[0], balance=10.0)
-        _wait(lambda: len(sentry_server.alerts("low_balance")) == 2, 10, "the second incident")
+        poll_until(lambda: len(sentry_server.alerts("low_balance")) == 2, 10, "the second incident")
 
         # Crons: every scheduled run checks in with its schedule
-        _wait(lambda: any(c["status"] == "ok" and c["monitor_slug"] == "gonets-status-sweep"
+        poll_until(lambda: any(c["status"] == "ok" and c["monitor_slug"] == "gonets-status-sweep"
                           for c in sentry_server.of_type("check_in")), 10, "check-ins")
 
         # metrics: the worker's jobs, the scheduler's cluster-wide figures and sweeps
@@ -174,7 +173,17 @@ def test_alerts_are_one_event_per_incident_and_sweeps_check_in(
         assert sm[("gonets_account_alert", (("account", "smsc"), ("alert", "low_balance")))] == 1
         assert sm[("gonets_queue_depth", (("queue", "sms.smsc.bulk"),))] == 0
         assert sm[("gonets_account_rate_limit_per_s", (("account", "smsc"),))] == 30
-        assert sm[("gonets_sweep_checked_total", (("job", "status_sweep"),))] >= 0
+
+        def sweeps_checked() -> int:
+            return sum(json.loads(f.get("result") or "{}").get("checked", 0)
+                       for _, f in store.r.xrange(store.keys.runs())
+                       if f["job"] == "status_sweep")
+
+        # the counter is what the status sweeps themselves recorded they checked (read
+        # between two sweeps: a sweep counts before it records its run)
+        key = ("gonets_sweep_checked_total", (("job", "status_sweep"),))
+        poll_until(lambda: _metrics(sport)[key] == sweeps_checked(), 10,
+                   "the sweep counter to match the sweeps' records")
         # every series the Grafana dashboard draws is one we export
         dash = (Path(__file__).parent.parent / "k8s/grafana/gonets-dashboard.json").read_text()
         exported = {name for name, _ in [*wm, *sm]}
@@ -239,7 +248,6 @@ def test_metrics_endpoint_serves_sweep_figures() -> None:
     assert "gonets_sweep_duration_seconds_count" in text
 
 
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
 
 @hsettings(max_examples=100, deadline=None)

@@ -3,27 +3,28 @@ the leader lock, dedupe keys and coalesced misfires with two real scheduler proc
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.broker import build_broker
-from core.contracts import PAYMENTS_SWEEP_QUEUE, POLL_STATUS_BATCH, Status
+from core.contracts import PAYMENTS_SWEEP_QUEUE, Status
 from core.settings import Settings, load_settings
 from core.store import Store, now_ms, redis_client
 from producers import Producer
 from scheduler import sweeps
-from scheduler.leader import LeaderLock
 from scheduler.service import Scheduler, latest_due
-from tests.conftest import ROOT, WorkerProcess, control, wait_final, write_config
+from tests.support import ROOT, WorkerProcess, control, poll_until, wait_final, write_config
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -60,14 +61,6 @@ def broker(ssettings: Settings) -> Iterator[Any]:
     b.close()
 
 
-def _wait(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
         sched_env, ssettings, sstore, broker, smsc, tmp_path):
     control(smsc.urls[0], progress_s=[0.01, 0.05])  # final at the provider almost at once
@@ -75,7 +68,7 @@ def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
     try:
         producer = Producer(ssettings, store=sstore, broker=broker)
         ids = [producer.send_sms(f"+37529100000{i}", f"sweep me {i}") for i in range(5)]
-        _wait(lambda: all(sstore.get(i)["status"] == "submitted" for i in ids), 20, "submits")
+        poll_until(lambda: all(sstore.get(i)["status"] == "submitted" for i in ids), 20, "submits")
         assert smsc.counters["status"] == 0  # the worker's own chain waits 10 minutes
         time.sleep(0.2)
 
@@ -147,7 +140,7 @@ def test_a_fire_runs_once_whoever_fires_it(ssettings, sstore, broker):
 
 def test_scheduler_down_for_several_slots_runs_the_missed_sweep_once(ssettings, sstore, broker):
     s = Scheduler(ssettings, store=sstore, broker=broker, me="solo")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     due = latest_due(s.jobs["status_sweep"].trigger, now)
     assert due is not None
     # it last ran five slots (1 s each) ago, then was down
@@ -169,7 +162,7 @@ def test_takeover_runs_the_sweep_that_fell_due_while_nobody_held_the_lock(
         ssettings, sstore, broker):
     b = Scheduler(ssettings, store=sstore, broker=broker, me="b")
     job = b.jobs["status_sweep"]
-    due = latest_due(job.trigger, datetime.now(timezone.utc))
+    due = latest_due(job.trigger, datetime.now(UTC))
     assert due is not None
     for name in b.jobs:
         sstore.r.set(f"gonets:scheduler:last:{name}", int(due.timestamp() * 1000))
@@ -177,7 +170,7 @@ def test_takeover_runs_the_sweep_that_fell_due_while_nobody_held_the_lock(
     sstore.r.set("gonets:scheduler:leader", "dead", px=2500)
     time.sleep(1.2)
     assert not b.tick() and _runs(sstore) == []
-    _wait(lambda: b.tick(), 5, "the lock to expire")
+    poll_until(lambda: b.tick(), 5, "the lock to expire")
     runs = _runs(sstore)
     assert len(runs) == 1 and runs[0]["by"] == "b"
     assert int(due.timestamp() * 1000) < runs[0]["fire_ms"] <= int(runs[0]["started_ms"])
@@ -190,7 +183,7 @@ class SchedulerProcess:
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "scheduler"], env=env,
                                      cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
-        _wait(lambda: b"ready" in log.read_bytes() or self.proc.poll() is not None, 30,
+        poll_until(lambda: b"ready" in log.read_bytes() or self.proc.poll() is not None, 30,
               "scheduler start")
         if self.proc.poll() is not None:
             raise RuntimeError(log.read_text(errors="replace"))
@@ -214,15 +207,17 @@ def test_two_scheduler_processes_one_fires_the_other_takes_over_and_catches_up(
     try:
         a = SchedulerProcess(sched_env, tmp_path / "a.log")
         procs.append(a)
-        _wait(lambda: len(_runs(sstore)) >= 2, 20, "first sweeps")
+        poll_until(lambda: len(_runs(sstore)) >= 2, 20, "first sweeps")
         b = SchedulerProcess(sched_env, tmp_path / "b.log")
         procs.append(b)
-        time.sleep(2.5)  # both running: only a fires
+        # both running for three more status sweeps (one a second): only a fires
+        seen = len(_runs(sstore))
+        poll_until(lambda: len(_runs(sstore)) >= seen + 3, 20, "sweeps with both running")
         assert {r["by"] for r in _runs(sstore)} == {a.me}
         a.stop(signal.SIGKILL)  # dies holding the lock: b waits for it to expire (3 s)
         killed_ms = now_ms()
-        _wait(lambda: any(r["by"] == b.me for r in _runs(sstore)), 20, "takeover")
-        _wait(lambda: sum(r["by"] == b.me for r in _runs(sstore)) >= 3, 20, "b's sweeps")
+        poll_until(lambda: any(r["by"] == b.me for r in _runs(sstore)), 20, "takeover")
+        poll_until(lambda: sum(r["by"] == b.me for r in _runs(sstore)) >= 3, 20, "b's sweeps")
         b.stop()
         assert b.proc.returncode == 0
     finally:
@@ -245,7 +240,6 @@ def test_two_scheduler_processes_one_fires_the_other_takes_over_and_catches_up(
     assert b"Traceback" not in (tmp_path / "b.log").read_bytes()
 
 
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
 
 @hsettings(max_examples=30, deadline=None)
@@ -261,8 +255,8 @@ def test_latest_due_is_the_last_fire_at_or_before_now(every_s, offset_s, cron):
     from scheduler.service import ANCHOR
 
     now = ANCHOR + timedelta(seconds=offset_s)
-    for trig in (IntervalTrigger(seconds=every_s, start_date=ANCHOR, timezone=timezone.utc),
-                 CronTrigger.from_crontab(cron, timezone=timezone.utc)):
+    for trig in (IntervalTrigger(seconds=every_s, start_date=ANCHOR, timezone=UTC),
+                 CronTrigger.from_crontab(cron, timezone=UTC)):
         due = latest_due(trig, now)
         if due is None:
             continue

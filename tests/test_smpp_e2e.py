@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ from producers import Producer
 from sandbox import smpp_smsc
 from tests.conftest import control, wait_final, write_config
 
+OPTIONS = ("lease_ttl_s = 2, backoff_min_s = 0.1, backoff_max_s = 1, response_timeout_s = 5, "
+           "bind_wait_s = 10, first_poll_s = 1, max_poll_interval_s = 2")
 ACCOUNT = """
 [accounts.smsc_smpp]
 provider = "smsc_smpp"
@@ -24,7 +27,7 @@ smpp_backup_host = "{backup}"
 credentials = {{ login = "env:TEST_SMSC_LOGIN", password = "env:TEST_SMSC_PASSWORD" }}
 default_sender = "Gonets"
 timeout_s = 3
-options = {{ lease_ttl_s = 2, backoff_min_s = 0.1, backoff_max_s = 1, response_timeout_s = 5, bind_wait_s = 10, first_poll_s = 1, max_poll_interval_s = 2{extra} }}
+options = {{ """ + OPTIONS + """{extra} }}
 """
 
 
@@ -87,7 +90,7 @@ def test_latin_cyrillic_and_long_texts_are_delivered_with_receipts(
     assert sorted(got) == sorted(texts)  # each text once, exactly as written
     assert [got[t]["parts"] for t in texts] == [1, 1, 4, 2]
     assert [got[t]["data_coding"] for t in texts] == [0, 8, 8, 0]
-    for i, t in zip(ids, texts):
+    for i, t in zip(ids, texts, strict=True):
         rec = store.get(i)
         assert rec["provider_id"] == got[t]["id"]  # the receipt found its message
         assert rec["provider_status"] == "DELIVRD"

@@ -100,7 +100,8 @@ def test_hex_and_decimal_ids_meet(n: int) -> None:
 
 
 def test_tlvs_win_and_vendor_tlvs_are_read() -> None:
-    text = b"id:854019 sub:001 dlvrd:001 submit date:1108202241 done date:1108202241 stat:DELIVRD err:000"
+    text = (b"id:854019 sub:001 dlvrd:001 submit date:1108202241 done date:1108202241 "
+            b"stat:DELIVRD err:000")
     tl = (tlv(0x001E, b"854019\x00") + tlv(0x0427, bytes((5,))) + tlv(0x0423, b"\x03\x00\xdc")
           + tlv(0x2000, b"1.5000\x00") + tlv(0x2001, (0x100 | (2 << 9) | 4).to_bytes(2, "big"))
           + tlv(0x2002, (3).to_bytes(2, "big")) + tlv(0x2003, b"25702\x00")
@@ -122,7 +123,8 @@ def test_tlv_only_receipt() -> None:
 
 def test_hlr_result_is_parsed_and_url_decoded() -> None:
     text = ("id:855469 stat:DELIVRD err:000 imsi:250023012345678 msc:79232510066 mcc:250 mnc:02 "
-            f"cn:{quote_plus('Russian Federation')} net:{quote_plus('MegaFON open JSC')} rcn: rnet:")
+            f"cn:{quote_plus('Russian Federation')} net:{quote_plus('MegaFON open JSC')} "
+            "rcn: rnet:")
     rc = receipt_from(parse_deliver_sm(deliver_sm(text.encode())))
     assert rc.hlr == {"imsi": "250023012345678", "msc": "79232510066", "mcc": "250",
                       "mnc": "02", "cn": "Russian Federation", "net": "MegaFON open JSC"}

@@ -16,7 +16,7 @@ from core.errors import AccountProblem
 from core.settings import load_settings
 from core.store import Store, redis_client
 from sandbox import smpp_smsc
-from tests.conftest import control
+from tests.support import control, poll_until
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
 from workers.runtime import Runtime
@@ -93,20 +93,10 @@ def out(p: SmppProvider, n: int, text: str = "hello", **kw: Any) -> Outgoing:
                     sender="Gonets", parts=1, encoding="gsm7", **kw)
 
 
-def wait(cond: Callable[[], Any], timeout_s: float = 10) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_enquire_link_keeps_an_idle_link(make: Callable[..., SmppProvider], sandbox: Any) -> None:
     p = make(enquire_link_s=0.3)
     assert p.session.wait_bound(5)
-    wait(lambda: state(sandbox)["counters"].get("pdu_enquire_link", 0) >= 3, 5)
+    poll_until(lambda: state(sandbox)["counters"].get("pdu_enquire_link", 0) >= 3, 5)
     assert p.session.stats.binds == 1 and p.is_alive()
 
 
@@ -115,7 +105,7 @@ def test_unanswered_enquire_link_means_a_dead_link(make: Callable[..., SmppProvi
     control(sandbox.control_url, mute_enquire_link=True)
     p = make(enquire_link_s=0.2, response_timeout_s=0.5)
     assert p.session.wait_bound(5)
-    wait(lambda: p.session.stats.binds >= 2, 10)  # declared dead, bound again
+    poll_until(lambda: p.session.stats.binds >= 2, 10)  # declared dead, bound again
     control(sandbox.control_url, mute_enquire_link=False)
     assert p.send(out(p, 1)).provider_id
 
@@ -125,7 +115,7 @@ def test_server_idle_drop_is_followed_by_a_new_bind(make: Callable[..., SmppProv
     control(sandbox.control_url, idle_timeout_s=0.4)
     p = make(enquire_link_s=30)
     assert p.session.wait_bound(5)
-    wait(lambda: state(sandbox)["counters"].get("idle_drops", 0) >= 1, 5)
+    poll_until(lambda: state(sandbox)["counters"].get("idle_drops", 0) >= 1, 5)
     control(sandbox.control_url, idle_timeout_s=120)
     assert p.send(out(p, 1)).provider_id
     assert p.session.stats.binds >= 2
@@ -137,7 +127,7 @@ def test_malformed_and_unknown_pdus_never_kill_the_session(
     assert p.session.wait_bound(5)
     bad = ["00", "0001" * 3, "00" * 40 + "ff", ""]
     control(sandbox.control_url, inject_deliver_sm=bad)
-    wait(lambda: state(sandbox)["counters"].get("pdu_deliver_sm_resp", 0) >= len(bad), 5)
+    poll_until(lambda: state(sandbox)["counters"].get("pdu_deliver_sm_resp", 0) >= len(bad), 5)
     assert p.is_alive() and p.session.bound and p.session.stats.binds == 1
     assert p.send(out(p, 1)).provider_id
 
@@ -150,7 +140,7 @@ def test_incoming_message_is_stored_as_an_event(make: Callable[..., SmppProvider
     body = (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00\x00\x00\x00\x00\x00"
             + bytes((0, 0, 8, 0, len(text))) + text)
     control(sandbox.control_url, inject_deliver_sm=[body.hex()])
-    events = wait(lambda: p.ctx.redis.xrange("gonets:smpp:incoming"), 5)
+    events = poll_until(lambda: p.ctx.redis.xrange("gonets:smpp:incoming"), 5)
     assert events[0][1]["text"] == "Да" and events[0][1]["from"] == PHONE
 
 
@@ -173,7 +163,7 @@ def test_hex_answers_and_decimal_receipts_meet(make: Callable[..., SmppProvider]
     sub = p.send(out(p, 1))
     assert sub.provider_id == "186A1"  # 100001 written in hex
     store.transition("m1", "submitted")
-    wait(lambda: store.get("m1")["status"] == "delivered", 5)
+    poll_until(lambda: store.get("m1")["status"] == "delivered", 5)
 
 
 def test_drain_on_close_answers_the_window_then_unbinds(
@@ -193,7 +183,7 @@ def test_bad_password_is_an_account_problem(make: Callable[..., SmppProvider],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_WRONG", "nope")
     p = make(password="T_WRONG", bound=False)
-    wait(lambda: p.session.bind_error is not None, 5)
+    poll_until(lambda: p.session.bind_error is not None, 5)
     with pytest.raises(AccountProblem) as e:
         p.send(out(p, 1))
     assert e.value.alert == "credentials" and e.value.code == "0x0e"
@@ -202,7 +192,7 @@ def test_bad_password_is_an_account_problem(make: Callable[..., SmppProvider],
 def test_tls_refuses_an_unverified_certificate(make: Callable[..., SmppProvider],
                                                sandbox: Any) -> None:
     p = make(tls=True, host=sandbox.info()["tls"], bound=False)
-    wait(lambda: state(sandbox)["counters"].get("tls_failures", 0) >= 1, 5)
+    poll_until(lambda: state(sandbox)["counters"].get("tls_failures", 0) >= 1, 5)
     assert not p.session.bound
 
 
@@ -211,7 +201,7 @@ def test_hlr_result_lands_on_the_record(make: Callable[..., SmppProvider], store
     o = out(p, 3, "check", options={"type": "hlr"})
     p.send(o)
     store.transition("m3", "submitted")
-    rec = wait(lambda: (r := store.get("m3"))["status"] == "delivered" and r, 5)
+    rec = poll_until(lambda: (r := store.get("m3"))["status"] == "delivered" and r, 5)
     assert rec["hlr_mcc"] == "257" and rec["hlr_net"] == "MTS Belarus"
     assert rec["dlr_message_type"] == "hlr"
 
@@ -249,7 +239,7 @@ def test_failover_mid_run_moves_to_the_backup(make: Callable[..., SmppProvider],
                                               sandbox: Any) -> None:
     p = make()
     control(sandbox.control_url, down=["primary"])  # primary dies with our link on it
-    wait(lambda: state(sandbox)["binds_by_listener"] == {"backup": 1}, 10)
+    poll_until(lambda: state(sandbox)["binds_by_listener"] == {"backup": 1}, 10)
     assert p.send(out(p, 1)).provider_id
 
 
@@ -258,14 +248,14 @@ def test_a_lost_lease_unbinds_and_stands_by(make: Callable[..., SmppProvider],
     p = make(mcon=1, lease_ttl_s=1)
     assert p.lease.slot is not None
     p.ctx.redis.set(p.lease.slot, "someone-else")  # taken over (e.g. after a partition)
-    wait(lambda: p.session.standing_by and not p.session.bound, 5)
+    poll_until(lambda: p.session.standing_by and not p.session.bound, 5)
     assert state(sandbox)["counters"].get("pdu_unbind", 0) == 1
     from core.errors import RetryLater
 
     with pytest.raises(RetryLater):  # its jobs go back to the queue for the holder
         p.send(out(p, 1))
     p.ctx.redis.delete("gonets:smpp:lease:gonets:1")
-    wait(lambda: p.session.bound, 10)  # the slot is free again: it binds
+    poll_until(lambda: p.session.bound, 10)  # the slot is free again: it binds
 
 
 def test_insufficient_funds_receipt_pauses_the_account(
@@ -273,7 +263,7 @@ def test_insufficient_funds_receipt_pauses_the_account(
     p = make()
     control(sandbox.control_url, phone_error={PHONE: 224})
     p.send(out(p, 1))
-    rec = wait(lambda: (r := store.get("m1"))["status"] == "failed" and r, 5)
+    rec = poll_until(lambda: (r := store.get("m1"))["status"] == "failed" and r, 5)
     assert rec["error_code"] == "224" and rec["reason"] == "insufficient funds"
     assert Runtime(p.ctx.settings, store).pause_left_s("acct") > 0
 

@@ -21,9 +21,8 @@ from dramatiq.brokers.redis import RedisBroker
 from core import observability
 from core.embedded_redis import free_port
 from producers.http.auth import Tokens
-from tests.conftest import ROOT, WorkerProcess, wait_final
 from tests.sentry_standin import SentryStandIn, reporting_to
-from tests.test_observability import _wait
+from tests.support import ROOT, WorkerProcess, poll_until, wait_final
 
 PHONE = "375297654321"
 TEXT = "tracing secret 8080 text"
@@ -91,8 +90,8 @@ def test_an_api_request_and_its_send_job_are_one_trace_with_tags_spans_and_no_pi
             return [t for t in sentry_server.of_type("transaction")
                     if t.get("transaction") == "send_sms"]
 
-        _wait(send_tx, 20, "the send job's transaction")
-        _wait(lambda: any(t.get("transaction") == "/v1/sms"
+        poll_until(send_tx, 20, "the send job's transaction")
+        poll_until(lambda: any(t.get("transaction") == "/v1/sms"
                           for t in sentry_server.of_type("transaction")), 20,
               "the API request's transaction")
     finally:
@@ -172,8 +171,8 @@ def test_a_failed_job_is_kept_at_a_sample_rate_of_one_in_a_hundred(sentry_server
             bad.send(7)
             worker = Worker(broker, worker_threads=2)
             worker.start()
-            _wait(lambda: len(done) == 100, 30, "the fine jobs")
-            _wait(lambda: [t for t in sentry_server.of_type("transaction")
+            poll_until(lambda: len(done) == 100, 30, "the fine jobs")
+            poll_until(lambda: [t for t in sentry_server.of_type("transaction")
                            if t["transaction"] == "broken"], 15, "the failed job's transaction")
             sentry_sdk.flush(5)
         finally:
@@ -205,7 +204,7 @@ def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server,
                          f"/sms.cgi?user=acme&pass=hunter2&phone={PHONE}&message=hi"):
                 httpx.get(smsc.urls[0] + path, timeout=5)
         sentry_sdk.flush(5)
-        _wait(lambda: sentry_server.of_type("transaction"), 10, "the transaction")
+        poll_until(lambda: sentry_server.of_type("transaction"), 10, "the transaction")
     raw = sentry_server.everything().decode()
     for secret in ("acme", "hunter2", PHONE[3:], "hi+there"):
         assert secret not in raw, (secret, raw[max(0, raw.find(secret) - 300):][:400])
@@ -225,7 +224,7 @@ def test_a_scheduled_run_is_a_transaction_whatever_the_rate(sentry_server):
                                                          "unit": "minute"}):
             time.sleep(0.01)
         sentry_sdk.flush(5)
-        _wait(lambda: sentry_server.of_type("transaction"), 10, "the sweep's transaction")
+        poll_until(lambda: sentry_server.of_type("transaction"), 10, "the sweep's transaction")
     tx = sentry_server.of_type("transaction")[0]
     assert tx["transaction"] == "status_sweep"
     assert tx["contexts"]["trace"]["op"] == "schedule.run"

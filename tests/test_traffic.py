@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,8 @@ LONG = "Long message that takes two SMS parts. " * 5  # 195 GSM characters: 2 pa
 
 
 @pytest.fixture
-def configure(gonets_env: dict[str, str], smsc: Any, store: Store) -> Iterator[Callable[..., Producer]]:
+def configure(gonets_env: dict[str, str], smsc: Any,
+              store: Store) -> Iterator[Callable[..., Producer]]:
     """Rewrite the account's limits (before workers start) and return a producer using them."""
     brokers = []
 
@@ -187,7 +189,7 @@ def test_provider_throttle_slows_the_account_for_all_workers_and_loses_nothing(
 
 def test_sending_window_holds_bulk_until_it_opens_but_not_an_urgent_code(
         configure, store, smsc, start_worker):
-    opens = datetime.now(timezone.utc) + timedelta(seconds=12)  # workers boot slowly on CI
+    opens = datetime.now(UTC) + timedelta(seconds=12)  # workers boot slowly on CI
     closes = opens + timedelta(hours=1)
     producer = configure(send_window=f"{opens:%H:%M:%S}-{closes:%H:%M:%S}", timezone="UTC")
     start_workers(start_worker, 2, threads=2)

@@ -4,10 +4,12 @@ slow-down, the flood counter, the sending window (property-tested) and their set
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.errors import ConfigError
 from core.settings import Account, Limits, load_settings
@@ -37,7 +39,7 @@ def test_every_part_books_its_own_slot_at_the_configured_spacing(r):
         assert ok and factor == 1.0
         waits.append(wait_s)
     # sends of a and b parts go (a + b - 1) slots apart: 0, 0.3, 0.6, 0.8
-    for got, want in zip(waits, (0.0, 0.3, 0.6, 0.8)):
+    for got, want in zip(waits, (0.0, 0.3, 0.6, 0.8), strict=True):
         assert got == pytest.approx(want, abs=0.03)
 
 
@@ -83,11 +85,11 @@ def test_slow_down_is_shared_cut_once_per_burst_and_climbs_back(r):
     assert a.slow_down("acct") == (True, pytest.approx(0.7))
     assert b.slow_down("acct") == (False, pytest.approx(0.7))  # the same complaint: one cut
     assert b.factor("acct") == pytest.approx(0.7)  # another pod sees it
-    ok, wait_s, factor = b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
+    _ok, wait_s, factor = b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
     assert factor == pytest.approx(0.7)
     b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
     # the second slot is 1/(10*0.7) s after the first
-    ok2, wait2, _ = b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
+    _ok2, wait2, _ = b.try_reserve(account(rate_per_s=10, pacing_jitter_ms=0), 1, urgent=True)
     assert wait2 - wait_s == pytest.approx(2 / 7, abs=0.03)
     time.sleep(0.35)
     assert 0.7 <= a.factor("acct") <= 0.9  # held, then climbing ...
@@ -127,13 +129,13 @@ def test_flood_gaps_are_measured_between_the_sends_not_the_checks(r):
 
 def test_window_waits_until_it_opens_and_wraps_midnight():
     w = SendWindow.parse("09:00-21:00", "Europe/Minsk")  # UTC+3, no DST
-    at = datetime(2026, 3, 2, 5, 0, tzinfo=timezone.utc)  # 08:00 in Minsk
+    at = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 08:00 in Minsk
     assert w.wait_s(at) == 3600
     assert w.wait_s(at + timedelta(hours=2)) == 0
-    assert w.wait_s(datetime(2026, 3, 2, 18, 30, tzinfo=timezone.utc)) == 11.5 * 3600
+    assert w.wait_s(datetime(2026, 3, 2, 18, 30, tzinfo=UTC)) == 11.5 * 3600
     night = SendWindow.parse("22:00-06:00", "UTC")
-    assert night.wait_s(datetime(2026, 3, 2, 23, 0, tzinfo=timezone.utc)) == 0
-    assert night.wait_s(datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)) == 15 * 3600
+    assert night.wait_s(datetime(2026, 3, 2, 23, 0, tzinfo=UTC)) == 0
+    assert night.wait_s(datetime(2026, 3, 2, 7, 0, tzinfo=UTC)) == 15 * 3600
 
 
 times = st.tuples(st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
@@ -141,10 +143,10 @@ times = st.tuples(st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
 
 @hsettings(max_examples=300, deadline=None)
 @given(start=times, end=times, when=st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
     zone=st.sampled_from(["UTC", "Europe/Minsk", "Europe/Moscow", "Europe/Berlin"]))
 def test_window_wait_lands_inside_it(start, end, when, zone):
-    spec = "%02d:%02d:%02d-%02d:%02d:%02d" % (*start, *end)
+    spec = "{:02d}:{:02d}:{:02d}-{:02d}:{:02d}:{:02d}".format(*start, *end)
     if start == end:
         with pytest.raises(ValueError):
             SendWindow.parse(spec, zone)

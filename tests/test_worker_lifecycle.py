@@ -51,5 +51,5 @@ def test_options_reach_the_provider(producer, store, smsc, start_worker):
     msg_id = producer.send_sms("+375291230000", "flash!", options={"format": "flash",
                                                                    "translit": 1})
     wait_final(store, [msg_id])
-    sent = [r["params"] for r in smsc.log.items() if r["path"] == "/sys/send.php"][0]
+    sent = next(r["params"] for r in smsc.log.items() if r["path"] == "/sys/send.php")
     assert sent["flash"] == "1" and sent["translit"] == "1" and sent["sender"] == "Gonets"
