@@ -397,3 +397,15 @@ def test_the_next_lookup_of_a_pending_payment(rt: Runtime, exc: ProviderError | 
     assert due is not None and in_s - 1 <= (due - now_ms()) / 1000 <= in_s + 0.1
     assert rt.payments.payment(rec["id"])["status"] == "pending"
     assert (rt.pause_left_s("smsc") > 0) is paused
+
+
+@pytest.mark.parametrize("exc, paused", [
+    (RetryLater("503"), False),
+    (AccountProblem("bad login", code="2", alert="credentials"), True),
+    (Permanent("SMPP has no balance command"), False),
+    (Permanent("sender not registered", code="10", alert="sender"), True),
+])
+def test_a_failed_balance_check_does_what_the_table_says(rt: Runtime, exc: ProviderError,
+                                                         paused: bool) -> None:
+    rt.outcomes.balance_failed(rt.settings.account("smsc"), exc, started_ms=now_ms())
+    assert (rt.pause_left_s("smsc") > 0) is paused

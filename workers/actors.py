@@ -24,7 +24,7 @@ from core.contracts import (
     Status,
     status_queue,
 )
-from core.errors import AccountProblem, ProviderError, RetryLater
+from core.errors import ProviderError
 from core.timing import age_s, expired, now_ms
 from workers import traffic
 from workers.outcomes import RETRY_DELAY_S
@@ -145,10 +145,14 @@ def check_balance(account: str) -> None:
     account's ``limits.min_balance`` (a new incident alerts after it has recovered)."""
     rt = get_runtime()
     acct = rt.settings.account(account)
+    started_ms = now_ms()
     try:
         bal = rt.provider(acct).balance()
-    except (RetryLater, AccountProblem, NotImplementedError) as exc:
+    except NotImplementedError as exc:
         log.warning("balance of %s unavailable: %s", account, exc)
+        return
+    except ProviderError as exc:
+        rt.outcomes.balance_failed(acct, exc, started_ms=started_ms)
         return
     rt.accounts.record_balance(account, str(bal.amount))
     threshold = acct.limits.min_balance

@@ -278,6 +278,19 @@ class Outcomes:
             return retry(exc.detail, self.rt.pause_left_s(account.name) + PAUSE_MARGIN_S)
         return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
 
+    def balance_failed(self, account: Account, exc: ProviderError, *,
+                       started_ms: int) -> None:
+        """A balance check could not be made: an account problem pauses the account as it
+        would on a send; anything else waits for the next check."""
+        log.warning("balance of %s unavailable: %s", account.name, exc)
+        action = action_for(exc)
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc, started_ms=started_ms)
+        elif action is Action.CLOSE:
+            assert isinstance(exc, Permanent)
+            self._alert_if_named(account, exc, started_ms)
+
     # --- payments (``workers/payments.py``) ------------------------------------------------
 
     def check_failed(self, check_id: str, account: Account, exc: ProviderError, *,
