@@ -38,4 +38,4 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) .gonets .pytest_cache
+	rm -rf $(VENV) .gonets .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ from core.payments import (
 )
 from core.settings import Account
 from sandbox import bepaid as bepaid_sandbox
-from tests.conftest import control
+from tests.support import control
 from workers.providers.bepaid import Bepaid, PaymentRequest, parse_check
 
 SHOP_ID, SECRET = "361", "sandbox-secret-key"

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import InvalidInput
 from producers.consent import get_consent, has_consent, record_consent, withdraw_consent
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_grant_withdraw_and_history(producer, store):

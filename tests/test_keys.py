@@ -11,7 +11,7 @@ import pytest
 from core.account_state import AccountState
 from core.keys import TABLE, Keys
 from core.locks import Lease, locks_for
-from tests.conftest import wait_final
+from tests.support import wait_final
 
 
 def test_every_name_the_keys_module_builds_has_a_row_in_its_table():

@@ -18,7 +18,7 @@ from core.observability.metrics import StoreCollector
 from core.store import Store, redis_client
 from producers import Producer
 from sandbox import smpp_smsc
-from tests.conftest import control, wait_final, write_config
+from tests.support import control, wait_final, write_config
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
 from workers.smpp.session import Session, SessionConfig, SlotMissed

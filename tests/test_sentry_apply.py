@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from cli.sentry import DEFAULT_DIR, differences, load_definitions
-from tests.conftest import ROOT
 from tests.sentry_api_standin import SentryApiStandIn
+from tests.support import ROOT
 
 TOKEN = "sntrys_test_token_123"
 ORG, PROJECT = "acme", "gonets"

@@ -15,7 +15,7 @@ import pytest
 
 from core.errors import AccountProblem, InvalidInput, OutcomeUnknown, Permanent
 from sandbox import sms2_http
-from tests.conftest import ROOT, control, wait_final, write_config
+from tests.support import ROOT, control, wait_final, write_config
 from workers.providers.base import Outgoing
 from workers.providers.sms2_http import SEND_ERRORS, Sms2Http
 

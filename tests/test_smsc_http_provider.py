@@ -13,7 +13,7 @@ from core.contracts import Status
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater
 from core.settings import Account
 from core.smsc_status import STATUS_MAP
-from tests.conftest import control
+from tests.support import control
 from workers.providers.base import Outgoing
 from workers.providers.smsc_http import SmscHttp, parse_answer
 

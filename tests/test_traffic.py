@@ -20,7 +20,7 @@ from core.broker import build_broker
 from core.settings import load_settings
 from core.store import Store
 from producers import Producer
-from tests.conftest import control, wait_final, write_config
+from tests.support import control, wait_final, write_config
 from workers.traffic.pacing import Pacer
 
 LONG = "Long message that takes two SMS parts. " * 5  # 195 GSM characters: 2 parts

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import control
+from tests.support import control
 
 ROOT = Path(__file__).resolve().parent.parent
 

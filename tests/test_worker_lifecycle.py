@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, control, wait_final
+from tests.support import ROOT, control, wait_final
 
 
 def test_sigterm_drains_in_flight_sends_before_exiting(producer, store, smsc, start_worker):
