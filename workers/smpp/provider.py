@@ -1,9 +1,10 @@
 """The SMPP provider: submits, lookups and status over one ``Session`` per process.
 
-``smsc_smpp`` and ``mts_smpp`` are this class with different defaults (see their modules); the
-account's options and SMSC's text conventions are ``options.py``, and which message a receipt
-is for (ids, early receipts, orphans) is ``correlation.py``, which hands each matched receipt
-to the worker as a fact.  Nothing here touches a message record.
+``smsc_smpp`` and ``mts_smpp`` are this class with different defaults (see their modules); what
+the account's options put on the wire (submit_sm parameters, bind flags, SMSC's text
+conventions) is ``options.py``, and which message a receipt is for (ids, early receipts,
+orphans) is ``correlation.py``, which hands each matched receipt to the worker as a fact.
+Nothing here touches a message record.
 
 Unknown outcomes.  A submit written to a link that died before its answer may have been
 taken.  Within the server's duplicate window (SMSC: one identical request per minute) the
@@ -50,10 +51,9 @@ from workers.providers.base import (
     Submitted,
     account_options,
 )
-from workers.smpp import codec
 from workers.smpp.correlation import Correlation
 from workers.smpp.lease import bind_lease
-from workers.smpp.options import smsc_text, split_host
+from workers.smpp.options import split_host, submit_params, system_type
 from workers.smpp.receipt import STAT_MAP, STATE_WORDS
 from workers.smpp.session import (
     LinkLost,
@@ -151,19 +151,7 @@ class SmppProvider:
 
     # --- configuration
     def system_type(self) -> str:
-        flags = []
-        if self.opts.mcon is not None:
-            flags.append(f"MCON{self.opts.mcon}")
-        if self.opts.iso:
-            flags.append("ISO")
-        if self.opts.single:
-            flags.append("SINGLE")
-        flags += self.opts.system_type_extra
-        st = ",".join(flags)
-        if len(st) > 12:
-            raise ConfigError(f"accounts.{self.account.name}: system_type {st!r} is longer "
-                              "than SMPP's 12 characters")
-        return st
+        return system_type(self.opts, self.account.name)
 
     def _tls(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.opts.ca_file)
@@ -201,37 +189,7 @@ class SmppProvider:
 
     # --- sending
     def submit_params(self, msg: Outgoing) -> list[dict[str, Any]]:
-        text = smsc_text(msg.text, msg.options) if self.opts.smsc_text_types else msg.text
-        try:
-            enc = codec.encode(text, iso=self.opts.iso, ref=msg.seq & 0xFF, sar=self.opts.sar)
-        except codec.TooLong as exc:
-            raise Permanent(str(exc), provider=self.PROVIDER, rejected=True) from exc
-        sender = msg.sender or ""
-        if self.opts.source_addr_ton is not None:
-            ton, npi = self.opts.source_addr_ton, self.opts.source_addr_npi or 0
-        elif sender.lstrip("+").isdigit():
-            ton, npi = consts.SMPP_TON_INTL, consts.SMPP_NPI_ISDN
-        else:
-            ton, npi = consts.SMPP_TON_ALNUM, consts.SMPP_NPI_UNK
-        base: dict[str, Any] = dict(
-            source_addr_ton=ton, source_addr_npi=npi, source_addr=sender.lstrip("+"),
-            dest_addr_ton=self.opts.dest_addr_ton, dest_addr_npi=self.opts.dest_addr_npi,
-            destination_addr=msg.phone, data_coding=enc.data_coding, esm_class=enc.esm_class,
-            registered_delivery=1 if self.opts.registered_delivery else 0,
-            priority_flag=1 if msg.lane == "urgent" else 0)
-        if msg.validity_min:
-            # relative validity (SMPP v3.4 §7.1.1): YYMMDDhhmmss000R
-            days, rest = divmod(msg.validity_min, 1440)
-            hours, minutes = divmod(rest, 60)
-            base["validity_period"] = f"0000{days:02d}{hours:02d}{minutes:02d}00000R"
-        out = []
-        for i, part in enumerate(enc.parts, 1):
-            p = dict(base, short_message=part)
-            if self.opts.sar and enc.count > 1:
-                p.update(sar_msg_ref_num=enc.ref, sar_total_segments=enc.count,
-                         sar_segment_seqnum=i)
-            out.append(p)
-        return out
+        return submit_params(msg, self.opts, self.PROVIDER)
 
     def _wait(self, fut: Future[Resp], deadline: float) -> Resp:
         """The answer to one request. NotBound if it was never written."""
