@@ -126,16 +126,16 @@ class Runner:
         self.hurry = False
         self.drain_s = 60.0
         self.children_owned = True
+        self.said_hurry = False
 
     # --- signals
     def _on_signal(self, signum: int, frame: object) -> None:
         if not self.stopping:
             self.stopping = True
             raise _Stop()
-        if not self.hurry:
-            self.hurry = True
-            self.out.line("gonets run: Ctrl-C again: killing what is still draining "
-                          "(its unfinished jobs are requeued, not lost)")
+        # nothing that takes a lock here (the main thread may hold the output's): the stop
+        # loop sees the flag and says it
+        self.hurry = True
 
     # --- children
     def spawn(self, name: str, argv: list[str]) -> Child:
@@ -317,6 +317,10 @@ class Runner:
         deadline = time.monotonic() + timeout_s
         while any(c.alive() for c in stage) and time.monotonic() < deadline and not self.hurry:
             time.sleep(0.05)
+        if self.hurry and any(c.alive() for c in stage) and not self.said_hurry:
+            self.said_hurry = True
+            self.out.line("gonets run: Ctrl-C again: killing what is still draining "
+                          "(its unfinished jobs are requeued, not lost)")
         for c in stage:
             if c.alive():
                 self.out.line(f"gonets run: {c.name} did not stop; killing it")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -87,10 +87,13 @@ def main() -> None:
         stops.append(stop)
         info[name] = where
     print(json.dumps(info), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    signal.signal(signal.SIGINT, lambda *a: done.set())
-    done.wait()
+    # the handler only flips a flag: one that takes a lock (Event.set) deadlocks when the
+    # signal lands while this thread holds that lock (inside Event.wait)
+    signals: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: signals.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: signals.append(signum))
+    while not signals:
+        time.sleep(0.2)
     for stop in stops:
         stop()
 

@@ -275,3 +275,30 @@ def test_children_do_not_outlive_a_killed_run(tmp_path: Path, user_env: dict[str
     while [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
         assert time.monotonic() < deadline, [p.cmdline() for p in procs if p.is_running()]
         time.sleep(0.2)
+
+
+def test_signals_in_a_burst_stop_the_sandboxes_and_the_run(tmp_path: Path,
+                                                           user_env: dict[str, str],
+                                                           runs: list[Run]) -> None:
+    """A signal handler that takes a lock deadlocks when the signal lands while the main
+    thread holds it: a burst of SIGTERMs (and a double Ctrl-C) still stops everything."""
+    sb = subprocess.Popen([sys.executable, "-m", "sandbox"], env=user_env, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert sb.stdout is not None and sb.stdout.readline()
+        for _ in range(50):
+            sb.send_signal(signal.SIGTERM)
+        assert sb.wait(60) == 0
+    finally:
+        if sb.poll() is None:
+            sb.kill()
+            sb.wait()
+    run = Run(tmp_path, user_env, tmp_path / "run.log")
+    runs.append(run)
+    run.wait_for(READY)
+    procs = run.processes()
+    for _ in range(2):
+        os.killpg(run.proc.pid, signal.SIGINT)
+    run.proc.wait(DRAIN_S + 30)
+    assert run.proc.returncode == 0 and "Traceback" not in run.out(), run.out()
+    assert _gone(procs) == []
