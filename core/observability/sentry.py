@@ -164,7 +164,7 @@ def end_session(status: str = "exited") -> None:
         session.update(status=status)  # type: ignore[arg-type]
     scope.end_session()
     _state["session"] = False
-    flush()
+    flush(2.0)  # an unreachable Sentry delays a stop by 2 s at most
 
 
 @contextlib.contextmanager
