@@ -34,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from core import observability
 from core.broker import build_broker
 from core.settings import Settings, get_settings
+from core.signals import set_from_handler
 from core.store import Store, now_ms
 from scheduler import sweeps
 from scheduler.leader import LeaderLock
@@ -243,8 +244,7 @@ def run() -> int:
 
     def on_signal(signum: int, frame: object) -> None:
         log.info("signal %s: stopping the scheduler", signal.Signals(signum).name)
-        sched._stop.set()
-        done.set()
+        set_from_handler(sched._stop, done)  # the main thread may hold their locks
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -33,3 +33,10 @@ def test_producers_never_import_worker_code() -> None:
 
 def test_the_scheduler_never_imports_worker_code() -> None:
     assert _offenders("scheduler", "workers") == []
+
+
+def test_the_shared_package_imports_no_role() -> None:
+    """core/ is what every role needs; a role it imported would come along into all of them
+    (a tracing hook reads worker records through a reader the worker installs instead)."""
+    assert [o for role in ("workers", "producers", "scheduler", "cli")
+            for o in _offenders("core", role)] == []

@@ -17,9 +17,11 @@ from dramatiq import Worker
 
 from core.broker import get_broker
 from core.contracts import pool_queues
+from core.observability.tracing import set_record_reader
 from core.payments import payments_pool_queues
 from core.provider_options import check_account_options
 from core.settings import Settings, get_settings
+from core.signals import set_from_handler
 from workers import health
 
 log = logging.getLogger("gonets.worker")
@@ -41,9 +43,11 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     queues = queues_for(settings, pool)
     broker = get_broker(settings, worker=True)
     from workers import actors, payments
+    from workers.runtime import record_outcome
 
     actors.register(broker)
     payments.register(broker)
+    set_record_reader(record_outcome)  # the outcome tag of each job's trace reads its record
     for q in queues:
         broker.declare_queue(q)
     # idle queues are polled at least every 100 ms (dramatiq's default backs off to 1 s), so
@@ -54,7 +58,7 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     def on_signal(signum: int, frame: object) -> None:
         log.info("signal %s: draining in-flight work", signal.Signals(signum).name)
         health.set_draining()
-        stop.set()
+        set_from_handler(stop)  # not stop.set(): the main thread may hold its lock
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -139,3 +139,20 @@ def get_runtime() -> Runtime:
                                         retention_s=s.retention_s,
                                         events_maxlen=s.events_maxlen))
         return _runtime
+
+
+def record_outcome(actor: str, record_id: str) -> tuple[object, object] | None:
+    """``(status, error code)`` of the record a job of ``actor`` worked on, for the job's
+    ``outcome`` tag in tracing (``core.observability.tracing.set_record_reader``)."""
+    from core.observability.logs import MESSAGE_ACTORS
+    from core.observability.tracing import PAYMENT_ACTORS
+
+    rt = get_runtime()
+    if actor in MESSAGE_ACTORS:
+        rec = rt.store.find(record_id) or {}
+        return rec.get("status"), rec.get("error_code")
+    if actor in PAYMENT_ACTORS:
+        pay = (rt.payments.find_check if actor == "check_mts_money"
+               else rt.payments.find_payment)(record_id) or {}
+        return pay.get("status"), pay.get("code") or pay.get("error_code")
+    return None

@@ -24,13 +24,13 @@ import hashlib
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from core.observability.logs import MESSAGE_ACTORS, _message_context
+from core.observability.logs import _message_context
 from core.observability.scrub import _state
 
 # measurements are what Sentry's dashboards and Discover query (``measurements.queue_wait``);
@@ -188,6 +188,18 @@ class JobTags(Middleware):
     after_skip_message = after_process_message
 
 
+#: reads ``(status, error code)`` of the record a job worked on, by actor name and record
+#: id, or None for an actor without one; a worker process installs it
+#: (``workers.runtime.record_outcome``), since the shared package imports no role
+RecordReader = Callable[[str, str], "tuple[object, object] | None"]
+_record_reader: RecordReader | None = None
+
+
+def set_record_reader(reader: RecordReader | None) -> None:
+    global _record_reader
+    _record_reader = reader
+
+
 def job_outcome(message: Any, exception: BaseException | None) -> tuple[str, dict[str, str]]:
     """What the job came to, for the ``outcome`` tag, and ``cause``/``error_code``."""
     if exception is not None:
@@ -200,24 +212,13 @@ def job_outcome(message: Any, exception: BaseException | None) -> tuple[str, dic
             return "deferred", {}
         name = type(cause).__name__
         return ("throttled" if name == "SlowDown" else "retry"), {"cause": name}
-    if not message.args:
+    if not message.args or _record_reader is None:
         return "ok", {}
     try:
-        if message.actor_name in MESSAGE_ACTORS:
-            from workers.runtime import get_runtime
-
-            store = get_runtime().store
-            status, code = store.r.hmget(store.msg_key(str(message.args[0])),
-                                         ["status", "error_code"])
-        elif message.actor_name in PAYMENT_ACTORS:
-            from workers.payments import payment_store
-
-            ps = payment_store()
-            rec = (ps.find_check if message.actor_name == "check_mts_money"
-                   else ps.find_payment)(str(message.args[0])) or {}
-            status, code = rec.get("status"), rec.get("code") or rec.get("error_code")
-        else:
+        found = _record_reader(message.actor_name, str(message.args[0]))
+        if found is None:
             return "ok", {}
+        status, code = found
     except Exception:  # the outcome is a label: never fail a job over it
         return "ok", {}
     extra = {"error_code": str(code)} if code else {}
