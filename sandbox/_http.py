@@ -8,12 +8,37 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+#: SO_TIMESTAMPNS (Linux): the kernel stamps each received segment with its arrival time
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_arrival = threading.local()
+
+
+def arrival_time(sock: socket.socket) -> float:
+    """When the next bytes on ``sock`` reached this host (the kernel's receive timestamp of
+    them, waiting for them if none are there yet), or now where the kernel cannot say (TLS,
+    not Linux). A sandbox is the provider: its receive time is the arrival of the bytes, not
+    when a thread of a busy host got round to reading them."""
+    if not hasattr(sock, "recvmsg") or isinstance(sock, ssl.SSLSocket):
+        return time.time()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        _, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return time.time()
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = struct.unpack("qq", raw[:16])
+            return float(sec) + nsec / 1e9
+    return time.time()
 
 
 class Request:
@@ -111,6 +136,11 @@ def _handler_for(app: App, index: int) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
+        def handle_one_request(self) -> None:
+            # the arrival of the request's first bytes, logged as its "at" (RequestLog.add)
+            _arrival.at = arrival_time(self.connection)
+            super().handle_one_request()
+
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -151,7 +181,7 @@ class RequestLog:
         self._lock = threading.Lock()
 
     def add(self, **item: Any) -> None:
-        item.setdefault("at", time.time())
+        item.setdefault("at", getattr(_arrival, "at", None) or time.time())
         with self._lock:
             self._items.append(item)
             if len(self._items) > self.limit:

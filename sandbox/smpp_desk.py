@@ -71,7 +71,7 @@ class MessageDesk:
         return format(int(mid), "X") if self.id_format == "hex" else mid
 
     def _submit(self, c: Conn, seq: int, body: bytes) -> None:
-        at = time.time()
+        at = c.rx_at or time.time()
         log = self.submit_log
         try:
             f, tl = parse_fields(body, SUBMIT_FIELDS)

@@ -60,7 +60,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from sandbox._http import MultiPortServer
+from sandbox._http import MultiPortServer, arrival_time
 from sandbox.smpp_desk import Message, MessageDesk
 from sandbox.smpp_wire import (
     CMD,
@@ -273,6 +273,7 @@ class SmppSandbox(MessageDesk):
     def _serve(self, c: Conn) -> None:
         try:
             while c.alive and not self.stopping:
+                c.rx_at = arrival_time(c.sock)  # when the PDU's bytes reached this host
                 head = self._recv_exact(c, 16)
                 length, cmd, status, seq = struct.unpack(">IIII", head)
                 if length < 16 or length > MAX_PDU:

@@ -139,7 +139,9 @@ class Conn:
         self.bound_at = 0.0
         self.seq = itertools.count(1)
         self.pending_receipts: dict[int, str] = {}  # our deliver_sm seq -> message key
-        self.receipt_command: dict[int, str] = {}  # our receipt seq -> deliver_sm | data_sm
+        self.receipt_command: dict[int, str] = {}
+        #: when the PDU being handled reached this host (the kernel's receive timestamp)
+        self.rx_at = 0.0  # our receipt seq -> deliver_sm | data_sm
 
     @property
     def receives(self) -> bool:
