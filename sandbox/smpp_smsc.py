@@ -52,8 +52,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
-import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -63,7 +61,6 @@ from typing import Any
 from sandbox._http import MultiPortServer, arrival_time
 from sandbox.smpp_desk import Message, MessageDesk
 from sandbox.smpp_wire import (
-    CMD,
     MAX_PDU,
     NAME,
     RALYBND,
@@ -77,8 +74,10 @@ from sandbox.smpp_wire import (
     BadPdu,
     Conn,
     cstr,
+    make_cert,
     parse_fields,
     pdu,
+    resp_name,
     tlv,
 )
 
@@ -159,17 +158,7 @@ class SmppSandbox(MessageDesk):
         self.threads.append(t)
 
     def _make_cert(self, host: str) -> None:
-        d = tempfile.mkdtemp(prefix="smpp-sandbox-tls-")
-        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
-             "-addext", f"subjectAltName=DNS:localhost,IP:{host}"],
-            check=True, capture_output=True)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.ssl_ctx = ctx
-        self.cert_file = cert
+        self.ssl_ctx, self.cert_file = make_cert(host)
 
     def stop(self) -> None:
         self.stopping = True
@@ -325,7 +314,7 @@ class SmppSandbox(MessageDesk):
                     login = c.login or ""
                     self.later(1.0, lambda: self._flush_receipts(login))
         elif not c.login:
-            c.send(pdu(_resp(name), seq, status=RINVBNDSTS))
+            c.send(pdu(resp_name(name), seq, status=RINVBNDSTS))
         elif name == "submit_sm":
             self._submit(c, seq, body)
         elif name == "query_sm":
@@ -380,10 +369,6 @@ class SmppSandbox(MessageDesk):
         c.send(pdu(resp, seq, cstr("SMSC") + tlv(0x0210, b"\x34")))
         if c.receives:
             self.later(0.01, lambda: self._flush_receipts(login))
-
-
-def _resp(name: str) -> str:
-    return name + "_resp" if name + "_resp" in CMD else "generic_nack"
 
 
 def serve(host: str = "127.0.0.1", *, tls: bool = False,

@@ -5,8 +5,12 @@ Gonets."""
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import ssl
 import struct
+import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
@@ -170,3 +174,22 @@ class Conn:
             except OSError:
                 pass
 
+
+def resp_name(name: str) -> str:
+    """The answer's command name to a request (generic_nack if it has none)."""
+    return name + "_resp" if name + "_resp" in CMD else "generic_nack"
+
+
+def make_cert(host: str) -> tuple[ssl.SSLContext, str]:
+    """A self-signed certificate for ``host`` (made with the ``openssl`` command): the server
+    context and the certificate's file, which a client trusts as its CA."""
+    d = tempfile.mkdtemp(prefix="smpp-sandbox-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", f"subjectAltName=DNS:localhost,IP:{host}"],
+        check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
