@@ -58,7 +58,7 @@ class Limits(_Strict):
     #: pacing safety margin for what that check cannot see (the instant between the check and
     #: the write, network jitter); slots are (1 s + jitter + margin) / rate apart, so no
     #: 1-second window at the provider holds more than rate_per_s (workers/traffic/pacing.py)
-    pacing_margin_ms: float = Field(10.0, ge=0, le=500)
+    pacing_margin_ms: float = Field(15.0, ge=0, le=500)
     #: optional hours, in ``timezone``, when bulk and promotional messages may go:
     #: ``"HH:MM[:SS]-HH:MM[:SS]"`` (may wrap midnight); outside them they wait (``deferred``)
     send_window: str | None = Field(None, pattern=r"^\d{2}:\d{2}(:\d{2})?-\d{2}:\d{2}(:\d{2})?$")

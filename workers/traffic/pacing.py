@@ -23,7 +23,7 @@ provider holds more than ``rate`` parts**.  Assumptions: the slots are instants 
 clock mapped to each host's clock through the quickest round trip seen (an error of at most
 half that round trip, well under a millisecond on a LAN; it counts against the margin), and
 the delay after the check stays under the margin.  The price is throughput:
-``rate / (1 + (tolerance + margin) / 1000 ms)``, e.g. 30/s with 15 + 10 ms gives 29.3/s, plus
+``rate / (1 + (tolerance + margin) / 1000 ms)``, e.g. 30/s with 15 + 15 ms gives 29.1/s, plus
 the slots forfeited on a stalled host.
 
 Urgent before bulk: a bulk send may only reserve a slot at most ``BULK_HORIZON_S`` ahead (it
