@@ -19,14 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cli.args import account_option, debugging
+from cli.pay import UnknownPayment
 from cli.runfile import NoConfiguration, require_configuration
 from core.contracts import Status
 from core.errors import ConfigError, GonetsError, InvalidInput, UnknownMessage
-
-
-class UnknownPayment(UnknownMessage):
-    """``gonets pay status`` of an id no payment has."""
-
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -156,43 +153,6 @@ def cmd_poll(a: argparse.Namespace) -> int:
     return 0
 
 
-@command("worker")
-def cmd_worker(a: argparse.Namespace) -> int:
-    import logging
-
-    from workers.pool import run_pool
-
-    if not _debugging(a) and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # a retry is the expected wait of a paused account or a throttled provider; one line
-        # per message per retry drowns the terminal (the outcome is logged by our actors)
-        logging.getLogger("dramatiq.middleware.retries.Retries").setLevel(logging.WARNING)
-    if a.processes == 1:
-        from core.observability import serve_metrics
-        from core.settings import get_settings
-
-        try:
-            serve_metrics(get_settings().metrics_port)
-        except OSError as exc:  # several workers on one host share the setting
-            print(f"gonets worker: no /metrics: {exc}", file=sys.stderr)
-    return run_pool(a.pool, threads=a.threads, processes=a.processes, health_port=a.health_port)
-
-
-@command("scheduler")
-def cmd_scheduler(a: argparse.Namespace) -> int:
-    from core.settings import get_settings
-    from scheduler.service import run
-
-    _serve_health(a.health_port, get_settings().redis_url)
-    return run()
-
-
-@command("run")
-def cmd_run(a: argparse.Namespace) -> int:
-    from cli.run import run
-
-    return run(threads=a.threads)
-
-
 def _provider(account: str | None) -> Any:
     from core.settings import get_settings
     from core.store import redis_client
@@ -252,123 +212,6 @@ def cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
-@command("api")
-def cmd_api(a: argparse.Namespace) -> int:
-    from producers.http.serve import serve
-
-    return serve(a.host, a.port, workers=a.workers)
-
-
-@command("callbacks")
-def cmd_callbacks(a: argparse.Namespace) -> int:
-    from core.settings import get_settings
-    from producers.http.callbacks import run_dispatcher
-
-    settings = get_settings()
-    _serve_health(a.health_port, settings.redis_url)
-    return run_dispatcher(settings, threads=a.threads)
-
-
-def _serve_health(port: int | None, redis_url: str) -> None:
-    """``--health-port`` of a role without an HTTP server of its own: /healthz and /readyz
-    (workers.health) fail while the process cannot reach Redis."""
-    if port is None:
-        return
-    from workers import health
-
-    health.register_check("redis", health.redis_check(redis_url))
-    health.HealthServer(port).start()
-
-
-@command("token")
-def cmd_token(a: argparse.Namespace) -> int:
-    from core.settings import get_settings
-    from core.store import redis_client
-    from producers.http.auth import Tokens
-
-    s = get_settings()
-    tokens = Tokens(redis_client(s.redis_url), s.namespace)
-    if a.token_command == "create":
-        t = tokens.create(a.producer, a.scopes)
-        print(json.dumps({"token": t.token, "id": t.id, "producer": t.producer,
-                          "scopes": list(t.scopes), "callback_secret": t.callback_secret},
-                         indent=2))
-        print("Keep the token: only its hash is stored.", file=sys.stderr)
-        return 0
-    if a.token_command == "revoke":
-        if not tokens.revoke(a.id):
-            print(f"gonets: no token {a.id}", file=sys.stderr)
-            return 1
-        print(f"revoked {a.id}")
-        return 0
-    for t in tokens.list():
-        print(f"{t['id']}  producer={t['producer']}  scopes={t['scopes']}")
-    return 0
-
-
-@command("pay")
-def cmd_pay(a: argparse.Namespace) -> int:
-    """MTS Money through bePaid: check, create, status, sweep, webhooks."""
-    require_configuration()
-    if a.pay_command == "webhooks":
-        import uvicorn
-
-        from core.settings import get_settings
-        from producers.http.bepaid_webhook import make_app
-
-        uvicorn.run(make_app(get_settings()), host=a.host, port=a.port, log_level="warning")
-        return 0
-    from producers.payments import get_payments
-
-    pay = get_payments()
-    if a.pay_command == "check":
-        rec = pay.check_result(pay.check_mts_money(a.phone, account=a.account), wait_s=a.wait)
-        print(json.dumps({k: rec.get(k) for k in ("id", "status", "result", "code", "message",
-                                                  "friendly_message", "reason") if rec.get(k)},
-                         ensure_ascii=False))
-        return 0 if rec["status"] == "done" else 1
-    if a.pay_command == "create":
-        pay_id = pay.pay_mts_money(a.phone, a.amount, description=a.description,
-                                   currency=a.currency, customer_answer=a.answer,
-                                   check_id=a.check_id, account=a.account,
-                                   return_url=a.return_url, idempotency_key=a.idempotency_key)
-        print(pay_id)
-        return 0
-    if a.pay_command == "status":
-        from core.privacy import mask_phone
-
-        try:
-            rec = pay.payment(a.id)
-        except UnknownMessage:
-            raise UnknownPayment(a.id) from None
-        if a.json:  # the HTTP API's shape and types, the number masked
-            from producers.http.payments import payment_out
-
-            out = payment_out(rec, rec["history"])
-            out["phone"] = "+" + mask_phone(out["phone"])
-            print(json.dumps(out, ensure_ascii=False, indent=2))
-            return 0
-
-        print(f"{rec['id']}  {rec['status']}  account={rec['account']} "
-              f"phone={mask_phone(rec['phone'])} amount={rec['amount']} {rec['currency']} "
-              f"(minor units) uid={rec.get('uid', '-')} bepaid={rec.get('provider_status', '-')}")
-        for ev in rec["history"]:
-            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["at_ms"] / 1000))
-            extra = " ".join(f"{k}={v}" for k, v in ev.items()
-                             if k not in ("id", "kind", "status", "at_ms"))
-            print(f"  {at}  {ev['status']:<10} {extra}")
-        return 0
-    if a.pay_command == "sweep":
-        print("pending sweep queued for " + ", ".join(pay.sweep_pending_payments(a.account)))
-        return 0
-    return 2
-
-
-def _account_option(p: argparse.ArgumentParser, what: str = "account") -> None:
-    p.add_argument("--account", metavar="NAME",
-                   help=f"the {what} to use (default: routed by number, or the default one)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gonets", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -381,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="PHONE", help="the number, e.g. +375291234567")
     p.add_argument("--text", help="the message text (long texts go as several parts)")
     p.add_argument("--sender", help="sender name (default: the account's)")
-    _account_option(p)
+    account_option(p)
     p.add_argument("--lane", default="bulk", choices=["urgent", "bulk"],
                    help="urgent messages go before bulk ones (default: bulk)")
     p.add_argument("--kind", default="transactional", choices=["transactional", "promotional"],
@@ -405,84 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("poll", help="ask the provider for a message's status now")
     p.add_argument("id", help="the message id")
 
-    p = sub.add_parser("worker", help="run the worker pool of one account")
-    p.add_argument("--pool", required=True, metavar="ACCOUNT", help="account name")
-    p.add_argument("--threads", type=int, default=8, help="jobs in flight at once (default 8)")
-    p.add_argument("--processes", type=int, default=1,
-                   help="worker processes, each with --threads (default 1)")
-    p.add_argument("--health-port", type=int, metavar="PORT",
-                   help="serve /healthz (liveness) and /readyz (readiness) on this port")
-
-    p = sub.add_parser("scheduler", help="run the scheduler: status sweeps, pending payments, "
-                                         "balance checks (one leader at a time)")
-    p.add_argument("--health-port", type=int, metavar="PORT",
-                   help="serve /healthz and /readyz on this port")
-
-    p = sub.add_parser("run", help="run everything locally: Redis, sandboxes, workers, API")
-    p.add_argument("--threads", type=int, default=8, help="threads of each worker (default 8)")
-
     p = sub.add_parser("balance", help="the account's balance at the provider")
-    _account_option(p, "SMS account")
+    account_option(p, "SMS account")
 
     p = sub.add_parser("cost", help="estimate what a message would cost, without sending")
     p.add_argument("--to", required=True, metavar="PHONE", help="the number")
     p.add_argument("--text", required=True, help="the message text")
     p.add_argument("--sender", help="sender name (default: the account's)")
-    _account_option(p, "SMS account")
+    account_option(p, "SMS account")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="provider option")
 
     sub.add_parser("config", help="show the effective configuration (no secrets)")
 
-    p = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    from cli import bitrix24, consent, pay, roles, sentry, sms2, tokens, usage  # each adds its own
 
-    p = sub.add_parser("callbacks", help="deliver status callbacks (webhooks out)")
-    p.add_argument("--threads", type=int, default=16, help="deliveries at once (default 16)")
-    p.add_argument("--health-port", type=int, metavar="PORT",
-                   help="serve /healthz and /readyz on this port")
-
-    p = sub.add_parser("token", help="create, revoke or list HTTP API tokens")
-    tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    tp = tsub.add_parser("create", help="create a token and print it (once)")
-    tp.add_argument("--producer", required=True, help="who owns the messages sent with it")
-    tp.add_argument("--scopes", default="send,read", help="comma-separated: send,pay,read,consent")
-    tp = tsub.add_parser("revoke", help="revoke a token by id (or by the token itself)")
-    tp.add_argument("id", help="the token's id (or the token)")
-    tsub.add_parser("list", help="list tokens (ids, producers, scopes; never the tokens)")
-
-    from cli import bitrix24, consent, sentry, sms2, usage  # each registers its own subcommands
-
-    for extra in (consent, sms2, usage, bitrix24, sentry):
+    COMMANDS.update(roles.add_parsers(sub))
+    for extra in (tokens, consent, sms2, usage, bitrix24, sentry, pay):
         COMMANDS[extra.add_parser(sub)] = extra.run
 
-    p = sub.add_parser("pay", help="MTS Money payments through bePaid")
-    pay = p.add_subparsers(dest="pay_command", required=True, metavar="ACTION")
-    q = pay.add_parser("check", help="is MTS Money active for this number? (waits for it)")
-    q.add_argument("--phone", required=True, help="the customer's number")
-    _account_option(q, "bePaid account")
-    q.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the answer")
-    q = pay.add_parser("create", help="queue a payment and print its id")
-    q.add_argument("--phone", required=True, help="the customer's number")
-    q.add_argument("--amount", type=int, required=True, help="minor units: 1050 = 10.50 BYN")
-    q.add_argument("--description", required=True, help="what is paid for (the customer sees it)")
-    q.add_argument("--currency", default="BYN", help="ISO code (default BYN)")
-    q.add_argument("--answer", choices=["accept", "decline"],
-                   help="the customer's answer to the MTS Money terms")
-    q.add_argument("--check-id", help="the id of an earlier gonets pay check")
-    _account_option(q, "bePaid account")
-    q.add_argument("--return-url", help="where bePaid sends the customer afterwards")
-    q.add_argument("--idempotency-key", metavar="KEY",
-                   help="the same key returns the first payment's id instead of paying again")
-    q = pay.add_parser("status", help="show a payment's status and history")
-    q.add_argument("id", help="the id gonets pay create printed")
-    q.add_argument("--json", action="store_true", help="as JSON, in the HTTP API's shape")
-    q = pay.add_parser("sweep", help="look up every payment pending too long now")
-    _account_option(q, "bePaid account")
-    q = pay.add_parser("webhooks", help="run only the bePaid notification receiver")
-    q.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    q.add_argument("--port", type=int, default=8089, help="port to listen on (default 8089)")
     return ap
 
 
@@ -501,12 +284,6 @@ def _redis_address() -> str:
         return f"{u.hostname}:{u.port or 6379}"
     except Exception:
         return "the configured address"
-
-
-def _debugging(args: argparse.Namespace | None) -> bool:
-    if args is not None and getattr(args, "debug", False):
-        return True
-    return os.environ.get("GONETS_LOG_LEVEL", "").lower() == "debug"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -553,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:
-        if _debugging(args):
+        if debugging(args):
             raise
         import redis
 
