@@ -40,7 +40,7 @@ def run(a: argparse.Namespace) -> int:
     from core.errors import ConfigError
     from core.settings import get_settings
     from core.store import Store
-    from producers.http import bitrix24 as b24
+    from producers.http import bitrix24_portal as b24
 
     store = Store.from_settings(get_settings())
     installs = b24.Installations(store)

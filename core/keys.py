@@ -89,7 +89,7 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("cb:due", "zset", "-", "id -> when its oldest callback is next tried (ms)"),
     ("cb:try:<id>", "hash", "deleted when sent", "attempts and first try of the oldest"),
     ("cb:lock:<id>", "string", "120 s", "one callback deliverer per record"),
-    # --- Bitrix24: producers/http/bitrix24.py
+    # --- Bitrix24: producers/http/bitrix24_portal.py
     ("b24:<producer>", "hash", "-", "a portal installation and its OAuth tokens"),
     ("b24:lock:<producer>", "string", "15 s", "one portal token refresh at a time"),
     ("b24:done:<msg id>", "set", "retention_s", "Bitrix statuses reported for a message"),

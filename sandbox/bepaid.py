@@ -1,5 +1,8 @@
 """bePaid MTS Money sandbox: check, payment, lookups, notifications, faults on demand.
 
+(Over 400 lines on purpose: it is one stand-in of one provider, whose state, answers, faults
+and notification sender belong together; nothing of it is shared with another sandbox.)
+
 Built from shared/providers/bepaid-mts-money.md (the check in API v2 and v3 formats, the
 payment answering ``pending`` with a ``uid``, the final-status notification, the test numbers)
 and bePaid's APM API for what that document leaves out: the payment endpoint

@@ -17,7 +17,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from core.contracts import Status
-from producers.http import bitrix24 as b24
+from producers.http import bitrix24_portal as b24
+from producers.http.bitrix24 import parse_form
 from tests.bitrix24_portal import LoopbackTransport, Portal
 from tests.support import control, poll_until, wait_final
 
@@ -158,13 +159,13 @@ def test_status_table(status: Status, expected: str | None) -> None:
 
 
 def test_form_parser_nests_php_style_keys_and_refuses_garbage() -> None:
-    got = b24.parse_form(b"message_id=7&auth%5Bdomain%5D=a.b&auth[member_id]=m&x[y][z]=1")
+    got = parse_form(b"message_id=7&auth%5Bdomain%5D=a.b&auth[member_id]=m&x[y][z]=1")
     assert got == {"message_id": "7", "auth": {"domain": "a.b", "member_id": "m"},
                    "x": {"y": {"z": "1"}}}
     from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
-        b24.parse_form(b"\xff\xfe")
+        parse_form(b"\xff\xfe")
 
 
 @hsettings(max_examples=300, deadline=None)
@@ -173,7 +174,7 @@ def test_form_parser_raises_only_its_declared_error(body: bytes) -> None:
     from core.errors import InvalidInput
 
     try:
-        got = b24.parse_form(body)
+        got = parse_form(body)
     except InvalidInput:
         return
     assert isinstance(got, dict)

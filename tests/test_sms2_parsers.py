@@ -18,10 +18,10 @@ from core.errors import AccountProblem, InvalidInput, OutcomeUnknown, Permanent,
 from core.settings import Account
 from sandbox import sms2_http
 from workers.providers.base import Outgoing
-from workers.providers.sms2_http import (
+from workers.providers.sms2_http import Sms2Http
+from workers.providers.sms2_protocol import (
     BASE_ERRORS,
     SEND_ERRORS,
-    Sms2Http,
     error_for,
     parse_bases,
     parse_batch,

@@ -125,7 +125,7 @@ class Dispatcher:
                                    headers={"User-Agent": "gonets-callbacks/1"},
                                    limits=httpx.Limits(max_connections=threads * 2))
         self._undue = self.r.register_script(_UNDUE)
-        from producers.http.bitrix24 import Reporter
+        from producers.http.bitrix24_portal import Reporter
 
         self.bitrix24 = Reporter(self.store)
         self._stop = threading.Event()
