@@ -86,12 +86,13 @@ def main() -> None:
         stop, where = start(args.host)
         stops.append(stop)
         info[name] = where
-    print(json.dumps(info), flush=True)
     # the handler only flips a flag: one that takes a lock (Event.set) deadlocks when the
-    # signal lands while this thread holds that lock (inside Event.wait)
+    # signal lands while this thread holds that lock (inside Event.wait).  It is in place
+    # before the addresses are printed: whoever reads them may stop us at once.
     signals: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: signals.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: signals.append(signum))
+    print(json.dumps(info), flush=True)
     while not signals:
         time.sleep(0.2)
     for stop in stops:
