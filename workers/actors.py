@@ -148,9 +148,6 @@ def check_balance(account: str) -> None:
     started_ms = now_ms()
     try:
         bal = rt.provider(acct).balance()
-    except NotImplementedError as exc:
-        log.warning("balance of %s unavailable: %s", account, exc)
-        return
     except ProviderError as exc:
         rt.outcomes.balance_failed(acct, exc, started_ms=started_ms)
         return

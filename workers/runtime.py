@@ -15,6 +15,8 @@ from typing import Any
 
 from core.account_state import AccountState
 from core.errors import AccountProblem
+from core.observability.logs import MESSAGE_ACTORS
+from core.observability.tracing import PAYMENT_ACTORS
 from core.payment_store import PaymentStore
 from core.settings import Account, Settings, get_settings
 from core.store import Store, redis_client
@@ -144,9 +146,6 @@ def get_runtime() -> Runtime:
 def record_outcome(actor: str, record_id: str) -> tuple[object, object] | None:
     """``(status, error code)`` of the record a job of ``actor`` worked on, for the job's
     ``outcome`` tag in tracing (``core.observability.tracing.set_record_reader``)."""
-    from core.observability.logs import MESSAGE_ACTORS
-    from core.observability.tracing import PAYMENT_ACTORS
-
     rt = get_runtime()
     if actor in MESSAGE_ACTORS:
         rec = rt.store.find(record_id) or {}
