@@ -60,12 +60,15 @@ def cmd_send(a: argparse.Namespace) -> int:
     if not a.to or a.text is None:
         raise InvalidInput("to" if not a.to else "text",
                            "--to and --text are required (or --demo N)")
-    msg_id = producer.send_sms(a.to, a.text, sender=a.sender, account=a.account, lane=a.lane,
-                               kind=a.kind, validity=a.validity,
-                               idempotency_key=a.idempotency_key,
-                               options=_parse_options(a.option), producer=name)
-    _index(producer, name, [msg_id])
-    print(msg_id)
+    got = producer.queue_sms(a.to, a.text, sender=a.sender, account=a.account, lane=a.lane,
+                             kind=a.kind, validity=a.validity,
+                             idempotency_key=a.idempotency_key,
+                             options=_parse_options(a.option), producer=name)
+    _index(producer, name, [got.id])
+    print(got.id)
+    if got.duplicate:  # on stderr: stdout stays the id alone, for scripts
+        print(f"duplicate of {got.id}: the same number, sender and text within the duplicate "
+              "window (or the same idempotency key); nothing new was queued", file=sys.stderr)
     return 0
 
 

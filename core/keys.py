@@ -35,7 +35,8 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("events", "stream", "capped", "every status change of messages"),
     ("nonfinal", "zset", "-", "id -> next status check (ms)"),
     ("stats", "hash", "-", "<acct>|<status>|<code> -> status changes"),
-    ("idem:<acct>:<key>", "string", "the caller's window", "idempotency key -> message id"),
+    ("idem:<acct>:<key>", "string", "the caller's window",
+     "<producer>:<key> (producers/duplicates.py) -> message id"),
     ("seq:<acct>", "string", "-", "counter for provider-side numeric ids"),
     ("pid:<acct>:<provider id>", "string", "retention_s", "provider's id -> message id"),
     # --- payments: core/payments.py, workers/payments.py
@@ -76,7 +77,7 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- producers: producers/duplicates.py, producers/consent.py, producers/index.py
     ("producer:<name>:sms", "zset", "trimmed past retention", "the producer's message ids"),
     ("dup:<acct>:<fingerprint>", "string", "the duplicate window (60 s)",
-     "first id of an identical request"),
+     "first id of the same producer's identical request"),
     ("consent:<digits>", "hash", "-", "a subscriber's opt-in state"),
     ("consent:<digits>:history", "list", "-", "its changes (JSON)"),
     # --- HTTP API: producers/http/ (auth, sms, idempotency, payments, callbacks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +28,16 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Queued:
+    """What a send did: ``id`` is the message's; ``duplicate`` when nothing new was queued
+    because the same producer sent it already (the same content within the duplicate window,
+    or the same idempotency key) and ``id`` is that first message's."""
+
+    id: str
+    duplicate: bool = False
+
+
 class Producer:
     """Validates, writes the record, enqueues, returns the id. Thread-safe."""
 
@@ -35,14 +46,20 @@ class Producer:
         self.store = store or Store.from_settings(settings)
         self.broker = broker or get_broker(settings)
 
-    def send_sms(self, to: str, text: str, *, sender: str | None = None,
-                 account: str | None = None, lane: str = "bulk",
-                 kind: str = "transactional", validity: int | None = None,
-                 idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
-                 options: dict[str, Any] | None = None, producer: str | None = None,
-                 callback_url: str | None = None, integration: str | None = None) -> str:
-        """Queue one SMS and return its id. Raises InvalidInput naming the field; on any error
-        nothing is enqueued.
+    def send_sms(self, to: str, text: str, **kw: Any) -> str:
+        """Queue one SMS and return its id (a duplicate's: the first message's).
+        See ``queue_sms``."""
+        return self.queue_sms(to, text, **kw).id
+
+    def queue_sms(self, to: str, text: str, *, sender: str | None = None,
+                  account: str | None = None, lane: str = "bulk",
+                  kind: str = "transactional", validity: int | None = None,
+                  idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
+                  options: dict[str, Any] | None = None, producer: str | None = None,
+                  callback_url: str | None = None, integration: str | None = None) -> Queued:
+        """Queue one SMS. Raises InvalidInput naming the field; on any error nothing is
+        enqueued.  Duplicates and idempotency keys count per producer
+        (``producers/duplicates.py``): another producer's identical send is a new message.
 
         ``producer`` names who sent it (the HTTP API's token holder; it sees only its own
         messages); ``callback_url`` receives every status change (producers/http/callbacks.py);
@@ -79,17 +96,18 @@ class Producer:
         provider_checks.check(acct.provider, phone, text, sender)
 
         msg_id = new_message_id()
-        if idempotency_key is not None:
-            bound = self.store.claim_idempotency(acct.name, idempotency_key, msg_id,
-                                                 idempotency_ttl_s)
+        idem = None if idempotency_key is None else \
+            duplicates.idempotency_key(producer, idempotency_key)
+        if idem is not None:
+            bound = self.store.claim_idempotency(acct.name, idem, msg_id, idempotency_ttl_s)
             if bound != msg_id:
-                return bound
-        first = duplicates.claim(self.store, acct, phone, sender, text, msg_id)
+                return Queued(bound, duplicate=True)
+        first = duplicates.claim(self.store, acct, producer, phone, sender, text, msg_id)
         if first != msg_id:  # the same content within the window: that message, not a new one
-            if idempotency_key is not None:
-                self.store.release_idempotency(acct.name, idempotency_key, msg_id)
-                self.store.claim_idempotency(acct.name, idempotency_key, first, idempotency_ttl_s)
-            return first
+            if idem is not None:
+                self.store.release_idempotency(acct.name, idem, msg_id)
+                self.store.claim_idempotency(acct.name, idem, first, idempotency_ttl_s)
+            return Queued(first, duplicate=True)
         created = now_ms()
         fields: dict[str, Any] = {
             "account": acct.name, "provider": acct.provider, "lane": lane_v.value,
@@ -106,11 +124,11 @@ class Producer:
         except Exception:
             # nothing half-done: no record without a job
             self.store.delete(msg_id)
-            duplicates.release(self.store, acct.name, phone, sender, text, msg_id)
-            if idempotency_key is not None:
-                self.store.release_idempotency(acct.name, idempotency_key, msg_id)
+            duplicates.release(self.store, acct.name, producer, phone, sender, text, msg_id)
+            if idem is not None:
+                self.store.release_idempotency(acct.name, idem, msg_id)
             raise
-        return msg_id
+        return Queued(msg_id)
 
     def _options(self, provider: str, options: dict[str, Any] | None) -> dict[str, Any]:
         if not options:

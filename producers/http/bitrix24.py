@@ -95,7 +95,8 @@ class Bitrix24Routes:
         try:
             msg_id = self.api.producer.send_sms(
                 _field(data, "message_to"), _field(data, "message_body"), producer=producer,
-                idempotency_key=f"{producer}:bitrix24:{b24_id}",
+                # scoped to the producer by the producer API: "<producer>:bitrix24:<id>"
+                idempotency_key=f"bitrix24:{b24_id}",
                 integration=f"bitrix24:{b24_id}")
         except InvalidInput:
             # no record, so no status will follow: tell the portal now that it cannot go

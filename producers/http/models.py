@@ -69,6 +69,10 @@ class ItemError(_Out):
 class BatchItem(_Out):
     index: int
     id: str | None = None
+    duplicate_of: str | None = Field(
+        None, description="set when nothing new was queued: this producer sent the same "
+        "number, sender and text within the duplicate window (or the same idempotency_key); "
+        "the id of that first message")
     error: ItemError | None = None
 
 

@@ -66,7 +66,13 @@ def document() -> dict[str, Any]:
                 "requestBody": _body("SmsIn"),
                 "responses": {"202": _json("Accepted", "queued", headers={
                     "Location": {"schema": {"type": "string"},
-                                 "description": "where its status is"}}), **send_errors},
+                                 "description": "where its status is"},
+                    "Gonets-Duplicate-Of": {
+                        "schema": {"type": "string"},
+                        "description": "present when nothing new was queued: this producer "
+                        "sent the same number, sender and text within the duplicate window "
+                        "(or the same idempotency_key); the id of that first message, which "
+                        "the body carries"}}), **send_errors},
             },
             "get": {
                 "operationId": "listSms", "summary": "This producer's messages, oldest first, "

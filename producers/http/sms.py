@@ -4,6 +4,10 @@ A message sent through the API carries its producer (the token's) on the record,
 added to the producer's index (``producers/index.py``), which lists it.
 
 A producer sees only its own messages: another producer's id answers 404, as an unknown one.
+Duplicates and idempotency keys count per producer too (``producers/duplicates.py``); a send
+that queued nothing new because this producer sent the same already says so: the header
+``Gonets-Duplicate-Of: <id>`` (``"duplicate_of"`` on a batch item) names the first message,
+whose id the answer carries.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from producers.http.models import BatchIn, SmsIn
 from producers.http.problem import ApiError, field_path, from_validation
 from producers.http.render import event_out, iso
 from producers.index import ProducerIndex
+from producers.sms import Queued
+
+#: the header of an answer that queued nothing new: the id of the message it repeats
+DUPLICATE_HEADER = "Gonets-Duplicate-Of"
 
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
@@ -54,25 +62,29 @@ class SmsRoutes:
         return ProducerIndex(self.store)
 
     # --- sending
-    def _send(self, call: Call, item: Any, prefix: str = "") -> str:
+    def _send(self, call: Call, item: Any, prefix: str = "") -> Queued:
         try:
             m = SmsIn.model_validate(item)
         except ValidationError as exc:
             raise from_validation(exc, prefix) from None
-        key = f"{call.producer}:{m.idempotency_key}" if m.idempotency_key else None
         try:
-            return self.api.producer.send_sms(
+            # the idempotency key is scoped to the producer by the producer API
+            return self.api.producer.queue_sms(
                 m.to, m.text, sender=m.sender, account=m.account, lane=m.lane, kind=m.kind,
-                validity=m.validity, idempotency_key=key, options=m.options,
+                validity=m.validity, idempotency_key=m.idempotency_key, options=m.options,
                 producer=call.producer, callback_url=m.callback_url)
         except InvalidInput as exc:  # worded for an HTTP client where it says how to fix it
             raise ApiError(422, getattr(exc, "http_reason", exc.reason),
                            field=field_path([exc.field], prefix)) from None
 
     def send_one(self, call: Call) -> Reply:
-        msg_id = self._send(call, call.json())
+        got = self._send(call, call.json())
+        msg_id = got.id
         self.index.add(call.producer, [msg_id])
-        return Reply(202, {"id": msg_id, "status": "queued"}, {"Location": f"/v1/sms/{msg_id}"})
+        headers = {"Location": f"/v1/sms/{msg_id}"}
+        if got.duplicate:
+            headers[DUPLICATE_HEADER] = msg_id
+        return Reply(202, {"id": msg_id, "status": "queued"}, headers)
 
     def send_batch(self, call: Call) -> Reply:
         try:
@@ -82,7 +94,7 @@ class SmsRoutes:
         results: list[dict[str, Any]] = []
         ids: list[str] = []
 
-        def one(item: Any) -> str | ApiError:
+        def one(item: Any) -> Queued | ApiError:
             try:
                 return self._send(call, item)
             except ApiError as exc:
@@ -94,8 +106,11 @@ class SmsRoutes:
                 results.append({"index": i, "error": {"field": got.field or "body",
                                                       "detail": got.detail}})
                 continue
-            ids.append(got)
-            results.append({"index": i, "id": got})
+            ids.append(got.id)
+            result: dict[str, Any] = {"index": i, "id": got.id}
+            if got.duplicate:
+                result["duplicate_of"] = got.id
+            results.append(result)
         self.index.add(call.producer, ids)
         return Reply(200, {"accepted": len(ids), "rejected": len(results) - len(ids),
                            "results": results})
