@@ -40,6 +40,15 @@ class Submitted:
     balance: str | None = None
 
 
+class Resend(StrEnum):
+    """Why a receipt asks for its message to be sent again."""
+
+    #: the operator's queue overflowed (SMSC err 220): the same message later
+    RETRY = "retry"
+    #: the provider's flood rule for the number (SMSC err 251): after the number's flood gap
+    FLOOD = "flood"
+
+
 @dataclass(frozen=True)
 class StatusReport:
     """What the provider says the message's status is."""
@@ -54,15 +63,12 @@ class StatusReport:
     reason: str = ""
     #: further record fields the report carries, stored as they are (receipt TLVs)
     fields: dict[str, str] = field(default_factory=dict)
-
-
-class Resend(StrEnum):
-    """Why a receipt asks for its message to be sent again."""
-
-    #: the operator's queue overflowed (SMSC err 220): the same message later
-    RETRY = "retry"
-    #: the provider's flood rule for the number (SMSC err 251): after the number's flood gap
-    FLOOD = "flood"
+    #: set when the status's error code asks for the message to be sent again instead
+    #: (SMSC err 220, 251: ``core/smsc_status.py``, for a poll, a webhook and a receipt alike)
+    resend: Resend | None = None
+    #: set when the status's error code says the account cannot send (no funds, forbidden IP,
+    #: sender)
+    account_problem: AccountProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -73,14 +79,11 @@ class DeliveryReceipt:
     #: the receipt's own message id (a resend is made once per receipt id)
     provider_id: str
     report: StatusReport
-    #: set when the receipt asks for the message to be sent again instead: a RETRY comes
-    #: ``resend_after_s`` later (a FLOOD after the number's flood gap), at most ``resends``
-    #: times for the message (the account's policy, from the provider's options)
-    resend: Resend | None = None
+    #: when the report asks for the message to be sent again (``report.resend``): a RETRY
+    #: comes ``resend_after_s`` later (a FLOOD after the number's flood gap), at most
+    #: ``resends`` times for the message (the account's policy, from the provider's options)
     resend_after_s: float = 60.0
     resends: int = 3
-    #: set when the receipt says the account cannot send (no funds, forbidden IP, sender)
-    account_problem: AccountProblem | None = None
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,10 @@ def _receipt(msg_id: str, status: Status, err: str | None = None, **kw: Any) -> 
     return DeliveryReceipt(msg_id=msg_id, provider_id="abc",
                            report=StatusReport(status, status.value.upper(), error_code=err,
                                                reason=kw.pop("reason", ""),
-                                               fields={"dlr_cost": "0.5"}), **kw)
+                                               fields={"dlr_cost": "0.5"},
+                                               resend=kw.pop("resend", None),
+                                               account_problem=kw.pop("account_problem", None)),
+                           **kw)
 
 
 def test_a_receipt_is_taken_once_and_a_late_one_changes_nothing(rt: Runtime,
@@ -239,7 +242,7 @@ def test_a_resend_receipt_sends_again_once_per_receipt_within_its_allowance(
     # sent and failed again: the allowance (one resend) is used up, the failure is final
     store.transition(rec["id"], Status.SUBMITTED, provider_id="def")
     again = DeliveryReceipt(msg_id=rec["id"], provider_id="def", report=fact.report,
-                            resend=resend, resends=1)
+                            resends=1)
     assert rt.outcomes.receipt(account, again) is True
     assert store.get(rec["id"])["status"] == "failed"
 

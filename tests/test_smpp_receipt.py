@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.contracts import Status
+from core.smsc_status import ERR_TABLE
 from workers.smpp.receipt import (
     DATA_SM_FIELDS,
-    ERR_TABLE,
     Malformed,
     id_keys,
     parse_deliver_sm,

@@ -252,8 +252,14 @@ class Outcomes:
                 delay_ms=int(delay_s * 1000))
 
     def status(self, msg_id: str, rep: StatusReport, plan: CheckPlan, *, chain: bool) -> None:
-        """Apply a status; ``chain``: the worker's own poll chain follows a non-final one."""
-        record_status(self.store, msg_id, rep)
+        """Apply a status; ``chain``: the worker's own poll chain follows a non-final one.
+        A status whose error asks for more (SMSC err 220, 224, 251: ``core/smsc_status.py``)
+        does what the same receipt would."""
+        if rep.resend is None and rep.account_problem is None:
+            record_status(self.store, msg_id, rep)
+        elif (rec := self.store.find(msg_id)) is not None:
+            self._report(self.rt.settings.account(rec["account"]),
+                         DeliveryReceipt(msg_id, rec.get("provider_id", ""), rep))
         if chain and not rep.status.final:
             rec = self.store.find(msg_id)
             if rec is not None:
@@ -381,19 +387,25 @@ class Outcomes:
 
     def receipt(self, account: Account, fact: DeliveryReceipt) -> bool:
         """Apply a delivery receipt; True when its message took it (exists, was not final)."""
-        if fact.resend is not None and self._resend(account, fact):
+        return self._report(account, fact, provider_id=fact.provider_id, receipt_ms=now_ms(),
+                            inflight_ms="")
+
+    def _report(self, account: Account, fact: DeliveryReceipt, **fields: Any) -> bool:
+        """A status that may ask for more (a resend, an account alert), from a receipt or a
+        poll alike; True when its message took it."""
+        problem = fact.report.account_problem
+        if fact.report.resend is not None and self._resend(account, fact):
             return True
         try:
-            t = record_status(self.store, fact.msg_id, fact.report,
-                              provider_id=fact.provider_id, receipt_ms=now_ms(), inflight_ms="")
+            t = record_status(self.store, fact.msg_id, fact.report, **fields)
         except UnknownMessage:
             return False  # expired after retention
-        if fact.account_problem is not None:
+        if problem is not None:
             try:
-                self.pause(account, fact.account_problem)
-            except Exception:  # the receipt is stored; the session thread must go on
+                self.pause(account, problem)
+            except Exception:  # the status is stored; the session thread must go on
                 log.exception("account %s: could not raise the %s alert", account.name,
-                              fact.account_problem.alert)
+                              problem.alert)
         return t.changed or not t.status.final
 
     def _resend(self, account: Account, fact: DeliveryReceipt) -> bool:
@@ -405,7 +417,7 @@ class Outcomes:
         if rec is None:
             return True  # expired after retention: nothing to do
         lim = account.limits
-        if fact.resend is Resend.FLOOD:
+        if fact.report.resend is Resend.FLOOD:
             traffic.get_traffic(self.store).flood.saturate(account, rec["phone"])
             delay_s, status = lim.flood_gap_s, Status.DEFERRED
         else:

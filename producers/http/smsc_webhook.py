@@ -12,8 +12,10 @@ A callback is read with the status poll's own table (``core/smsc_status.py``) an
 with the same record change (``core.facts.record_status``: a final status never changes, a
 late one never moves it back), so a callback and a poll racing each other agree.  It is
 applied here, synchronously, not handed to a worker job: SMSC is answered only once the status
-is stored, and two callbacks for one message apply in the order they came.  An id Gonets does
-not know is acknowledged and ignored (SMSC would otherwise retry it forever).
+is stored, and two callbacks for one message apply in the order they came.  A callback whose
+``err`` asks for more than a status (220 resend, 224 no funds, 251 flood, 239/254 account) is
+handed to a worker's status poll instead, which reads the same status and does what it asks.
+An id Gonets does not know is acknowledged and ignored (SMSC would otherwise retry it forever).
 """
 
 from __future__ import annotations
@@ -83,7 +85,11 @@ class SmscWebhook:
         if phone is not None and phone != rec.get("phone"):
             raise ApiError(422, "does not match the message's number", field="phone")
         rep = smsc_report(code, err)  # the status poll's table (core/smsc_status.py)
-        if rep is not None:
+        if rep is not None and (rep.resend is not None or rep.account_problem is not None):
+            # the err asks for a resend or an account alert, which a worker does: its poll
+            # reads the same status and acts as on a receipt (never only recorded here)
+            self.api.producer.poll_status(msg_id)
+        elif rep is not None:
             record_status(store, msg_id, rep)
         return Reply(200, "OK", media_type="text/plain")
 

@@ -27,12 +27,11 @@ from typing import Any
 import redis
 from smpplib import consts
 
-from core.contracts import Status
-from core.errors import AccountProblem
-from core.facts import DeliveryReceipt, Incoming, Resend, StatusReport
+from core.facts import DeliveryReceipt, Incoming, StatusReport
 from core.keys import Keys
 from core.provider_options import SmppAccountOptions
 from core.settings import Account
+from core.smsc_status import with_err
 from core.timing import now_ms
 from workers.providers.base import FactSink, Outgoing
 from workers.smpp import codec
@@ -55,32 +54,15 @@ OK = int(consts.SMPP_ESME_ROK)
 MAP_TTL_S = 7 * 24 * 3600
 #: how long a receipt that came before its submit's answer is kept
 EARLY_TTL_S = 24 * 3600
-#: the receipt err actions (``receipt.ERR_TABLE``) that name an account problem -> its alert
-ACCOUNT_ALERTS = {"funds": "no_funds", "account": "sender"}
-#: err codes whose account alert is not the action's default
-ALERT_BY_ERR = {239: "ip"}
-
-
 def receipt_fact(msg_id: str, rc: Receipt, opts: SmppAccountOptions,
                  provider: str) -> DeliveryReceipt:
-    """What a receipt says about its message, as a fact (SMSC's err table decides)."""
-    info = rc.err_info
-    reason = info.meaning if info and rc.err else ""
-    resend = None
-    if info is not None and rc.err and info.action in ("retry", "flood") \
-            and rc.status != Status.DELIVERED:
-        resend = Resend(info.action)
-    problem = None
-    if info is not None and info.action in ACCOUNT_ALERTS:
-        problem = AccountProblem(info.meaning, code=str(rc.err), provider=provider,
-                                 alert=ALERT_BY_ERR.get(rc.err or 0,
-                                                        ACCOUNT_ALERTS[info.action]))
-    report = StatusReport(status=rc.status, raw=rc.raw,
-                          error_code=str(rc.err) if rc.err else None, reason=reason,
-                          fields=receipt_fields(rc))
+    """What a receipt says about its message, as a fact (SMSC's err table decides, the one
+    the HTTP status poll and webhook read too: ``core/smsc_status.py``)."""
+    report = with_err(StatusReport(status=rc.status, raw=rc.raw,
+                                   error_code=str(rc.err) if rc.err else None,
+                                   fields=receipt_fields(rc)), rc.err, provider)
     return DeliveryReceipt(msg_id=msg_id, provider_id=rc.message_id, report=report,
-                           resend=resend, resend_after_s=opts.retry_receipt_delay_s,
-                           resends=opts.resubmits, account_problem=problem)
+                           resend_after_s=opts.retry_receipt_delay_s, resends=opts.resubmits)
 
 
 class Correlation:

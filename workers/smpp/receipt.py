@@ -198,49 +198,6 @@ TEMPLATE_CLASSES = {0: "service", 1: "transactional", 2: "authorization", 3: "ad
 
 
 @dataclass(frozen=True)
-class ErrInfo:
-    meaning: str
-    #: what Gonets does: "final" (keep the status), "retry" (resend), "flood" (traffic rule),
-    #: "funds" (account alert), "account" (other account alert)
-    action: str = "final"
-
-
-#: SMSC ``err`` codes of the status (smsc-smpp.md, "Error codes in the status")
-ERR_TABLE: dict[int, ErrInfo] = {
-    0: ErrInfo("no error"),
-    1: ErrInfo("the subscriber does not exist"),
-    6: ErrInfo("subscriber is offline"),
-    11: ErrInfo("the service is not connected"),
-    12: ErrInfo("error in the subscriber's phone"),
-    13: ErrInfo("subscriber is blocked"),
-    21: ErrInfo("no support for the service"),
-    200: ErrInfo("virtual sending (test mode)"),
-    219: ErrInfo("SIM card replaced"),
-    220: ErrInfo("queue overflowed at the operator", "retry"),
-    224: ErrInfo("insufficient funds", "funds"),
-    237: ErrInfo("the callee did not answer"),
-    238: ErrInfo("no template"),
-    239: ErrInfo("forbidden IP address", "account"),
-    240: ErrInfo("subscriber is busy"),
-    241: ErrInfo("conversion error"),
-    242: ErrInfo("answering machine"),
-    243: ErrInfo("no contract"),
-    244: ErrInfo("mailing is prohibited"),
-    245: ErrInfo("status not received"),
-    246: ErrInfo("time limit"),
-    247: ErrInfo("daily message limit exceeded"),
-    248: ErrInfo("no route"),
-    249: ErrInfo("invalid number format"),
-    250: ErrInfo("number forbidden by the account's settings"),
-    251: ErrInfo("limit exceeded for a single number", "flood"),
-    252: ErrInfo("number not permitted"),
-    253: ErrInfo("prohibited by the spam filter"),
-    254: ErrInfo("unregistered sender id", "account"),
-    255: ErrInfo("rejected by the operator"),
-}
-
-
-@dataclass(frozen=True)
 class Receipt:
     message_id: str
     stat: str
@@ -265,12 +222,6 @@ class Receipt:
         if self.extra_state:  # read / link clicked: delivered, at the least
             return Status.DELIVERED
         return STAT_MAP.get(self.stat, Status.UNKNOWN)
-
-    @property
-    def err_info(self) -> ErrInfo | None:
-        if self.err is None:
-            return None
-        return ERR_TABLE.get(self.err, ErrInfo(f"error {self.err}"))
 
     @property
     def raw(self) -> str:
