@@ -56,6 +56,9 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("alert:<acct>:<kind>", "string", "1 h (low_balance: until it recovers)",
      "one alert per incident and kind"),
     ("balance:<acct>", "string", "-", "the last balance read"),
+    # --- routes: core/routing.py (written by workers/outcomes.py)
+    ("unreach:<acct>", "string", "until a send works", "when a run of failed tries began (ms)"),
+    ("failovers", "hash", "-", "<route>|<from account>|<reason> -> messages moved"),
     ("usage:<acct>:<day>", "hash", "400 days", "<kind>:messages, <kind>:parts per UTC day"),
     # --- traffic rules: workers/traffic/
     ("pace:<acct>", "string", "a few send intervals", "GCRA theoretical arrival time (µs)"),
@@ -200,6 +203,12 @@ class Keys:
 
     def balance(self, account: str) -> str:
         return self.key("balance", account)
+
+    def unreach(self, account: str) -> str:
+        return self.key("unreach", account)
+
+    def failovers(self) -> str:
+        return self.key("failovers")
 
     def usage(self, account: str, day: str) -> str:
         return self.key("usage", account, day)

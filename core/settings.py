@@ -127,8 +127,11 @@ class Account(_Strict):
     smpp_host: str | None = None
     smpp_port: int | None = Field(None, gt=0, lt=65536)
     smpp_backup_host: str | None = None
-    #: E.164 digit prefixes routed to this account when a producer names no account
+    #: E.164 digit prefixes routed to this account when a producer names no account (each
+    #: account's list is a one-account route, tried after the ``[[routes]]``)
     route_prefixes: list[str] = Field(default_factory=list)
+    #: what one SMS part costs on this account, for routes with ``prefer = "cheapest"``
+    price_per_part: float | None = Field(None, ge=0)
     default_sender: str | None = None
     limits: Limits = Field(default_factory=Limits)
     timeout_s: float = Field(10.0, gt=0)
@@ -167,6 +170,70 @@ class Account(_Strict):
             raise ConfigError(f"account {self.name!r} is {_KIND_WORDS[self.kind]} "
                               f"({self.provider}), not {_KIND_WORDS[kind]}")
         return self
+
+
+class RouteMatch(_Strict):
+    """Which messages a route takes; an absent key matches everything."""
+
+    #: E.164 digit prefixes (one or a list)
+    prefix: list[str] | None = None
+    #: ISO 3166 region codes of the number ("BY", "RU"; one or a list)
+    country: list[str] | None = None
+    kind: Literal["transactional", "promotional"] | None = None
+    lane: Literal["urgent", "bulk"] | None = None
+
+    @field_validator("prefix", "country", mode="before")
+    @classmethod
+    def _one_or_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("prefix")
+    @classmethod
+    def _digits(cls, v: list[str] | None) -> list[str] | None:
+        for p in v or []:
+            if not p.isdigit():
+                raise ValueError(f"prefix {p!r} must be E.164 digits")
+        return v
+
+    @field_validator("country")
+    @classmethod
+    def _region(cls, v: list[str] | None) -> list[str] | None:
+        for c in v or []:
+            if not re.fullmatch(r"[A-Z]{2}", c):
+                raise ValueError(f"country {c!r} must be an ISO 3166 code like 'BY'")
+        return v
+
+
+class Route(_Strict):
+    """An ordered list of SMS accounts for the messages ``match`` takes (``core/routing.py``):
+    a message goes to the first usable one and moves on when that one cannot take it."""
+
+    #: names the route in metrics, alerts and records (default: its accounts joined by "+")
+    name: str | None = Field(None, pattern=r"^[a-z][a-z0-9_+-]{0,79}$")
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    accounts: list[str] = Field(min_length=1)
+    #: a provider unreachable this long (every try since failed) hands the route to the next
+    failover_after_s: float = Field(30.0, gt=0)
+    #: ``order``: the accounts in the order given; ``cheapest``: by ``price_per_part``
+    #: (accounts without a price after those with one), the order given for ties
+    prefer: Literal["order", "cheapest"] = "order"
+
+    @property
+    def key(self) -> str:
+        """The route's name (given, or its accounts joined by "+")."""
+        return self.name or "+".join(self.accounts)
+
+    @property
+    def scope(self) -> str:
+        """Whose duplicate window, idempotency keys and flood counts a message shares: its
+        account's on a one-account route, else the route's (``@name``)."""
+        return self.accounts[0] if len(self.accounts) == 1 else "@" + self.key
+
+    def matches(self, e164_digits: str, region: str | None, kind: str, lane: str) -> bool:
+        m = self.match
+        return ((m.prefix is None or any(e164_digits.startswith(p) for p in m.prefix))
+                and (m.country is None or region in m.country)
+                and (m.kind is None or m.kind == kind) and (m.lane is None or m.lane == lane))
 
 
 class Settings(_Strict):
@@ -212,6 +279,8 @@ class Settings(_Strict):
     log_format: Literal["auto", "json", "text"] = "auto"
     release: str | None = None
     accounts: tuple[Account, ...] = ()
+    #: ``[[routes]]``: ordered accounts with failover, tried in file order (``core/routing.py``)
+    routes: tuple[Route, ...] = ()
 
     @model_validator(mode="after")
     def _check_accounts(self) -> Settings:
@@ -221,6 +290,20 @@ class Settings(_Strict):
             raise ValueError(f"account names must be unique; repeated: {sorted(dup)}")
         if self.default_account is not None and self.default_account not in names:
             raise ValueError(f"default_account {self.default_account!r} is not one of the accounts")
+        sms = {a.name for a in self.accounts if a.kind == "sms"}
+        seen: set[str] = set()
+        for i, r in enumerate(self.routes):
+            for a in r.accounts:
+                if a not in names:
+                    raise ValueError(f"routes.{i}.accounts: no account named {a!r}; "
+                                     f"configured: {names}")
+                if a not in sms:
+                    raise ValueError(f"routes.{i}.accounts: {a!r} is not an SMS account")
+            if len(set(r.accounts)) != len(r.accounts):
+                raise ValueError(f"routes.{i}.accounts: an account is named twice")
+            if r.key in seen:
+                raise ValueError(f"routes.{i}.name: another route is named {r.key!r}")
+            seen.add(r.key)
         return self
 
     def account(self, name: str) -> Account:
@@ -255,27 +338,47 @@ class Settings(_Strict):
             raise ConfigError(f"{exc}; {kind} accounts: {others}") from None
 
     def route(self, e164_digits: str) -> Account:
-        """The account for a number: the longest matching route prefix, else the default."""
+        """The first account of the route of a (transactional, bulk) message to a number."""
+        return self.account(self.route_for(e164_digits).accounts[0])
+
+    def route_for(self, e164_digits: str, *, kind: str = "transactional",
+                  lane: str = "bulk") -> Route:
+        """The route of a message: the first ``[[routes]]`` entry that matches it; else the
+        longest matching ``route_prefixes`` of an account; else ``default_account``; else the
+        only SMS account (each of the last three is a one-account route)."""
+        region: str | None = None
+        if any(r.match.country is not None for r in self.routes):
+            from core.routing import region_of
+
+            region = region_of(e164_digits)
+        for r in self.routes:
+            if r.matches(e164_digits, region, kind, lane):
+                return r
         best: tuple[int, Account] | None = None
         for a in self.sms_accounts():
             for p in a.route_prefixes:
                 if e164_digits.startswith(p) and (best is None or len(p) > best[0]):
                     best = (len(p), a)
         if best is not None:
-            return best[1]
+            return Route(accounts=[best[1].name])
         if self.default_account:
-            return self.account(self.default_account)
+            return Route(accounts=[self.account(self.default_account).name])
         sms = self.sms_accounts()
         if len(sms) == 1:
-            return sms[0]
-        raise ConfigError("no account routes this number and no default_account is set")
+            return Route(accounts=[sms[0].name])
+        raise ConfigError("no route takes this number and no default_account is set")
+
+    def route_named(self, name: str) -> Route | None:
+        """The ``[[routes]]`` entry called ``name`` (None: not configured any more)."""
+        return next((r for r in self.routes if r.key == name), None)
 
 
 _KIND_WORDS: dict[AccountKind, str] = {"sms": "an SMS account",
                                        "payments": "a payments account"}
 
 _SCALARS = {
-    name for name, f in Settings.model_fields.items() if name not in ("accounts", "config")
+    name for name, f in Settings.model_fields.items()
+    if name not in ("accounts", "config", "routes")
 }
 
 
@@ -284,6 +387,9 @@ def _flatten_error(exc: ValidationError, where: str) -> ConfigError:
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"]
+        if not loc and msg.startswith("Value error, "):  # a whole-settings check names its key
+            parts.append(msg[len("Value error, "):])
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         parts.append(f"{where}{loc}: {msg}")

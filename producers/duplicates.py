@@ -14,6 +14,9 @@ hands one tenant another's message id.  Every key is built here (``key``, ``idem
 
 Key layout: ``<ns>:dup:<account>:<sha256 of tenant, number, sender, text>`` -> first message
 id; ``<ns>:idem:<account>:<tenant>:<key>`` -> the id an idempotency key is bound to.
+A route of several accounts (``core/routing.py``) keeps one window and one set of idempotency
+keys for all of them: ``<account>`` is then ``@<route>`` (``Route.scope``), so a message is not
+sent again through another account of its route.
 """
 
 from __future__ import annotations
@@ -51,14 +54,14 @@ def idempotency_key(producer: str | None, caller_key: str) -> str:
 
 
 def claim(store: Store, account: Account, producer: str | None, phone: str,
-          sender: str | None, text: str, msg_id: str) -> str:
+          sender: str | None, text: str, msg_id: str, *, scope: str | None = None) -> str:
     """Bind this content to ``msg_id`` for the account's window unless a message the same
     producer sent with the same content holds it already; returns the id it is bound to
-    (``msg_id`` when new)."""
+    (``msg_id`` when new). ``scope``: whose window (``Route.scope``); default the account's."""
     window_ms = int(account.limits.duplicate_window_s * 1000)
     if window_ms <= 0:
         return msg_id
-    k = key(store, account.name, producer, phone, sender, text)
+    k = key(store, scope or account.name, producer, phone, sender, text)
     # the claim is a lock whose token is the message id (core.locks)
     if store.locks.take(k, msg_id, window_ms / 1000):
         return msg_id

@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import provider_checks
+from core import provider_checks, routing
 from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
 from core.provider_options import OPTIONS
-from core.settings import Settings, get_settings
+from core.settings import Route, Settings, get_settings
 from core.sms_text import analyse
 from core.store import Store, now_ms
 from producers import consent, duplicates
@@ -82,9 +82,13 @@ class Producer:
         idempotency_key = v.check_idempotency_key(idempotency_key)
         callback_url = v.check_callback_url(callback_url)
         try:
-            acct = self.settings.account(account) if account else self.settings.route(phone)
+            route = (Route(accounts=[self.settings.account(account).name]) if account
+                     else self.settings.route_for(phone, kind=kind_v.value, lane=lane_v.value))
+            acct = self.settings.account(
+                routing.choose(self.store.r, self.store.keys, self.settings, route))
         except ConfigError as exc:
             raise InvalidInput("account", str(exc)) from None
+        scope = route.scope  # duplicates and idempotency keys count across the route
         if acct.kind != "sms":
             raise InvalidInput("account", f"{acct.name} is a payments account, not an SMS account")
         info = analyse(text)
@@ -92,6 +96,9 @@ class Producer:
             raise InvalidInput("text", f"needs {info.parts} SMS parts; this account allows at most "
                                        f"{acct.limits.max_parts}")
         opts = self._options(acct.provider, options)
+        # a route's accounts may send under different default names: its duplicate window
+        # compares what the caller asked for
+        dup_sender = sender if len(route.accounts) > 1 else sender or acct.default_sender
         sender = sender or acct.default_sender
         provider_checks.check(acct.provider, phone, text, sender)
 
@@ -99,14 +106,15 @@ class Producer:
         idem = None if idempotency_key is None else \
             duplicates.idempotency_key(producer, idempotency_key)
         if idem is not None:
-            bound = self.store.claim_idempotency(acct.name, idem, msg_id, idempotency_ttl_s)
+            bound = self.store.claim_idempotency(scope, idem, msg_id, idempotency_ttl_s)
             if bound != msg_id:
                 return Queued(bound, duplicate=True)
-        first = duplicates.claim(self.store, acct, producer, phone, sender, text, msg_id)
+        first = duplicates.claim(self.store, acct, producer, phone, dup_sender, text, msg_id,
+                                 scope=scope)
         if first != msg_id:  # the same content within the window: that message, not a new one
             if idem is not None:
-                self.store.release_idempotency(acct.name, idem, msg_id)
-                self.store.claim_idempotency(acct.name, idem, first, idempotency_ttl_s)
+                self.store.release_idempotency(scope, idem, msg_id)
+                self.store.claim_idempotency(scope, idem, first, idempotency_ttl_s)
             return Queued(first, duplicate=True)
         created = now_ms()
         fields: dict[str, Any] = {
@@ -115,6 +123,8 @@ class Producer:
             "encoding": info.encoding, "parts": info.parts, "validity_min": validity,
             "options": opts or None, "idempotency_key": idempotency_key,
             "producer": producer, "callback_url": callback_url, "integration": integration,
+            # a route of several accounts: the worker may move the message along it
+            "route": route.key if len(route.accounts) > 1 else None,
         }
         if validity is not None:
             fields["expires_ms"] = created + validity * 60_000
@@ -124,9 +134,9 @@ class Producer:
         except Exception:
             # nothing half-done: no record without a job
             self.store.delete(msg_id)
-            duplicates.release(self.store, acct.name, producer, phone, sender, text, msg_id)
+            duplicates.release(self.store, scope, producer, phone, dup_sender, text, msg_id)
             if idem is not None:
-                self.store.release_idempotency(acct.name, idem, msg_id)
+                self.store.release_idempotency(scope, idem, msg_id)
             raise
         return Queued(msg_id)
 

@@ -1,0 +1,132 @@
+"""Routes: which account a message goes to, and which it moves to when that one cannot take it.
+
+A route (``[[routes]]`` in the config, ``core.settings.Route``) is an ordered list of SMS
+accounts.  The producer (``producers/sms.py``) gives a new message to the first account of
+its route whose pool is not paused (``choose``); the worker (``workers/outcomes.py``) moves a
+message to the next one (``next_account`` and ``Store.move``) when its account cannot take it:
+
+* an account problem (no funds, sender not registered, bad credentials, IP not allowed: an
+  ``AccountProblem``, or a ``Permanent`` error that names an account alert);
+* the account's pool is paused (an incident is open and its pause has not run out);
+* the provider unreachable for ``failover_after_s`` (every try since the first failure of the
+  run failed with a retry-later error: ``mark_unreachable``); the account is then paused with
+  an ``unreachable`` incident, so new messages skip it too.
+
+Never a message whose outcome is unknown (``inflight_ms`` set: it may have gone out through
+the account): that one is looked up there, or waits per the account's lost-answer policy,
+until its outcome is known (``Store.move`` refuses it).  A permanent rejection (a bad number)
+is closed where it happened.
+
+Failback: an account whose pause has run out gets new messages again (one of them closes its
+incident by going through); messages already moved stay where they are.
+
+Keys (``core/keys.py``):
+
+    ns:unreach:<acct>   string  when the current run of failed tries began (ms); deleted by
+                                the first send that works
+    ns:failovers        hash    "<route>|<from account>|<reason>" -> messages moved (metrics)
+    ns:alert:<acct>:failover_<route>   the route's alert, one per incident of the account
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import phonenumbers
+import redis
+
+from core.keys import Keys
+from core.settings import Route, Settings
+
+log = logging.getLogger("gonets.routing")
+
+#: an account's open-incident alert lives this long at most (as core.account_state's)
+ALERT_EVERY_S = 3600
+#: a message moves at most this many times (a safety net against accounts that recover and
+#: fail in turn; past it the message waits on its account like an unrouted one)
+MAX_MOVES = 10
+
+
+def region_of(e164_digits: str) -> str | None:
+    """The ISO region of a number ("BY"), None when it has none."""
+    try:
+        num = phonenumbers.parse("+" + e164_digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.region_code_for_number(num)
+
+
+def ordered(settings: Settings, route: Route) -> list[str]:
+    """The route's accounts in the order they are tried."""
+    if route.prefer != "cheapest":
+        return list(route.accounts)
+    prices = {a: settings.account(a).price_per_part for a in route.accounts}
+    # sorted() is stable: ties (and accounts without a price, after the priced) keep the order
+    return sorted(route.accounts, key=lambda a: (prices[a] is None, prices[a] or 0.0))
+
+
+def _pauses(r: redis.Redis, keys: Keys, accounts: Sequence[str]) -> list[int]:
+    pipe = r.pipeline(transaction=False)
+    for a in accounts:
+        pipe.pttl(keys.pause(a))
+    return [max(int(x), 0) for x in pipe.execute()]
+
+
+def choose(r: redis.Redis, keys: Keys, settings: Settings, route: Route) -> str:
+    """The account a new message of ``route`` goes to: the first whose pool is not paused;
+    when all are, the one whose pause ends first. One round trip (none for a one-account
+    route)."""
+    accounts = ordered(settings, route)
+    if len(accounts) == 1:
+        return accounts[0]
+    left = _pauses(r, keys, accounts)
+    for a, ms in zip(accounts, left, strict=True):
+        if ms == 0:
+            return a
+    return min(zip(accounts, left, strict=True), key=lambda p: p[1])[0]
+
+
+def next_account(r: redis.Redis, keys: Keys, settings: Settings, route: Route,
+                 current: str) -> str | None:
+    """Where a message of ``route`` that ``current`` cannot take goes: the next account in
+    the route's order (wrapping round) whose pool is not paused; None when there is none."""
+    accounts = ordered(settings, route)
+    if current not in accounts or len(accounts) == 1:
+        return None
+    i = accounts.index(current)
+    others = accounts[i + 1:] + accounts[:i]
+    for a, ms in zip(others, _pauses(r, keys, others), strict=True):
+        if ms == 0:
+            return a
+    return None
+
+
+def mark_unreachable(r: redis.Redis, keys: Keys, account: str, now_ms: int) -> float:
+    """A try on ``account`` failed with a retry-later error: note when the run of failures
+    began (kept until a send works) and return how long it has lasted, in seconds."""
+    pipe = r.pipeline(transaction=False)
+    pipe.set(keys.unreach(account), str(now_ms), nx=True)
+    pipe.get(keys.unreach(account))
+    _, since = pipe.execute()
+    return max(now_ms - int(since or now_ms), 0) / 1000.0
+
+
+def count_failover(r: redis.Redis, keys: Keys, route: str, from_account: str,
+                   reason: str) -> None:
+    r.hincrby(keys.failovers(), f"{route}|{from_account}|{reason}", 1)
+
+
+def route_alert(r: redis.Redis, keys: Keys, route: str, account: str, info: str) -> bool:
+    """True the first time in the account's incident that ``route`` fails over from it
+    (alert then); the account's recovery clears it with its other incident alerts."""
+    return bool(r.set(keys.alert(account, f"failover_{route}"), info, nx=True,
+                      ex=ALERT_EVERY_S))
+
+
+def failovers(r: redis.Redis, keys: Keys) -> Iterable[tuple[str, str, str, int]]:
+    """(route, from account, reason, messages moved) for the metrics."""
+    for field, n in r.hgetall(keys.failovers()).items():
+        f = field.decode() if isinstance(field, bytes) else str(field)
+        route, acct, reason = ([*f.split("|"), "", ""])[:3]
+        yield route, acct, reason, int(n)

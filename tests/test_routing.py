@@ -1,0 +1,144 @@
+"""Routes in the config and the producer's choice of account (core/routing.py): which route
+takes a message, errors that name the key, and new messages skipping a paused account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import routing
+from core.errors import AccountProblem, ConfigError, InvalidInput
+from core.settings import load_settings
+from producers import Producer
+from workers.runtime import Runtime
+
+ACCOUNTS = """
+[accounts.mts]
+provider = "mts_rest"
+base_urls = ["http://127.0.0.1:1"]
+route_prefixes = ["37529"]
+price_per_part = 0.05
+
+[accounts.smsc]
+provider = "smsc_http"
+base_urls = ["http://127.0.0.1:2"]
+price_per_part = 0.03
+
+[accounts.sms2]
+provider = "sms2_http"
+base_urls = ["http://127.0.0.1:3"]
+route_prefixes = ["7"]
+"""
+
+ROUTES = ACCOUNTS + """
+[[routes]]
+match = { prefix = "375", kind = "transactional", lane = "urgent" }
+accounts = ["mts", "smsc"]
+failover_after_s = 5
+
+[[routes]]
+name = "by-cheap"
+match = { country = "BY" }
+accounts = ["mts", "smsc", "sms2"]
+prefer = "cheapest"
+"""
+
+
+def cfg(tmp_path: Path, text: str) -> dict[str, str]:
+    p = tmp_path / "g.toml"
+    p.write_text(text)
+    return {"GONETS_CONFIG": str(p)}
+
+
+def test_routes_are_matched_in_file_order_then_route_prefixes(tmp_path: Path) -> None:
+    s = load_settings(cfg(tmp_path, ROUTES))
+    urgent = s.route_for("375291234567", kind="transactional", lane="urgent")
+    assert urgent.key == "mts+smsc" and urgent.failover_after_s == 5
+    assert urgent.scope == "@mts+smsc"
+    # bulk to Belarus: the first route does not match (lane), the country route does
+    bulk = s.route_for("375291234567", kind="transactional", lane="bulk")
+    assert bulk.key == "by-cheap"
+    assert routing.ordered(s, bulk) == ["smsc", "mts", "sms2"]  # priced first, cheapest first
+    # Russia: no [[routes]] entry, so the account whose route_prefixes match (a one-account route)
+    ru = s.route_for("79161234567")
+    assert ru.accounts == ["sms2"] and ru.scope == "sms2"
+    assert s.route("79161234567").name == "sms2"
+
+
+@pytest.mark.parametrize("extra, named", [
+    ('[[routes]]\naccounts = ["mts", "nosuch"]\n', "routes.0.accounts"),
+    ('[[routes]]\naccounts = ["mts"]\nfailover_after = 3\n', "routes.0.failover_after"),
+    ('[[routes]]\naccounts = ["mts"]\nmatch = { prefx = "375" }\n', "routes.0.match.prefx"),
+    ('[[routes]]\naccounts = ["mts"]\nprefer = "fastest"\n', "routes.0.prefer"),
+    ('[[routes]]\naccounts = []\n', "routes.0.accounts"),
+    ('[[routes]]\naccounts = ["mts"]\nmatch = { country = "by" }\n', "routes.0.match.country"),
+])
+def test_bad_routes_are_errors_naming_the_key(tmp_path: Path, extra: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(cfg(tmp_path, ACCOUNTS + extra))
+
+
+def test_a_payments_account_cannot_be_in_a_route(tmp_path: Path) -> None:
+    text = ACCOUNTS + """
+[accounts.pay]
+provider = "bepaid"
+[[routes]]
+accounts = ["mts", "pay"]
+"""
+    with pytest.raises(ConfigError, match=r"routes\.0\.accounts: 'pay' is not an SMS account"):
+        load_settings(cfg(tmp_path, text))
+
+
+ROUTED = """
+[[routes]]
+match = {{ prefix = "375" }}
+accounts = ["smsc", "mts"]
+
+[accounts.mts]
+provider = "mts_rest"
+base_urls = ["http://127.0.0.1:1"]
+credentials = {{ client_id = "env:TEST_SMSC_LOGIN", client_secret = "env:TEST_SMSC_PASSWORD" }}
+"""
+
+
+@pytest.fixture
+def routed(gonets_env: dict[str, str], smsc, monkeypatch) -> Producer:
+    from tests.support import write_config
+
+    write_config(Path(gonets_env["GONETS_CONFIG"]), smsc.urls, extra=ROUTED.format())
+    for k in ("TEST_SMSC_LOGIN", "TEST_SMSC_PASSWORD"):
+        monkeypatch.setenv(k, gonets_env[k])
+    return Producer(load_settings(gonets_env))
+
+
+def test_new_messages_skip_a_paused_account_and_come_back_after_it(routed: Producer) -> None:
+    p = routed
+    first = p.send_sms("+375291000001", "code 1").id
+    rec = p.store.get(first)
+    assert rec["account"] == "smsc" and rec["route"] == "smsc+mts"
+    rt = Runtime(p.settings, p.store)
+    rt.pause("smsc", AccountProblem("insufficient funds", code="3", alert="no_funds"))
+    moved = p.store.get(p.send_sms("+375291000002", "code 2").id)
+    assert moved["account"] == "mts"  # the paused account is skipped
+    p.store.r.delete(p.store.keys.pause("smsc"))  # its pause ran out: failback
+    assert p.store.get(p.send_sms("+375291000003", "code 3").id)["account"] == "smsc"
+    # naming an account bypasses the route (and its failover)
+    named = p.store.get(p.send_sms("+375291000004", "code 4", account="mts").id)
+    assert named["account"] == "mts" and "route" not in named
+
+
+def test_duplicates_and_idempotency_count_across_the_route(routed: Producer) -> None:
+    p = routed
+    a = p.send_sms("+375291000001", "same text", idempotency_key="k1").id
+    rt = Runtime(p.settings, p.store)
+    rt.pause("smsc", AccountProblem("insufficient funds", code="3", alert="no_funds"))
+    # the same content within the window, now that the route would pick mts: the first id
+    assert p.send_sms("+375291000001", "same text").id == a
+    assert p.send_sms("+375291000001", "other text", idempotency_key="k1").id == a
+    assert p.store.get(a)["account"] == "smsc"
+
+
+def test_a_bad_route_named_by_the_producer_is_invalid_input(routed: Producer) -> None:
+    with pytest.raises(InvalidInput, match="account"):
+        routed.send_sms("+375291000001", "x", account="nosuch")
