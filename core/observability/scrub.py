@@ -44,8 +44,9 @@ _SECRETISH = re.compile(r"(?i)\b(login|psw|password|passwd|pass|user|username|se
 _state: dict[str, Any] = {"providers": {}, "role": None, "sentry": False, "traces_rate": 0.0}
 
 
-#: what either pattern needs: a run of digits long enough to be a phone, or a ``=``
-_SUSPECT = re.compile(r"\d{5}|=")
+#: what any pattern needs: a run of digits long enough to be a phone, a ``+`` and a digit
+#: (a grouped number), or a ``=``
+_SUSPECT = re.compile(r"\d{5}|=|\+\d")
 
 
 def _scrub_str(s: str) -> str:
