@@ -73,6 +73,7 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("smpp:earlyphone:<acct>:<phone>", "list", "24 h", "ids of early receipts per number"),
     ("smpp:orphan:<acct>:<phone>", "zset", "receipt wait + 1 h", "submits with no SMSC id"),
     ("smpp:resend:<acct>:<id>", "string", "300 s", "a resend of this message is under way"),
+    ("smpp:idfmt:<acct>:<side>", "string", "none", "submit/receipt ids are hex (learned)"),
     ("smpp:incoming", "stream", "capped", "mobile-originated messages"),
     # --- providers: workers/providers/mts_rest.py
     ("oauth:<provider>:<client id>", "string", "token life - margin", "the shared OAuth token"),
@@ -231,7 +232,7 @@ class Keys:
         return self.key("smpp", "lease", login, slot)
 
     def smpp(self, kind: str, account: str, part: str) -> str:
-        """``kind``: mid, gid, early, earlyphone, orphan or resend (see the table)."""
+        """``kind``: mid, gid, early, earlyphone, orphan, resend or idfmt (see the table)."""
         if kind not in _SMPP_KINDS:
             raise ValueError(f"no SMPP key kind {kind!r}")
         return self.key("smpp", kind, account, part)
@@ -328,4 +329,4 @@ class Keys:
         return f"{self.ns}-q:{queue}.DQ.msgs"
 
 
-_SMPP_KINDS = frozenset({"mid", "gid", "early", "earlyphone", "orphan", "resend"})
+_SMPP_KINDS = frozenset({"mid", "gid", "early", "earlyphone", "orphan", "resend", "idfmt"})

@@ -188,6 +188,12 @@ class SmppAccountOptions(BaseModel):
     #: the account's flood gap instead)
     retry_receipt_delay_s: float = Field(60.0, gt=0)
     resubmits: int = Field(3, ge=0, le=10)
+    #: how the server writes message ids in ``submit_sm_resp`` and in receipts: "decimal",
+    #: "hex", or "auto": decimal until the server gives an id with a hex letter (a-f) on that
+    #: side, hex from then on (learned once per account, kept in Redis).  An id is read one way
+    #: only, so "16" on a decimal account is never also taken for 0x16 = 22
+    submit_id_format: Literal["auto", "decimal", "hex"] = "auto"
+    receipt_id_format: Literal["auto", "decimal", "hex"] = "auto"
     #: the message types and comment of SMSC (``__MAIL__``… ``\\n~~~\\n``)
     smsc_text_types: bool = True
     first_poll_s: float = Field(600.0, gt=0)

@@ -68,7 +68,10 @@ class MessageDesk:
             return str(self.next_id)
 
     def _wire_id(self, mid: str) -> str:
-        return format(int(mid), "X") if self.id_format == "hex" else mid
+        return format(int(mid), "X") if self.id_format in ("hex", "hex_all") else mid
+
+    def _receipt_id(self, mid: str) -> str:
+        return format(int(mid), "X") if self.id_format == "hex_all" else mid
 
     def _submit(self, c: Conn, seq: int, body: bytes) -> None:
         at = c.rx_at or time.time()
@@ -241,7 +244,7 @@ class MessageDesk:
             c.send(data)
 
     def _receipt_body(self, msg: Message, data_sm: bool = False) -> bytes:
-        wid = str(msg.id)
+        wid = self._receipt_id(str(msg.id))
         stamp = time.strftime("%y%m%d%H%M", time.localtime(msg.done or time.time()))
         sub = time.strftime("%y%m%d%H%M", time.localtime(time.time()))
         dlvrd = msg.parts_expected if msg.status == "DELIVRD" else 0
@@ -278,7 +281,10 @@ class MessageDesk:
             c.send(pdu("query_sm_resp", seq, cstr("") + cstr("") + b"\x00\x00", status=RINVMSGLEN))
             return
         raw = f["message_id"]
-        mid = str(int(raw, 16)) if self.id_format == "hex" and raw else raw
+        try:
+            mid = str(int(raw, 16)) if self.id_format in ("hex", "hex_all") and raw else raw
+        except ValueError:
+            mid = raw
         with self.lock:
             msg = self.messages.get(mid)
             if msg is None or msg.login != c.login:
@@ -328,6 +334,8 @@ class MessageDesk:
                         "hold_receipts", "duplicate_window_s"):
                 if key in body:
                     setattr(self, key, body[key])
+            if "next_id" in body:  # the id the next message gets
+                self.next_id = int(body["next_id"]) - 1
             if "phone_error" in body:
                 self.phone_error = {str(k): int(v) for k, v in body["phone_error"].items()}
             if "phone_error_times" in body:  # {"375...": [err, how many messages]}

@@ -34,8 +34,12 @@ Control (HTTP JSON on the control port):
         "receipt_delay_s": 0.1, "rate_per_s": 30, "phone_error": {"375291112233": 1},
         "phone_error_times": {"375291112244": [220, 1]} (the next N messages to it),
         "id_format": "hex", "idle_timeout_s": 120, "hold_receipts": true,
-        "inject_deliver_sm": ["<hex body>"]}
-    GET  /_sandbox/state   counters, binds now and at most, messages
+        "inject_deliver_sm": ["<hex body>"], "next_id": 16}
+    ``id_format``: "dec" (default), "hex" (submit_sm_resp ids in hex, receipts in decimal, as
+    many SMSCs write them), "hex_all" (both in hex); ``next_id``: the id the next message gets
+    (ids start at 100000), so a test can make the small ids of a new account.
+    GET  /_sandbox/state   counters (``injected_acked`` / ``injected_refused``: how injected
+                           PDUs were answered), binds now and at most, messages
     GET  /_sandbox/messages every accepted message (id, phone, text, parts, status)
     GET  /_sandbox/submits  every submit_sm read: {at (its receive time), login, phone,
                             status (non-zero: unreadable)}
@@ -313,6 +317,8 @@ class SmppSandbox(MessageDesk):
                     self.undelivered[c.login or ""].append(key)
                     login = c.login or ""
                     self.later(1.0, lambda: self._flush_receipts(login))
+                else:  # an injected PDU's answer (a real server would offer a refused one again)
+                    self.counters["injected_acked" if status == ROK else "injected_refused"] += 1
         elif not c.login:
             c.send(pdu(resp_name(name), seq, status=RINVBNDSTS))
         elif name == "submit_sm":

@@ -24,7 +24,7 @@ def test_every_name_the_keys_module_builds_has_a_row_in_its_table():
         params = list(inspect.signature(method).parameters)
         samples: dict[str, object] = {p: "x1" for p in params}
         samples.update({p: 1 for p in ("slot", "fire_ms") if p in params})
-        for kind in (["mid", "gid", "early", "earlyphone", "orphan", "resend"]
+        for kind in (["mid", "gid", "early", "earlyphone", "orphan", "resend", "idfmt"]
                      if name == "smpp" else [None]):
             key = method(**(samples if kind is None else {**samples, "kind": kind}))
             assert keys.describe(key) is not None, (name, key)

@@ -15,7 +15,7 @@ from core.smsc_status import ERR_TABLE
 from workers.smpp.receipt import (
     DATA_SM_FIELDS,
     Malformed,
-    id_keys,
+    id_key,
     parse_deliver_sm,
     parse_receipt_text,
     parse_tlvs,
@@ -93,10 +93,60 @@ def test_any_text_parses_or_is_malformed(text: str) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**63))
-def test_hex_and_decimal_ids_meet(n: int) -> None:
-    dec = id_keys(str(n))
-    for form in (f"{n:X}", f"{n:x}", f"{n:010X}", f"000{n}"):
-        assert set(id_keys(form)) & set(dec), form
+def test_an_id_meets_itself_however_it_is_written_on_its_side(n: int) -> None:
+    assert {id_key(f, hex_ids=True) for f in (f"{n:X}", f"{n:x}", f"{n:010X}", f" {n:X}\x00")} \
+        == {str(n)}
+    assert {id_key(f, hex_ids=False) for f in (str(n), f"000{n}", f"{n} ")} == {str(n)}
+
+
+def test_an_id_is_read_one_way_only() -> None:
+    # "16" on a decimal account is 16 and nothing else (never also 0x16 = 22)
+    assert id_key("16", hex_ids=False) == "16" and id_key("16", hex_ids=True) == "22"
+    assert id_key("1A", hex_ids=False) == "s:1a"  # not a number there: itself
+    assert id_key("12\u00b2", hex_ids=False) == "s:12\u00b2"  # "²" is no digit
+    assert id_key("", hex_ids=False) is None and id_key("1" * 66, hex_ids=True) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.booleans())
+def test_any_text_is_an_id_key_or_none(text: str, hex_ids: bool) -> None:
+    key = id_key(text, hex_ids)
+    assert key is None or isinstance(key, str)
+
+
+def test_non_ascii_digits_in_a_receipt_are_not_digits() -> None:
+    # "²" passes str.isdigit(); int() refuses it: the receipt must still read (or be Malformed)
+    rc = receipt_from(parse_deliver_sm(deliver_sm("id:12\u00b2 stat:UNDELIV err:\u00b2\u00b3"
+                                                  .encode("latin-1"))))
+    assert rc.message_id == "12\u00b2" and rc.err is None and rc.status == Status.FAILED
+
+
+#: receipt-shaped text whose values are any text a latin-1 short_message can carry
+latin1 = st.text(st.characters(max_codepoint=255), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mid=latin1, stat=latin1, err=latin1, sub=latin1, rest=latin1)
+def test_any_receipt_text_reads_or_is_malformed(mid: str, stat: str, err: str, sub: str,
+                                                rest: str) -> None:
+    text = f"id:{mid} sub:{sub} stat:{stat} err:{err} {rest}"
+    try:
+        rc = receipt_from(parse_deliver_sm(deliver_sm(text.encode("latin-1")[:255])))
+    except Malformed:
+        return
+    assert isinstance(rc.status, Status)
+    receipt_fields(rc)
+    id_key(rc.message_id, hex_ids=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_unicode_text_parses_or_is_malformed(text: str) -> None:
+    try:
+        kv = parse_receipt_text(text)
+    except Malformed:
+        return
+    assert kv["id"]
 
 
 def test_tlvs_win_and_vendor_tlvs_are_read() -> None:

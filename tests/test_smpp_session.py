@@ -166,6 +166,61 @@ def test_hex_answers_and_decimal_receipts_meet(make: Callable[..., SmppProvider]
     poll_until(lambda: store.get("m1")["status"] == "delivered", 5)
 
 
+def test_a_receipt_overtaking_its_answer_never_lands_on_the_message_its_id_reads_as_in_hex(
+        make: Callable[..., SmppProvider], store: Store, sandbox: Any) -> None:
+    # a new account's small decimal ids: message 16's receipt is slow to come
+    control(sandbox.control_url, next_id=16, receipt_delay_s=30)
+    p = make()
+    assert p.send(out(p, 16, phone="375291110016")).provider_id == "16"
+    store.transition("m16", "submitted")
+    # message 22 fails, and its receipt comes before its submit_sm_resp ("22" = 0x16)
+    control(sandbox.control_url, next_id=22, receipt_delay_s=0, resp_delay_s=1.0,
+            phone_error={"375291110022": 1})
+    assert p.send(out(p, 22, phone="375291110022")).provider_id == "22"
+    poll_until(lambda: store.get("m22")["status"] == "failed", 10, "message 22's own receipt")
+    assert store.get("m22")["provider_id"] == "22"
+    assert store.get("m16")["status"] == "submitted"  # untouched by a receipt not its own
+
+
+def test_hex_ids_are_learned_from_the_server(make: Callable[..., SmppProvider], store: Store,
+                                             sandbox: Any) -> None:
+    control(sandbox.control_url, id_format="hex", next_id=0x1A)
+    p = make()
+    assert p.send(out(p, 1)).provider_id == "1A"  # a letter: this server writes hex
+    store.transition("m1", "submitted")
+    poll_until(lambda: store.get("m1")["status"] == "delivered", 5)
+    control(sandbox.control_url, next_id=0x20)
+    assert p.send(out(p, 2, "again")).provider_id == "20"  # 32 in hex; its receipt: 32
+    store.transition("m2", "submitted")
+    poll_until(lambda: store.get("m2")["status"] == "delivered", 5)
+    assert store.r.get("gonets:smpp:idfmt:acct:submit") == "hex"
+    assert not store.r.exists("gonets:smpp:idfmt:acct:receipt")  # receipts stay decimal
+
+
+def test_configured_hex_ids_on_both_sides(make: Callable[..., SmppProvider], store: Store,
+                                          sandbox: Any) -> None:
+    control(sandbox.control_url, id_format="hex_all", next_id=0x10)
+    p = make(submit_id_format="hex", receipt_id_format="hex")
+    assert p.send(out(p, 1)).provider_id == "10"
+    store.transition("m1", "submitted")
+    poll_until(lambda: store.get("m1")["status"] == "delivered", 5)
+    assert p.receipts.provider_ids("m1") == ["10"]
+
+
+def test_a_receipt_with_non_ascii_digits_is_taken_not_refused_forever(
+        make: Callable[..., SmppProvider], sandbox: Any) -> None:
+    p = make()
+    assert p.session.wait_bound(5)
+    text = "id:12\u00b2 sub:001 dlvrd:000 stat:UNDELIV err:\u00b2\u00b3".encode("latin-1")
+    body = (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00\x04\x00\x00\x00\x00"
+            + bytes((0, 0, 0, 0, len(text))) + text)
+    control(sandbox.control_url, inject_deliver_sm=[body.hex()])
+    counters = poll_until(lambda: (c := state(sandbox)["counters"]).get("injected_acked", 0)
+                          + c.get("injected_refused", 0) and c, 5, "the receipt's answer")
+    assert counters.get("injected_acked") == 1 and not counters.get("injected_refused")
+    assert p.is_alive() and p.session.stats.binds == 1
+
+
 def test_drain_on_close_answers_the_window_then_unbinds(
         make: Callable[..., SmppProvider], sandbox: Any) -> None:
     control(sandbox.control_url, resp_delay_s=0.3)

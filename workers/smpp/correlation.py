@@ -4,10 +4,15 @@ The provider's own protocol state, never a message record: what a matched receip
 message is a ``core.facts.DeliveryReceipt`` handed to the provider's ``FactSink``
 (``workers/outcomes.py`` in a worker).
 
-Message ids.  A ``submit_sm_resp`` id is stored under every normal form of it
-(``receipt.id_keys``) as ``<ns>:smpp:mid:<account>:<key> -> <gonets id>``, and the message's
-ids as ``<ns>:smpp:gid:<account>:<gonets id> -> [ids]``; a receipt looks itself up under every
-normal form of its own id.  A receipt whose id is not known yet (it overtook its
+Message ids.  A ``submit_sm_resp`` id is stored under the one value it stands for
+(``receipt.id_key``) as ``<ns>:smpp:mid:<account>:<key> -> <gonets id>``, and the message's
+ids as ``<ns>:smpp:gid:<account>:<gonets id> -> [ids]``; a receipt looks itself up under the
+value of its own id.  Each side (submit_sm_resp, receipt) is read in decimal or hex as the
+account's ids are written there: configured (``submit_id_format``, ``receipt_id_format``) or
+learned ("auto": hex once the server gives an id with a letter a-f on that side, kept as
+``<ns>:smpp:idfmt:<account>:<side>``), never both ways: "16" on a decimal account is never
+also 0x16 = 22, so a receipt for message 22 that overtakes its answer waits for it instead of
+landing on message 16.  A receipt whose id is not known yet (it overtook its
 submit_sm_resp, or came on another process's bind) is kept as
 ``<ns>:smpp:early:<account>:<key>`` and applied when the id is stored; both sides write first
 and read the other second, so one of them always sees the other.
@@ -41,7 +46,8 @@ from workers.smpp.receipt import (
     DELIVER_SM_FIELDS,
     Malformed,
     Receipt,
-    id_keys,
+    id_key,
+    looks_hex,
     parse_deliver_sm,
     receipt_fields,
     receipt_from,
@@ -54,6 +60,8 @@ OK = int(consts.SMPP_ESME_ROK)
 MAP_TTL_S = 7 * 24 * 3600
 #: how long a receipt that came before its submit's answer is kept
 EARLY_TTL_S = 24 * 3600
+#: the two sides an id comes from, each with its own way of writing ids
+SUBMIT, RECEIPT = "submit", "receipt"
 def receipt_fact(msg_id: str, rc: Receipt, opts: SmppAccountOptions,
                  provider: str) -> DeliveryReceipt:
     """What a receipt says about its message, as a fact (SMSC's err table decides, the one
@@ -77,6 +85,8 @@ class Correlation:
         self.keys = Keys(namespace)
         self.sink = sink
         self.provider = provider
+        #: the sides whose ids are hex, once known (it never goes back)
+        self._hex_sides: set[str] = set()
 
     # --- keys (core/keys.py)
     def _k(self, kind: str, part: str) -> str:
@@ -98,13 +108,37 @@ class Correlation:
         v = self.r.get(key)  # Correlation is the store of the smpp:* keys (core/keys.py)
         return None if v is None else str(v)
 
+    # --- how the server writes ids
+    def _hex(self, side: str, seen: str) -> bool:
+        """Whether ``side``'s ids are hex on this account; ``seen`` is an id the server just
+        gave on that side (one with a letter a-f teaches "hex" to an "auto" account)."""
+        fmt = self.opts.submit_id_format if side == SUBMIT else self.opts.receipt_id_format
+        if fmt != "auto":
+            return fmt == "hex"
+        if side in self._hex_sides:
+            return True
+        key = self._k("idfmt", side)
+        if looks_hex(seen):
+            if self.r.set(key, "hex", nx=True):
+                log.info("smpp %s: the server writes %s ids in hex (%s): read as hex from now on",
+                         self.account.name, side, seen)
+        elif self._get(key) != "hex":  # nor has another process learned it
+            return False
+        self._hex_sides.add(side)
+        return True
+
+    def _key(self, side: str, provider_id: str) -> str | None:
+        return id_key(provider_id, self._hex(side, provider_id))
+
     # --- the submit side
-    def remember(self, msg_id: str, provider_ids: list[str]) -> None:
-        """Store provider id -> message id, then apply receipts that came first."""
+    def remember(self, msg_id: str, provider_ids: list[str], side: str = SUBMIT) -> None:
+        """Store provider id -> message id, then apply receipts that came first. ``side``:
+        where the ids come from (a submit_sm_resp, or a receipt matched by number)."""
         pipe = self.r.pipeline()
         keys: list[str] = []
         for pid in provider_ids:
-            for k in id_keys(pid):
+            k = self._key(side, pid)
+            if k is not None:
                 keys.append(k)
                 pipe.set(self._mid_key(k), msg_id, ex=MAP_TTL_S)
         pipe.set(self._gid_key(msg_id), json.dumps(provider_ids), ex=MAP_TTL_S)
@@ -132,11 +166,12 @@ class Correlation:
             if popped is None:
                 return None
             pid = str(popped)
-            if any(self.r.exists(self._early_key(k)) for k in id_keys(pid)):
+            k = self._key(RECEIPT, pid)
+            if k is not None and self.r.exists(self._early_key(k)):
                 self.r.zrem(key, msg.id)
                 log.warning("smpp %s: receipt %s matched by number to %s (its answer was lost)",
                             self.account.name, pid, msg.id)
-                self.remember(msg.id, [pid])
+                self.remember(msg.id, [pid], side=RECEIPT)
                 return pid
 
     def forget_orphan(self, msg: Outgoing) -> None:
@@ -165,33 +200,30 @@ class Correlation:
         return OK
 
     def on_receipt(self, rc: Receipt, phone: str = "") -> None:
-        keys = id_keys(rc.message_id)
-        msg_id = None
-        for k in keys:
-            msg_id = self._get(self._mid_key(k))
-            if msg_id:
-                break
+        k = self._key(RECEIPT, rc.message_id)
+        msg_id = self._get(self._mid_key(k)) if k is not None else None
         if msg_id:
             self._apply(msg_id, rc)
             return
         if phone and self._match_orphan(phone, rc):
             return
+        if k is None:
+            log.warning("smpp %s: receipt with an unusable id dropped", self.account.name)
+            return
         # overtook its submit_sm_resp: keep it; remember() applies it. Then look again, in
         # case the mapping landed between our read and our write.
         raw = _receipt_dump(rc, phone)
         pipe = self.r.pipeline()
-        for k in keys:
-            pipe.set(self._early_key(k), raw, ex=EARLY_TTL_S)
+        pipe.set(self._early_key(k), raw, ex=EARLY_TTL_S)
         if phone:  # an orphan registered later finds it by number
             pipe.rpush(self._k("earlyphone", phone), rc.message_id)
             pipe.expire(self._k("earlyphone", phone), EARLY_TTL_S)
         pipe.execute()
-        for k in keys:
-            msg_id = self._get(self._mid_key(k))
-            if msg_id:
-                if self.r.delete(self._early_key(k)):  # its own key, as above
-                    self._apply(msg_id, rc)
-                return
+        msg_id = self._get(self._mid_key(k))
+        if msg_id:
+            if self.r.delete(self._early_key(k)):  # its own key, as above
+                self._apply(msg_id, rc)
+            return
         log.info("smpp %s: receipt for unknown id %s kept for its submit",
                  self.account.name, rc.message_id)
 
@@ -202,7 +234,7 @@ class Correlation:
             self.r.zrem(key, mid)
             if not self._apply(mid, rc):
                 continue  # gone or final already: not the one the receipt is for
-            self.remember(mid, [rc.message_id])
+            self.remember(mid, [rc.message_id], side=RECEIPT)
             log.warning("smpp %s: receipt %s matched by number to %s (its answer was lost)",
                         self.account.name, rc.message_id, mid)
             return True

@@ -147,6 +147,12 @@ def parse_tlvs(data: bytes) -> dict[int, bytes]:
 
 # --- receipt text ---------------------------------------------------------------------------
 
+#: digits are ASCII digits ("²" passes ``str.isdigit()`` but is no digit of an id or a code)
+_DEC = re.compile(r"[0-9]+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+#: an id with one of these is written in hex (learned by ``Correlation``)
+_HEX_LETTERS = re.compile(r"[a-fA-F]")
+
 RECEIPT_KEYS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "text",
                 "imsi", "msc", "mcc", "mnc", "cn", "net", "rcn", "rnet")
 _KEY = re.compile(r"(?:^|(?<=\s))(" + "|".join(re.escape(k) for k in RECEIPT_KEYS) + r"):",
@@ -263,8 +269,8 @@ def receipt_from(pdu: DeliverSm) -> Receipt:
     if nec is not None and len(nec) == 3:
         err = int.from_bytes(nec[1:], "big")
         network_error = f"{NETWORK_TYPES.get(nec[0], str(nec[0]))}:{err}"
-    elif kv.get("err", "").isdigit():
-        err = int(kv["err"])
+    elif (e := kv.get("err", "")) and len(e) <= 9 and _DEC.fullmatch(e):
+        err = int(e)  # ASCII digits only: "²" passes str.isdigit(), not int()
     flags = _int_tlv(t.get(TLV_SMSC_FLAGS))
     extra = _int_tlv(t.get(TLV_SMSC_EXTRA_STATE))
     hlr = {k: (unquote_plus(kv[k]) if k in HLR_URLENCODED else kv[k])
@@ -285,31 +291,32 @@ def receipt_from(pdu: DeliverSm) -> Receipt:
 
 # --- message ids ----------------------------------------------------------------------------
 
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
-def id_keys(message_id: str) -> list[str]:
-    """The values a message id may stand for, most likely first, so a receipt finds its
-    message whether the server wrote the id in decimal or hex, with or without leading zeros,
-    in either case.
+def clean_id(message_id: str) -> str:
+    return message_id.strip().strip("\x00").strip()
 
-    A decimal-looking id stands for its decimal value, then its value read as hex; an id with
-    hex letters for its hex value; anything else for itself (stripped, lower-case).  The
-    mapping is stored under every value of the submit_sm_resp id and looked up under every
-    value of the receipt's id, in order."""
-    mid = message_id.strip().strip("\x00").strip()
+
+def looks_hex(message_id: str) -> bool:
+    """True when the id can only be hex: hex digits with at least one letter a-f."""
+    mid = clean_id(message_id)
+    return bool(_HEX.fullmatch(mid) and _HEX_LETTERS.search(mid))
+
+
+def id_key(message_id: str, hex_ids: bool) -> str | None:
+    """The one value an id stands for, so a receipt finds its message whatever leading zeros
+    or letter case the server wrote: where the account writes ids in hex (``hex_ids``) an id
+    of hex digits is read as hex, elsewhere an id of decimal digits as decimal; any other id
+    stands for itself (lower-case, ``s:``).  Only ASCII digits are digits (``²`` is not one).
+    None for an empty or overlong id.  Raises nothing."""
+    mid = clean_id(message_id)
     if not mid or len(mid) > 65:
-        return []
-    keys: list[str] = []
-    if mid.isdigit():
-        keys.append(str(int(mid)))
-    if _HEX.match(mid):
-        h = str(int(mid, 16))
-        if h not in keys:
-            keys.append(h)
-    if not keys:
-        keys.append("s:" + mid.lower())
-    return keys
+        return None
+    if hex_ids and _HEX.fullmatch(mid):
+        return str(int(mid, 16))
+    if not hex_ids and _DEC.fullmatch(mid):
+        return str(int(mid))
+    return "s:" + mid.lower()
 
 
 def receipt_fields(rc: Receipt) -> dict[str, str]:
