@@ -23,7 +23,7 @@ from cli.args import account_option, debugging
 from cli.pay import UnknownPayment
 from cli.runfile import NoConfiguration, require_configuration
 from core.contracts import Status
-from core.errors import ConfigError, GonetsError, InvalidInput, UnknownMessage
+from core.errors import ConfigError, GonetsError, InvalidInput, Unavailable, UnknownMessage
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -279,14 +279,18 @@ _ROLES = {"run", "worker", "scheduler", "callbacks", "api"}
 
 def _redis_address() -> str:
     try:
-        from urllib.parse import urlsplit
-
+        from core.redis_conn import describe
         from core.settings import get_settings
 
-        u = urlsplit(get_settings().redis_url)
-        return f"{u.hostname}:{u.port or 6379}"
+        return describe(get_settings().redis_url)
     except Exception:
         return "the configured address"
+
+
+def _redis_down(address: str) -> int:
+    print(f"gonets: Redis at {address} does not answer; is 'make run' running? (or set "
+          "GONETS_REDIS_URL to the Redis of your system)", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownMessage as exc:
         print(f"gonets: no message {exc.args[0]}", file=sys.stderr)
         return 1
+    except Unavailable as exc:
+        if debugging(args):
+            raise
+        return _redis_down(exc.address)
     except GonetsError as exc:
         print(f"gonets: {exc}", file=sys.stderr)
         return 1
@@ -338,10 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         import redis
 
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            print(f"gonets: Redis at {_redis_address()} does not answer; is 'make run' "
-                  "running? (or set GONETS_REDIS_URL to the Redis of your system)",
-                  file=sys.stderr)
-            return 1
+            return _redis_down(_redis_address())
         if isinstance(exc, OSError) and exc.filename:
             print(f"gonets: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 1

@@ -3,6 +3,8 @@
     GonetsError
      ├── InvalidInput            bad input from a producer; names the field; nothing enqueued
      ├── ConfigError             bad settings or config file; names the key
+     ├── Unavailable             a system Gonets needs (Redis) does not answer; names it and
+     │                           its address (password masked); nothing was enqueued, try again
      └── ProviderError           anything a provider said or did; keeps ``code`` and ``raw``
           ├── RetryLater         network trouble, 5xx, throttled, queue overflow: try again later
           │    ├── SlowDown      the provider asked us to slow down (MTS 5, SMPP 0x58, SMSC 251)
@@ -36,6 +38,19 @@ class InvalidInput(GonetsError, ValueError):
 
 class ConfigError(GonetsError):
     """Settings or the config file are wrong. The message names the key."""
+
+
+class Unavailable(GonetsError):
+    """A system Gonets needs does not answer (Redis down, a Sentinel failover in progress).
+
+    ``system`` names it, ``address`` is where it was looked for (any password masked),
+    ``reason`` the underlying error's name; the cause is kept (``raise ... from exc``)."""
+
+    def __init__(self, system: str, address: str, reason: str) -> None:
+        super().__init__(f"{system} at {address} does not answer ({reason}); try again")
+        self.system = system
+        self.address = address
+        self.reason = reason
 
 
 class UnknownMessage(GonetsError, KeyError):

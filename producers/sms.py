@@ -14,6 +14,7 @@ from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
 from core.provider_options import OPTIONS
+from core.redis_conn import raises_unavailable
 from core.settings import Route, Settings, get_settings
 from core.sms_text import analyse
 from core.store import Store, now_ms
@@ -51,15 +52,17 @@ class Producer:
         See ``queue_sms``."""
         return self.queue_sms(to, text, **kw).id
 
+    @raises_unavailable
     def queue_sms(self, to: str, text: str, *, sender: str | None = None,
                   account: str | None = None, lane: str = "bulk",
                   kind: str = "transactional", validity: int | None = None,
                   idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
                   options: dict[str, Any] | None = None, producer: str | None = None,
                   callback_url: str | None = None, integration: str | None = None) -> Queued:
-        """Queue one SMS. Raises InvalidInput naming the field; on any error nothing is
-        enqueued.  Duplicates and idempotency keys count per producer
-        (``producers/duplicates.py``): another producer's identical send is a new message.
+        """Queue one SMS. Raises InvalidInput naming the field, Unavailable naming Redis and
+        its address when Redis does not answer; on any error nothing is enqueued.  Duplicates
+        and idempotency keys count per producer (``producers/duplicates.py``): another
+        producer's identical send is a new message.
 
         ``producer`` names who sent it (the HTTP API's token holder; it sees only its own
         messages); ``callback_url`` receives every status change (producers/http/callbacks.py);
@@ -156,11 +159,13 @@ class Producer:
             msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
             raise InvalidInput(f"options.{where}", msg) from None
 
+    @raises_unavailable
     def poll_status(self, msg_id: str) -> None:
         """Ask the provider for the status of ``msg_id`` now (enqueues a status-poll job)."""
         rec = self.store.get(msg_id)
         enqueue(self.broker, status_queue(rec["account"]), POLL_STATUS, msg_id)
 
+    @raises_unavailable
     def status(self, msg_id: str) -> dict[str, Any]:
         """The record (without the text) and its status history."""
         rec: dict[str, Any] = dict(self.store.get(msg_id))

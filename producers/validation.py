@@ -29,9 +29,21 @@ def normalise_phone(raw: object, default_region: str) -> str:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
 
 
+#: the longest text a producer takes, in characters (checked before anything else looks at
+#: the text; the HTTP API's schema says the same): far more than any account's part limit
+MAX_TEXT_CHARS = 5000
+
+
 def check_text(text: object) -> str:
     if not isinstance(text, str):
         raise InvalidInput("text", "must be a string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput("text", f"at most {MAX_TEXT_CHARS} characters (got {len(text)})")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (half of a UTF-16 pair): no character
+        raise InvalidInput("text", f"is not valid Unicode: a lone surrogate at position "
+                                   f"{exc.start}") from None
     if not text.strip():
         raise InvalidInput("text", "must not be empty")
     if "\x00" in text:

@@ -131,8 +131,17 @@ def test_stale_redis_address_says_redis_does_not_answer(gonets_env, args):
     out = gonets({**gonets_env, "GONETS_REDIS_URL": url}, *args)
     no_traceback(out)
     assert out.returncode == 1
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    assert f"Redis at 127.0.0.1:{port} does not answer; is 'make run' running?" in out.stderr
+    assert f"Redis at {url} does not answer; is 'make run' running?" in out.stderr
+
+
+def test_a_dead_redis_is_named_with_its_password_masked(gonets_env):
+    url = _dead_redis_url().replace("//", "//:hunter2@")
+    out = gonets({**gonets_env, "GONETS_REDIS_URL": url}, "send", "--to", "+375291234567",
+                 "--text", "x")
+    no_traceback(out)
+    assert out.returncode == 1
+    assert f"Redis at {url.replace('hunter2', '***')} does not answer" in out.stderr
+    assert "hunter2" not in out.stderr
 
 
 def test_debug_shows_the_traceback(gonets_env):

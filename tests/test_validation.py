@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from core.errors import InvalidInput
 from core.sms_text import analyse
-from producers.validation import check_sender, normalise_phone
+from producers.validation import MAX_TEXT_CHARS, check_sender, normalise_phone
 
 
 @pytest.mark.parametrize("raw, e164", [
@@ -97,3 +97,47 @@ def test_idempotency_key_returns_the_first_id(producer, store) -> None:
     b = producer.send_sms("+375291234567", "once", idempotency_key="order-17")
     assert a == b
     assert producer.broker.do_qsize("sms.smsc.bulk") == 1
+
+
+# --- any text: only InvalidInput, at a bounded cost ----------------------------------------
+
+#: every code point, lone surrogates (category Cs) included: hypothesis leaves them out by default
+ANY_CHAR = st.characters(exclude_categories=())
+
+
+@given(text=st.one_of(st.text(ANY_CHAR, max_size=200),
+                      st.text(ANY_CHAR, min_size=4990, max_size=5010)))
+@hsettings(max_examples=150, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                  HealthCheck.data_too_large])
+def test_validating_any_text_raises_only_invalid_input_on_text(producer, store, text) -> None:
+    """The whole producer path (checks, encoding, parts, the provider's rules, the store):
+    any text is queued or refused with InvalidInput naming ``text``, never another error."""
+    try:
+        msg_id = producer.send_sms("+375291234567", text, account="smsc")
+    except InvalidInput as exc:
+        assert exc.field == "text", exc
+    else:
+        assert store.get(msg_id)["text"] == text
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "ok \ud83d"])
+def test_a_lone_surrogate_is_invalid_input_on_text(producer, text) -> None:
+    with pytest.raises(InvalidInput) as e:
+        producer.send_sms("+375291234567", text)
+    assert e.value.field == "text" and "surrogate" in e.value.reason
+    assert producer.broker.do_qsize("sms.smsc.bulk") == 0
+
+
+def test_a_megabyte_of_text_is_refused_by_its_length(producer) -> None:
+    """Refused on its length before it is encoded (it used to take 71 s of CPU to find out)."""
+    with pytest.raises(InvalidInput) as e:
+        producer.send_sms("+375291234567", "x" * 1_000_000)
+    assert e.value.field == "text" and f"at most {MAX_TEXT_CHARS} characters" in e.value.reason
+    assert producer.broker.do_qsize("sms.smsc.bulk") == 0
+
+
+def test_long_texts_count_like_short_ones() -> None:
+    """The septet count is per character (the GSM codec's own sum), whatever the length."""
+    info = analyse("€" * 50_000 + "x")
+    assert (info.encoding, info.units, info.parts) == ("gsm7", 100_001, -(-100_001 // 153))

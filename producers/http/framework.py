@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.broker import build_broker
-from core.errors import ConfigError, InvalidInput, UnknownMessage
+from core.errors import ConfigError, InvalidInput, Unavailable, UnknownMessage
 from core.settings import Settings
 from core.store import Store
 from producers.http import idempotency
@@ -166,6 +166,9 @@ def _run(handler: Handler, call: Call) -> Reply:
         raise ApiError(404, "no such message") from None
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
+    except Unavailable as exc:  # the producer's own translation of a Redis outage
+        log.error("%s", exc)
+        raise store_unavailable() from exc
     except redis.RedisError as exc:
         log.error("Redis unavailable: %s", type(exc).__name__)
         raise store_unavailable() from exc

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producers.validation import MAX_TEXT_CHARS
+
 #: most messages in one ``POST /v1/sms/batch``
 MAX_BATCH = 10_000
 
@@ -29,7 +31,7 @@ class SmsIn(_In):
 
     to: str = Field(min_length=1, max_length=32, description="phone number; +375…, 8029…, 7…",
                     examples=["+375291234567"])
-    text: str = Field(min_length=1, max_length=5000, examples=["Your code is 4711"])
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, examples=["Your code is 4711"])
     sender: str | None = Field(None, max_length=15, description="sender name; the account's "
                                "default when absent")
     account: str | None = Field(None, max_length=40, description="provider account; routed by "
