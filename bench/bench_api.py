@@ -66,19 +66,107 @@ def _phone(i: int) -> str:
     return f"+37529{1000000 + i % 8999999}"
 
 
-def python_send(env: dict[str, str], n: int) -> float:
+class Commands:
+    """Commands Redis received from clients (not those a script ran) while the block runs,
+    read with MONITOR; ``INFO commandstats`` around it gives every command run, scripts' too."""
+
+    END = "gonets-bench-end"
+
+    def __init__(self, url: str) -> None:
+        self.r = redis_client(url)
+        self.top = 0
+        self.all = 0
+
+    def __enter__(self) -> Commands:
+        self._stats = self._total()
+        ready = threading.Event()
+        self._t = threading.Thread(target=self._watch, args=(ready,), daemon=True)
+        self._t.start()
+        ready.wait(10)
+        return self
+
+    def _total(self) -> int:
+        return sum(int(v["calls"]) for v in self.r.info("commandstats").values())
+
+    def _watch(self, ready: threading.Event) -> None:
+        with self.r.monitor() as m:
+            ready.set()
+            for cmd in m.listen():
+                if self.END in cmd.get("command", ""):
+                    return
+                if cmd.get("client_type") != "lua":
+                    self.top += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.r.echo(self.END)
+        self._t.join(30)
+        self.all = self._total() - self._stats - 2  # the INFO and the ECHO
+        self.r.close()
+
+
+def _producer(env: dict[str, str]) -> Any:
     from core.broker import build_broker
     from producers import Producer
 
     settings = load_settings(env)
-    broker = build_broker(settings)
-    p = Producer(settings, store=Store.from_settings(settings), broker=broker)
+    return Producer(settings, store=Store.from_settings(settings), broker=build_broker(settings))
+
+
+def python_send(env: dict[str, str], n: int) -> float:
+    p = _producer(env)
     t0 = time.monotonic()
     for i in range(n):
         p.send_sms(_phone(i), f"python {i}")
     rate = n / (time.monotonic() - t0)
-    broker.close()
+    p.broker.close()
     return rate
+
+
+def python_send_before(env: dict[str, str], n: int) -> float:
+    """Baseline: the producer path as it was before issue 15, one Redis call per step
+    (duplicate claim, record script, dramatiq's enqueue script), the same checks."""
+    from core.broker import enqueue
+    from core.contracts import send_actor, send_queue
+    from core.timing import now_ms
+    from producers import duplicates
+
+    p = _producer(env)
+    t0 = time.monotonic()
+    for i in range(n):
+        d = p.check(_phone(i), f"before {i}")
+        claim = duplicates.claim(p.store, d.account, d.phone, d.sender, d.text)
+        if claim is not None:
+            p.store.locks.take(claim[0], d.msg_id, claim[1] / 1000)
+        p.store.create(d.msg_id, d.fields, next_check_ms=now_ms() + 600_000)
+        enqueue(p.broker, send_queue(d.account.name, d.lane), send_actor(d.lane), d.msg_id)
+    rate = n / (time.monotonic() - t0)
+    p.broker.close()
+    return rate
+
+
+def python_send_many(env: dict[str, str], n: int) -> float:
+    p = _producer(env)
+    items = [{"to": _phone(i), "text": f"many {i}"} for i in range(n)]
+    t0 = time.monotonic()
+    for k in range(0, n, BATCH):
+        got = p.send_many(items[k:k + BATCH])
+        if not all(isinstance(x, str) for x in got):
+            raise RuntimeError(f"send_many refused items: {got[:3]}")
+    rate = n / (time.monotonic() - t0)
+    p.broker.close()
+    return rate
+
+
+def roundtrips(env: dict[str, str], url: str, n: int) -> tuple[float, float]:
+    """Commands sent per ``send_sms`` (each its own round trip) and every command run per
+    message, scripts' included, over ``n`` sends after a warm-up."""
+    p = _producer(env)
+    p.send_sms(_phone(0), "warm-up")
+    with Commands(url) as c:
+        for i in range(n):
+            p.send_sms(_phone(i + 1), f"counted {i}")
+    p.broker.close()
+    return c.top / n, c.all / n
 
 
 def api_single(url: str, token: str, n: int) -> float:
@@ -130,7 +218,13 @@ def run() -> list[dict[str, Any]]:
             env = {k: v for k, v in os.environ.items() if not k.startswith("GONETS_")}
             env.update(GONETS_REDIS_URL=srv.url, GONETS_CONFIG=str(_config(d)),
                        PYTHONPATH=str(ROOT), BENCH_SMSC_LOGIN="x", BENCH_SMSC_PASSWORD="y")
+            before = python_send_before(env, N_PY)
+            redis_client(srv.url).flushall()
             py_rate = python_send(env, N_PY)
+            redis_client(srv.url).flushall()
+            many = python_send_many(env, N_BATCH)
+            redis_client(srv.url).flushall()
+            per_send, run_per_send = roundtrips(env, srv.url, 500)
             redis_client(srv.url).flushall()
 
             from producers.http.auth import Tokens
@@ -165,8 +259,17 @@ def run() -> list[dict[str, Any]]:
                     api.wait()
             srv.stop()
     return [
-        _result("python_send_msgs_per_s", py_rate, "msg/s",
-                note=f"Producer.send_sms in a loop, one thread, {N_PY} messages"),
+        _result("python_send_msgs_per_s", py_rate, "msg/s", baseline=before, target=">= 3000",
+                note=f"Producer.send_sms in a loop, one thread, {N_PY} messages; baseline: "
+                     "the pre-#15 path (a Redis call per step), same checks, same run"),
+        _result("python_send_many_msgs_per_s", many, "msg/s", baseline=py_rate,
+                target=">= 10000",
+                note=f"Producer.send_many, batches of {BATCH}, {N_BATCH} messages; "
+                     "baseline: send_sms in a loop"),
+        _result("redis_roundtrips_per_send", per_send, "calls", baseline=4.0, target="<= 2",
+                note=f"commands sent per send_sms (MONITOR); {run_per_send:.1f} commands run "
+                     "per message inside the script (INFO commandstats); baseline: the "
+                     "pre-#15 path's dup SET NX + record script + enqueue script + index ZADD"),
         _result("api_single_msgs_per_s", single, "msg/s", baseline=py_rate,
                 note=f"POST /v1/sms, {CLIENTS} concurrent clients, {N_SINGLE} messages"),
         _result("api_batch_msgs_per_s", batch, "msg/s", baseline=py_rate,

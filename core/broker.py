@@ -13,7 +13,9 @@ Settings that keep work from being lost:
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -131,3 +133,34 @@ def enqueue(broker: dramatiq.Broker, queue_name: str, actor_name: str, *args: An
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options=options)
     return broker.enqueue(message, delay=delay_ms)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A message as ``RedisBroker.enqueue`` would write it, not written yet: its queue's keys,
+    its redis message id and its encoding (written by ``core/lua/submit.lua`` together with
+    the record, then ``enqueued`` tells the middleware)."""
+
+    message: dramatiq.Message[Any]
+    queue_key: str
+    messages_key: str
+    redis_id: str
+    data: bytes
+
+
+def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -> Job:
+    """What ``enqueue`` writes (no delay): the same message copy, the same middleware before
+    it, the same encoding; dramatiq's dispatch.lua then HSETs ``data`` under ``redis_id`` in
+    ``<ns>:<queue>.msgs`` and RPUSHes ``redis_id`` onto ``<ns>:<queue>``."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options={})
+    message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+    broker.emit_before("enqueue", message, None)
+    full = f"{broker.namespace}:{queue_name}"
+    return Job(message, full, full + ".msgs", message.options["redis_message_id"],
+               message.encode())
+
+
+def enqueued(broker: RedisBroker, job: Job) -> None:
+    """The middleware's after-enqueue of a prepared job once it is written."""
+    broker.emit_after("enqueue", job.message, None)

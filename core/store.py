@@ -198,6 +198,15 @@ class RecordStore(Generic[S]):
                status: S | None = None, reason: str | None = "") -> bool:
         """Write a new record (never over an existing one) with its first event; it is due in
         the model's index at ``next_check_ms``. Returns False when the id exists already."""
+        keys, args = self._create_call(rec_id, fields, next_check_ms=next_check_ms,
+                                       status=status, reason=reason)
+        return bool(self._create(keys=keys, args=args))
+
+    def _create_call(self, rec_id: str, fields: Mapping[str, Any], *, next_check_ms: int,
+                     status: S | None = None,
+                     reason: str | None = "") -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``lua/create.lua`` for a new record (``lua/submit.lua``
+        takes the same ones first)."""
         st = self.model.statuses(status) if status is not None else next(iter(self.model.statuses))
         ts = now_ms()
         record = {k: _s(v) for k, v in fields.items() if v is not None}
@@ -210,8 +219,8 @@ class RecordStore(Generic[S]):
             event["reason"] = reason
         per_account = self.model.account_index is not None
         keys = self._keys(rec_id, self.index_key(record.get("account") if per_account else None))
-        return bool(self._create(keys=keys, args=[rec_id, next_check_ms, self.events_maxlen,
-                                                  json.dumps(event), st.value, *_flat(record)]))
+        return keys, [rec_id, next_check_ms, self.events_maxlen, json.dumps(event), st.value,
+                      *_flat(record)]
 
     def delete(self, rec_id: str, account: str | None = None) -> None:
         index = self._index_key_of(rec_id, account)
@@ -286,6 +295,24 @@ class RecordStore(Generic[S]):
                                               num=limit))
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One message for ``Store.submit``: its record, its dramatiq job (``core.broker.prepare``)
+    and the keys it claims.  ``idempotency`` is (key, ttl s), ``duplicate`` (key, window ms),
+    ``index`` (the producer's index key, score ms, trim below this score or None)."""
+
+    msg_id: str
+    fields: Mapping[str, Any]
+    next_check_ms: int
+    queue_key: str
+    messages_key: str
+    job_id: str
+    job_data: bytes
+    idempotency: tuple[str, int] | None = None
+    duplicate: tuple[str, int] | None = None
+    index: tuple[str, int, int | None] | None = None
+
+
 class Store(RecordStore[Status]):
     """The Gonets store: message records (``MESSAGES``) and what belongs to messages only:
     resubmissions, send attempts, poll chains, provider ids, idempotency keys."""
@@ -295,6 +322,7 @@ class Store(RecordStore[Status]):
         super().__init__(client, MESSAGES, namespace=namespace, retention_s=retention_s,
                          events_maxlen=events_maxlen)
         self._resubmit = client.register_script(_lua("resubmit.lua"))
+        self._submit = client.register_script(_lua("submit.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -303,6 +331,28 @@ class Store(RecordStore[Status]):
 
     def msg_key(self, msg_id: str) -> str:
         return self.record_key(msg_id)
+
+    def submit(self, sub: Submission, *, client: redis.Redis | None = None) -> Any:
+        """Accept one message in one step (``lua/submit.lua``): its idempotency key and
+        duplicate claim, the record, its send job and its producer's index entry, all or
+        nothing.  Returns ``(outcome, id)``: ``new`` (this id), ``idem`` (the id the key is
+        bound to), ``dup`` (the first id of the same content) or ``exists``.  With a pipeline
+        as ``client`` the call is queued on it and its reply comes from ``execute()``
+        (``Store.submitted`` reads it)."""
+        keys, args = self._create_call(sub.msg_id, sub.fields, next_check_ms=sub.next_check_ms)
+        idem_key, idem_ttl = sub.idempotency or ("", 0)
+        dup_key, dup_ms = sub.duplicate or ("", 0)
+        index_key, score, trim = sub.index or ("", "", None)
+        keys += [sub.queue_key, sub.messages_key, idem_key, dup_key, index_key]
+        args = [*args[:5], idem_ttl, dup_ms, sub.job_id, sub.job_data, score,
+                "" if trim is None else trim, *args[5:]]
+        return self._submit(keys=keys, args=args, client=client)
+
+    @staticmethod
+    def submitted(reply: Any) -> tuple[str, str]:
+        """``(outcome, id)`` of a ``submit`` reply."""
+        outcome, msg_id = reply
+        return text(outcome), text(msg_id)
 
     @property
     def nonfinal_key(self) -> str:

@@ -2,8 +2,9 @@
 ``Limits.duplicate_window_s`` (60 s by default; SMSC refuses an identical request within a
 minute) is one message.
 
-The producer claims a fingerprint key in Redis with SET NX and an expiry; a second send inside
-the window gets the first message's id back and nothing new is queued.  An explicit
+The producer claims a fingerprint key in Redis (SET with an expiry, in the same script that
+writes the record and its job: ``core/lua/submit.lua``); a second send inside the window gets
+the first message's id back and nothing new is queued.  An explicit
 ``idempotency_key`` (``producers/sms.py``) does the same for any window the caller picks.
 
 Both are per *tenant*: the producer that sends (an HTTP API token's producer, a Bitrix24
@@ -53,23 +54,18 @@ def idempotency_key(producer: str | None, caller_key: str) -> str:
     return f"{tenant(producer)}:{caller_key}"
 
 
+def window_ms(account: Account) -> int:
+    """How long the same content counts as a duplicate on ``account`` (0: never)."""
+    return max(int(account.limits.duplicate_window_s * 1000), 0)
+
+
 def claim(store: Store, account: Account, producer: str | None, phone: str,
-          sender: str | None, text: str, msg_id: str, *, scope: str | None = None) -> str:
-    """Bind this content to ``msg_id`` for the account's window unless a message the same
-    producer sent with the same content holds it already; returns the id it is bound to
-    (``msg_id`` when new). ``scope``: whose window (``Route.scope``); default the account's."""
-    window_ms = int(account.limits.duplicate_window_s * 1000)
-    if window_ms <= 0:
-        return msg_id
-    k = key(store, scope or account.name, producer, phone, sender, text)
-    # the claim is a lock whose token is the message id (core.locks)
-    if store.locks.take(k, msg_id, window_ms / 1000):
-        return msg_id
-    return store.locks.holder(k) or msg_id
-
-
-def release(store: Store, account: str, producer: str | None, phone: str, sender: str | None,
-            text: str, msg_id: str) -> None:
-    """Undo a claim (the message could not be queued after all)."""
-    # only if still ours
-    store.locks.release(key(store, account, producer, phone, sender, text), msg_id)
+          sender: str | None, text: str, *, scope: str | None = None) -> tuple[str, int] | None:
+    """The duplicate claim of this content: (key, window ms) for ``core/lua/submit.lua``, which
+    binds the key to the new message id unless a message the same producer sent with the same
+    content holds it already (that id is the answer then); None when the account has no
+    window. ``scope``: whose window (``Route.scope``); default the account's."""
+    window = window_ms(account)
+    if window <= 0:
+        return None
+    return key(store, scope or account.name, producer, phone, sender, text), window

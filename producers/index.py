@@ -4,8 +4,9 @@
 
 A *producer* is who owns messages (an HTTP API token's producer): ``GET /v1/sms`` lists its
 index, and only its own.  Written wherever a message is accepted for a producer: the HTTP
-API's SMS routes, the Bitrix24 handler and ``gonets send --producer``.  The one module that
-touches this key (named in ``core/keys.py``).
+API's SMS routes, the Bitrix24 handler and ``gonets send --producer``: ``Producer.send_sms``
+lists a new message of a producer in the script that accepts it (``entry`` below).  The one
+module that names this key (``core/keys.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class ProducerIndex:
         if len(ids) > 1 or random.random() < TRIM_SHARE:
             pipe.zremrangebyscore(key, "-inf", now - self.store.retention_s * 1000)
         pipe.execute()
+
+    def entry(self, producer: str) -> tuple[str, int, int | None]:
+        """Where a new message of ``producer`` goes, for ``core/lua/submit.lua`` (which lists
+        it in the same step that accepts it): (key, score now, trim entries older than this
+        score, now and then, else None)."""
+        now = now_ms()
+        trim = now - self.store.retention_s * 1000 if random.random() < TRIM_SHARE else None
+        return self.key(producer), now, trim
 
     def size(self, producer: str) -> int:
         return int(self.r.zcard(self.key(producer)))

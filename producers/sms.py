@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from core import provider_checks, routing
-from core.broker import enqueue, get_broker
+from core.broker import Job, enqueue, enqueued, get_broker, prepare
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
 from core.provider_options import OPTIONS
 from core.redis_conn import raises_unavailable
-from core.settings import Route, Settings, get_settings
+from core.settings import Account, Route, Settings, get_settings
 from core.sms_text import analyse
-from core.store import Store, now_ms
+from core.store import Store, Submission, now_ms
 from producers import consent, duplicates
 from producers import validation as v
+from producers.index import ProducerIndex
 
 #: first status check after a message is queued, if no receipt arrives before
 FIRST_CHECK_S = 10 * 60
+
+
+#: scripts per pipeline in ``send_many`` (a reply of this many is a few hundred kB)
+BATCH_CHUNK = 1000
+
+#: the keywords ``send_many``'s items may hold
+_SEND_ARGS = {"to", "text", "sender", "account", "lane", "kind", "validity", "idempotency_key",
+              "idempotency_ttl_s", "options", "producer", "callback_url", "integration"}
 
 
 def new_message_id() -> str:
@@ -37,6 +47,27 @@ class Queued:
 
     id: str
     duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message that passed every check of ``send_sms``, not yet accepted."""
+
+    msg_id: str
+    account: Account
+    lane: Lane
+    phone: str
+    sender: str | None
+    text: str
+    fields: dict[str, Any]
+    validity_min: int | None
+    idempotency_key: str | None
+    idempotency_ttl_s: int
+    producer: str | None
+    #: whose duplicate window and idempotency keys (``Route.scope``: the route's accounts)
+    scope: str
+    #: the sender the duplicate window compares (what the caller asked for, on a route)
+    dup_sender: str | None
 
 
 class Producer:
@@ -65,9 +96,60 @@ class Producer:
         producer's identical send is a new message.
 
         ``producer`` names who sent it (the HTTP API's token holder; it sees only its own
-        messages); ``callback_url`` receives every status change (producers/http/callbacks.py);
-        ``integration`` (``bitrix24:<message id>``) has them reported to a Bitrix24 portal
-        instead (producers/http/bitrix24.py)."""
+        messages, listed in its index: ``producers/index.py``); ``callback_url`` receives every
+        status change (producers/http/callbacks.py); ``integration`` (``bitrix24:<message
+        id>``) has them reported to a Bitrix24 portal instead (producers/http/bitrix24.py).
+
+        One Redis round trip (``core/lua/submit.lua``: idempotency key, duplicate claim,
+        record, send job, producer index), two for a promotional message (its consent)."""
+        draft = self.check(to, text, sender=sender, account=account, lane=lane, kind=kind,
+                           validity=validity, idempotency_key=idempotency_key,
+                           idempotency_ttl_s=idempotency_ttl_s, options=options,
+                           producer=producer, callback_url=callback_url,
+                           integration=integration)
+        return self._accept([draft])[0]
+
+    @raises_unavailable
+    def send_many(self, messages: Iterable[Mapping[str, Any]]) -> list[Queued | InvalidInput]:
+        """Queue many SMS: each item holds ``send_sms``'s arguments (``to``, ``text`` and its
+        keywords) and is checked on its own exactly as ``send_sms`` checks it.  Returns, in
+        item order, what each accepted item did (``Queued``: its id, or the first message's
+        for a duplicate) or the ``InvalidInput`` that refused it (an
+        item refused queues nothing; the others are queued all the same).  The accepted ones
+        go to Redis in pipelines of ``BATCH_CHUNK`` scripts (a few round trips in all); each
+        message is accepted whole or not at all, so a batch that fails on a Redis error can
+        be sent again: what was accepted comes back as the same ids (duplicate window)."""
+        out: list[Queued | InvalidInput] = []
+        drafts: list[tuple[int, Draft]] = []
+        for i, item in enumerate(messages):
+            try:
+                drafts.append((i, self._check_item(item)))
+                out.append(Queued(""))
+            except InvalidInput as exc:
+                out.append(exc)
+        for start in range(0, len(drafts), BATCH_CHUNK):
+            chunk = drafts[start:start + BATCH_CHUNK]
+            for (i, _), got in zip(chunk, self._accept([d for _, d in chunk]), strict=True):
+                out[i] = got
+        return out
+
+    def _check_item(self, item: Any) -> Draft:
+        if not isinstance(item, Mapping):
+            raise InvalidInput("message", "must be a mapping of send_sms's arguments")
+        kw = dict(item)
+        unknown = set(kw) - _SEND_ARGS
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "not an argument of send_sms")
+        return self.check(kw.pop("to", None), kw.pop("text", None), **kw)
+
+    def check(self, to: Any, text: Any, *, sender: str | None = None,
+              account: str | None = None, lane: str = "bulk",
+              kind: str = "transactional", validity: int | None = None,
+              idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
+              options: dict[str, Any] | None = None, producer: str | None = None,
+              callback_url: str | None = None, integration: str | None = None) -> Draft:
+        """Every check of ``send_sms``, nothing written: the message as it will be accepted
+        (the account chosen, its record's fields). Raises InvalidInput naming the field."""
         phone = v.normalise_phone(to, self.settings.default_region)
         text = v.check_text(text)
         sender = v.check_sender(sender)
@@ -91,7 +173,6 @@ class Producer:
                 routing.choose(self.store.r, self.store.keys, self.settings, route))
         except ConfigError as exc:
             raise InvalidInput("account", str(exc)) from None
-        scope = route.scope  # duplicates and idempotency keys count across the route
         if acct.kind != "sms":
             raise InvalidInput("account", f"{acct.name} is a payments account, not an SMS account")
         info = analyse(text)
@@ -104,22 +185,6 @@ class Producer:
         dup_sender = sender if len(route.accounts) > 1 else sender or acct.default_sender
         sender = sender or acct.default_sender
         provider_checks.check(acct.provider, phone, text, sender)
-
-        msg_id = new_message_id()
-        idem = None if idempotency_key is None else \
-            duplicates.idempotency_key(producer, idempotency_key)
-        if idem is not None:
-            bound = self.store.claim_idempotency(scope, idem, msg_id, idempotency_ttl_s)
-            if bound != msg_id:
-                return Queued(bound, duplicate=True)
-        first = duplicates.claim(self.store, acct, producer, phone, dup_sender, text, msg_id,
-                                 scope=scope)
-        if first != msg_id:  # the same content within the window: that message, not a new one
-            if idem is not None:
-                self.store.release_idempotency(scope, idem, msg_id)
-                self.store.claim_idempotency(scope, idem, first, idempotency_ttl_s)
-            return Queued(first, duplicate=True)
-        created = now_ms()
         fields: dict[str, Any] = {
             "account": acct.name, "provider": acct.provider, "lane": lane_v.value,
             "kind": kind_v.value, "phone": phone, "text": text, "sender": sender,
@@ -129,19 +194,52 @@ class Producer:
             # a route of several accounts: the worker may move the message along it
             "route": route.key if len(route.accounts) > 1 else None,
         }
-        if validity is not None:
-            fields["expires_ms"] = created + validity * 60_000
-        self.store.create(msg_id, fields, next_check_ms=created + FIRST_CHECK_S * 1000)
-        try:
-            enqueue(self.broker, send_queue(acct.name, lane_v), send_actor(lane_v), msg_id)
-        except Exception:
-            # nothing half-done: no record without a job
-            self.store.delete(msg_id)
-            duplicates.release(self.store, scope, producer, phone, dup_sender, text, msg_id)
-            if idem is not None:
-                self.store.release_idempotency(scope, idem, msg_id)
-            raise
-        return Queued(msg_id)
+        return Draft(msg_id=new_message_id(), account=acct, lane=lane_v, phone=phone,
+                     sender=sender, text=text, fields=fields, validity_min=validity,
+                     idempotency_key=idempotency_key, idempotency_ttl_s=idempotency_ttl_s,
+                     producer=producer, scope=route.scope, dup_sender=dup_sender)
+
+    def _submission(self, d: Draft) -> tuple[Submission, Job]:
+        """Every key the message claims or writes, built in this one place."""
+        job = prepare(self.broker, send_queue(d.account.name, d.lane), send_actor(d.lane),
+                      d.msg_id)
+        created = now_ms()
+        fields = d.fields
+        if d.validity_min is not None:
+            fields = {**fields, "expires_ms": created + d.validity_min * 60_000}
+        # duplicates and idempotency keys count across the route
+        idem = None if d.idempotency_key is None else (self.store.keys.idem(
+            d.scope, duplicates.idempotency_key(d.producer, d.idempotency_key)),
+            d.idempotency_ttl_s)
+        index = ProducerIndex(self.store).entry(d.producer) if d.producer else None
+        sub = Submission(
+            msg_id=d.msg_id, fields=fields, next_check_ms=created + FIRST_CHECK_S * 1000,
+            queue_key=job.queue_key, messages_key=job.messages_key, job_id=job.redis_id,
+            job_data=job.data, idempotency=idem,
+            duplicate=duplicates.claim(self.store, d.account, d.producer, d.phone,
+                                       d.dup_sender, d.text, scope=d.scope),
+            index=index)
+        return sub, job
+
+    def _accept(self, drafts: list[Draft]) -> list[Queued]:
+        """Run the submit script for each draft (one call, or one pipeline)."""
+        subs = [self._submission(d) for d in drafts]
+        if len(subs) == 1:
+            replies = [self.store.submit(subs[0][0])]
+        else:
+            pipe = self.store.r.pipeline(transaction=False)
+            for sub, _ in subs:
+                self.store.submit(sub, client=pipe)
+            replies = pipe.execute()
+        ids: list[Queued] = []
+        for (sub, job), reply in zip(subs, replies, strict=True):
+            outcome, msg_id = Store.submitted(reply)
+            if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
+                raise RuntimeError(f"message id {sub.msg_id} exists already")
+            if outcome == "new":
+                enqueued(self.broker, job)
+            ids.append(Queued(msg_id, duplicate=outcome != "new"))
+        return ids
 
     def _options(self, provider: str, options: dict[str, Any] | None) -> dict[str, Any]:
         if not options:

@@ -26,7 +26,6 @@ from producers.http.models import BatchIn, SmsIn
 from producers.http.problem import ApiError, field_path, from_validation
 from producers.http.render import event_out, iso
 from producers.index import ProducerIndex
-from producers.sms import Queued
 
 #: the header of an answer that queued nothing new: the id of the message it repeats
 DUPLICATE_HEADER = "Gonets-Duplicate-Of"
@@ -62,25 +61,31 @@ class SmsRoutes:
         return ProducerIndex(self.store)
 
     # --- sending
-    def _send(self, call: Call, item: Any, prefix: str = "") -> Queued:
+    def _item(self, call: Call, item: Any, prefix: str = "") -> dict[str, Any]:
+        """``send_sms``'s arguments of one request item (raises the 422 of a bad item)."""
         try:
             m = SmsIn.model_validate(item)
         except ValidationError as exc:
             raise from_validation(exc, prefix) from None
-        try:
-            # the idempotency key is scoped to the producer by the producer API
-            return self.api.producer.queue_sms(
-                m.to, m.text, sender=m.sender, account=m.account, lane=m.lane, kind=m.kind,
-                validity=m.validity, idempotency_key=m.idempotency_key, options=m.options,
-                producer=call.producer, callback_url=m.callback_url)
-        except InvalidInput as exc:  # worded for an HTTP client where it says how to fix it
-            raise ApiError(422, getattr(exc, "http_reason", exc.reason),
-                           field=field_path([exc.field], prefix)) from None
+        # the idempotency key is scoped to the producer by the producer API
+        return {"to": m.to, "text": m.text, "sender": m.sender, "account": m.account,
+                "lane": m.lane, "kind": m.kind, "validity": m.validity,
+                "idempotency_key": m.idempotency_key, "options": m.options,
+                "producer": call.producer, "callback_url": m.callback_url}
+
+    @staticmethod
+    def _refused(exc: InvalidInput, prefix: str = "") -> ApiError:
+        # worded for an HTTP client where it says how to fix it
+        return ApiError(422, getattr(exc, "http_reason", exc.reason),
+                        field=field_path([exc.field], prefix))
 
     def send_one(self, call: Call) -> Reply:
-        got = self._send(call, call.json())
+        kw = self._item(call, call.json())
+        try:  # the producer lists it in the producer's index in the same step
+            got = self.api.producer.queue_sms(kw.pop("to"), kw.pop("text"), **kw)
+        except InvalidInput as exc:
+            raise self._refused(exc) from None
         msg_id = got.id
-        self.index.add(call.producer, [msg_id])
         headers = {"Location": f"/v1/sms/{msg_id}"}
         if got.duplicate:
             headers[DUPLICATE_HEADER] = msg_id
@@ -92,27 +97,28 @@ class SmsRoutes:
         except ValidationError as exc:
             raise from_validation(exc) from None
         results: list[dict[str, Any]] = []
-        ids: list[str] = []
-
-        def one(item: Any) -> Queued | ApiError:
+        items: list[dict[str, Any]] = []
+        where: list[int] = []
+        for i, item in enumerate(batch.messages):
             try:
-                return self._send(call, item)
+                items.append(self._item(call, item))
+                where.append(i)
+                results.append({})
             except ApiError as exc:
-                return exc
-
-        # each send is a few Redis round trips: run them side by side, answers in item order
-        for i, got in enumerate(self.api.pool.map(one, batch.messages, chunksize=16)):
-            if isinstance(got, ApiError):
-                results.append({"index": i, "error": {"field": got.field or "body",
-                                                      "detail": got.detail}})
-                continue
-            ids.append(got.id)
-            result: dict[str, Any] = {"index": i, "id": got.id}
-            if got.duplicate:
-                result["duplicate_of"] = got.id
-            results.append(result)
-        self.index.add(call.producer, ids)
-        return Reply(200, {"accepted": len(ids), "rejected": len(results) - len(ids),
+                results.append({"index": i, "error": {"field": exc.field or "body",
+                                                      "detail": exc.detail}})
+        # each item checked as send_sms checks it; the accepted ones go to Redis in pipelines
+        for i, got in zip(where, self.api.producer.send_many(items), strict=True):
+            if isinstance(got, InvalidInput):
+                err = self._refused(got)
+                results[i] = {"index": i, "error": {"field": err.field or "body",
+                                                    "detail": err.detail}}
+            else:
+                results[i] = {"index": i, "id": got.id}
+                if got.duplicate:
+                    results[i]["duplicate_of"] = got.id
+        accepted = sum(1 for r in results if "id" in r)
+        return Reply(200, {"accepted": accepted, "rejected": len(results) - accepted,
                            "results": results})
 
     # --- reading

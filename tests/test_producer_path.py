@@ -1,0 +1,105 @@
+"""The producer path in one step: ``send_sms`` is one Redis call (core/lua/submit.lua) that
+claims the keys, writes the record and its dramatiq job; ``send_many`` checks each item as
+``send_sms`` does and answers per item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import pytest
+
+from core.broker import enqueue
+from core.errors import InvalidInput
+from core.store import Store
+from producers import Producer
+from producers.index import ProducerIndex
+from producers.sms import Queued
+
+
+def _calls(store: Store) -> dict[str, int]:
+    stats = store.r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def _queued(producer: Producer, queue: str) -> list[dramatiq.Message[Any]]:
+    ns = producer.broker.namespace
+    r = producer.store.r
+    return [dramatiq.Message.decode(r.hget(f"{ns}:{queue}.msgs", rid).encode())
+            for rid in r.lrange(f"{ns}:{queue}", 0, -1)]
+
+
+def test_send_sms_is_one_redis_call_and_its_job_is_what_enqueue_writes(producer, store) -> None:
+    producer.send_sms("+375291234500", "warm up the script cache")
+    before = _calls(store)
+    msg_id = producer.send_sms("+375291234567", "one call", producer="shop")
+    after = _calls(store)
+    made = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    # the client's own INFO is the only other command; everything else ran inside the script
+    assert made.pop("info") == 1
+    assert made.pop("evalsha") == 1
+    assert {k: n for k, n in made.items() if n and not k.startswith(("hset", "rpush", "xadd",
+            "zadd", "hincrby", "hget", "get", "set", "exists"))} == {}
+    rec = store.get(msg_id)
+    assert rec["status"] == "queued" and rec["producer"] == "shop"
+    assert store.history(msg_id)[0]["status"] == "queued"
+    assert ProducerIndex(store).position("shop", msg_id) == 0
+    # the job reads back exactly as one core.broker.enqueue writes
+    ref = enqueue(producer.broker, "sms.smsc.bulk", "send_sms", "reference")
+    jobs = _queued(producer, "sms.smsc.bulk")
+    ours = next(j for j in jobs if j.args == (msg_id,))
+    theirs = next(j for j in jobs if j.args == ("reference",))
+    assert theirs.message_id == ref.message_id
+    assert ours.queue_name == theirs.queue_name and ours.actor_name == theirs.actor_name
+    assert set(ours.options) == set(theirs.options) == {"redis_message_id"}
+    assert ours.kwargs == theirs.kwargs == {}
+
+
+def test_send_many_checks_each_item_as_send_sms_and_answers_per_index(producer, store) -> None:
+    items: list[Any] = [
+        {"to": "+375291234567", "text": "first"},
+        {"to": "not a number", "text": "bad phone"},
+        {"to": "+375291234568", "text": "hi", "lane": "fast"},
+        "not a mapping",
+        {"to": "+375291234569", "text": "hi", "colour": "red"},
+        {"to": "+375291234567", "text": "first"},  # a duplicate of item 0 in the same batch
+        {"to": "+375291234570", "text": "keyed", "idempotency_key": "k-1", "producer": "shop"},
+        {"to": "+375291234571", "text": "other text, same key", "idempotency_key": "k-1"},
+        {"to": "+375291234572", "text": "same key, same producer", "idempotency_key": "k-1",
+         "producer": "shop"},
+    ]
+    got = producer.send_many(items)
+    assert len(got) == len(items)
+    for i, field in ((1, "to"), (2, "lane"), (3, "message"), (4, "colour")):
+        assert isinstance(got[i], InvalidInput) and got[i].field == field, (i, got[i])
+    # the same refusal send_sms gives, word for word
+    with pytest.raises(InvalidInput) as e:
+        producer.send_sms("+375291234568", "hi", lane="fast")
+    assert str(e.value) == str(got[2])
+    assert isinstance(got[8], Queued) and isinstance(got[6], Queued)
+    assert (got[8].id, got[8].duplicate) == (got[6].id, True)
+    ok = [got[i] for i in (0, 5, 6, 7)]
+    assert all(isinstance(x, Queued) for x in ok)
+    ids = [x.id for x in ok if isinstance(x, Queued)]
+    assert ids[1] == ids[0] and ids[3] != ids[2]  # item 7 names no producer: another tenant
+    assert [x.duplicate for x in ok if isinstance(x, Queued)] == [False, True, False, False]
+    assert producer.broker.do_qsize("sms.smsc.bulk") == 3
+    assert {j.args[0] for j in _queued(producer, "sms.smsc.bulk")} == {ids[0], ids[2], ids[3]}
+    assert ProducerIndex(store).size("shop") == 1
+    # sent again (say after a lost answer): the same ids, nothing new queued
+    again = producer.send_many(items[:1] + items[6:7])
+    assert [(x.id, x.duplicate) for x in again if isinstance(x, Queued)] == \
+        [(ids[0], True), (ids[2], True)]
+    assert producer.broker.do_qsize("sms.smsc.bulk") == 3
+
+
+def test_send_many_in_several_pipelines_loses_and_doubles_nothing(producer, store,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setattr("producers.sms.BATCH_CHUNK", 7)
+    items = [{"to": f"+3752912{i:05d}", "text": f"many {i}"} for i in range(30)]
+    items[11] = {"to": "", "text": "no number"}
+    got = producer.send_many(items)
+    ids = [x.id for x in got if isinstance(x, Queued)]
+    assert len(ids) == len(set(ids)) == 29 and isinstance(got[11], InvalidInput)
+    assert sorted(j.args[0] for j in _queued(producer, "sms.smsc.bulk")) == sorted(ids)
+    assert all(store.get(i)["status"] == "queued" for i in ids)
