@@ -94,6 +94,18 @@ class AccountState:
             self.r.delete(*incident_alerts)
         return True
 
+    # --- alerts without a pause (lookups that keep failing)
+    def open_alert(self, account: str, kind: str, info: str) -> bool:
+        """Note an alert of ``kind`` that pauses nothing; True the first time in an incident
+        (raise it then). It closes with ``close_alert`` (or ``close_incident``)."""
+        if kind == LOW_BALANCE:
+            raise ValueError("the low-balance alert is the balance check's")
+        return bool(self.r.set(self.keys.alert(account, kind), info, nx=True, ex=ALERT_EVERY_S))
+
+    def close_alert(self, account: str, kind: str) -> bool:
+        """The condition is over: a new one alerts again. True when the alert was open."""
+        return bool(self.r.delete(self.keys.alert(account, kind)))
+
     # --- balance and its alert
     def record_balance(self, account: str, amount: str) -> None:
         self.r.set(self.keys.balance(account), amount)

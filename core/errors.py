@@ -10,6 +10,11 @@
           │    ├── SlowDown      the provider asked us to slow down (MTS 5, SMPP 0x58, SMSC 251)
           │    └── OutcomeUnknown the request may have reached the provider: look it up before
           │                      resending
+          ├── NoLookup           the provider cannot be asked whether it took a message whose
+          │                      answer was lost (MTS REST, SMS2): the account's
+          │                      ``on_lost_answer`` policy decides (resend or give up)
+          ├── AlreadyAccepted    a resend after a lost answer was refused as a duplicate of the
+          │                      first copy (SMS2 ``message duplication``): the first was taken
           ├── Permanent          this message can never go (bad number, spam filter, blacklist);
           │                      with ``alert`` set it also raises an account alert and pauses
           │                      the pool (MTS 10: sender name not registered)
@@ -91,6 +96,28 @@ class OutcomeUnknown(RetryLater):
 
     Whoever retries must first look the message up at the provider, never blindly resend.
     """
+
+
+#: ``on_lost_answer`` values (an account option of providers without a lookup, see NoLookup)
+LOST_ANSWER_POLICIES = ("auto", "resend", "give_up")
+
+
+class NoLookup(ProviderError):
+    """The provider has no way to be asked "did you take message X?" (no lookup by a reference
+    of ours, and the lost answer carried the only id), so a send whose answer was lost cannot
+    be checked. ``on_lost_answer`` is the account's policy: ``resend`` (errs toward delivery:
+    the message may arrive twice), ``give_up`` (errs toward one copy: the record ends
+    ``unknown``) or ``auto`` (urgent transactional messages are resent, others given up)."""
+
+    def __init__(self, detail: str, *, provider: str = "", on_lost_answer: str = "auto") -> None:
+        super().__init__(detail, provider=provider)
+        self.on_lost_answer = on_lost_answer
+
+
+class AlreadyAccepted(ProviderError):
+    """A resend of a message whose first answer was lost was refused as a duplicate of that
+    first copy (SMS2's ``Error: message duplication``): the provider took the first copy, whose
+    id was in the lost answer. Its delivery cannot be followed; it was not rejected."""
 
 
 class Permanent(ProviderError):

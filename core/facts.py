@@ -95,6 +95,15 @@ class Incoming:
     text: str
 
 
+def outcome_unknown(rec: dict[str, str]) -> bool:
+    """True when an attempt to send the message went out and no answer proved what became of
+    it (the record's ``inflight_ms`` marker, set before a send goes out). Such a record must
+    never be sent again, through this account or another (failover), before its provider's
+    lookup answers "found" or "not found": the send job does that lookup first. The marker is
+    cleared only by an answer that proves the outcome (``workers/outcomes.py``)."""
+    return bool(rec.get("inflight_ms")) and not Status(rec.get("status") or "queued").final
+
+
 def status_fields(rep: StatusReport) -> dict[str, Any]:
     """The record fields a status report sets besides its status."""
     return {**{f"hlr_{k}": v for k, v in rep.extra.items()}, **rep.fields}

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 #: the low-balance alert's kind: it belongs to the balance check, not to an account incident
 LOW_BALANCE = "low_balance"
+#: the alert of an account whose lookups (of messages whose outcome is unknown) keep failing;
+#: it pauses nothing and closes when a lookup is answered
+LOOKUPS_FAILING = "lookups_failing"
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,11 @@ class Settings(_Strict):
     #: after an account problem (no funds, bad credentials...) its pool pauses this long, then
     #: one message tries again; messages are kept meanwhile
     account_pause_s: float = Field(60.0, gt=0)
+    #: a message whose send outcome is unknown is looked up this long after the attempt, and
+    #: a lookup that fails is tried again (as a lookup, never a send) after twice as long each
+    #: time, up to ``lookup_retry_max_s``
+    lookup_retry_s: float = Field(5.0, gt=0)
+    lookup_retry_max_s: float = Field(300.0, gt=0)
     # --- scheduler (``gonets scheduler``)
     #: when the status sweep runs (cron, UTC); ``status_sweep_every_s`` overrides it
     status_sweep_cron: str = "5 * * * *"

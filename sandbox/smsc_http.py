@@ -18,7 +18,8 @@ Message status codes: -3 not found, -1 waiting, 0 handed to the operator, 1 deli
 
 Behaviour: a message moves ``-1 → 0 → final`` over ``progress_s`` seconds; the final state is
 1 (delivered) unless ``final_status`` says otherwise for that phone.  The balance goes down by
-``price`` per part.  Identical send requests within 60 s get error 9.
+``price`` per part.  Identical send requests within ``duplicate_window_s`` (60 s, SMSC's
+minute; settable for fast tests) get error 9.
 
 Control (JSON over HTTP, on every listener):
     POST /_sandbox/control  {"balance": 10.0, "down": [0],
@@ -27,7 +28,9 @@ Control (JSON over HTTP, on every listener):
                               "force_error": {"send": [3, 5]} (code, count),
                               "phone_error": {"375...": 7}, "final_status": {"375...": [20, 1]},
                               "progress_s": [0.2, 0.5], "throttle_per_s": 20 | null,
-                              "reset": true}
+                              "duplicate_window_s": 60, "reset": true}
+    ``down`` with ``accept_then_503`` / ``accept_then_drop`` on every listener is a provider
+    whose answers *and* lookups are lost: each request is processed, no answer arrives.
     ``throttle_per_s``: sends beyond this many SMS parts in the last second get error 9 (the
     HTTP API's "too many requests"), the way SMSC's speed control answers a client that sends
     too fast.
@@ -121,6 +124,7 @@ class SmscHttpSandbox:
         self.final_status: dict[str, tuple[int, int]] = {}
         self.progress_s = self.default_progress
         self.throttle_per_s: float | None = None
+        self.duplicate_window_s = 60.0
         self.recent_parts: deque[tuple[float, int]] = deque()
         self.counters = {"send": 0, "status": 0, "balance": 0, "cost": 0, "sent_parts": 0,
                          "accepted": 0, "throttled": 0}
@@ -233,9 +237,10 @@ class SmscHttpSandbox:
         now = time.time()
         fingerprint = json.dumps({k: v for k, v in sorted(p.items())
                                   if k not in ("psw", "apikey", "login")})
-        while self.recent_order and now - self.recent_order[0][0] >= 60:
+        window = self.duplicate_window_s
+        while self.recent_order and now - self.recent_order[0][0] >= window:
             _, old = self.recent_order.popleft()
-            if now - self.recent.get(old, 0) >= 60:
+            if now - self.recent.get(old, 0) >= window:
                 self.recent.pop(old, None)
         if fingerprint in self.recent:
             return self._error("send", fmt, 9, charset)
@@ -368,6 +373,8 @@ class SmscHttpSandbox:
                     self.recent_parts.clear()
                 if "progress_s" in c:
                     self.progress_s = (float(c["progress_s"][0]), float(c["progress_s"][1]))
+                if "duplicate_window_s" in c:
+                    self.duplicate_window_s = float(c["duplicate_window_s"])
             return Response.json({"ok": True})
         return Response(404, "unknown sandbox path")
 

@@ -16,6 +16,7 @@ from core.broker import reset_broker
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
+    AlreadyAccepted,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -44,13 +45,15 @@ class Refused(Permanent):
     (Permanent("sender not registered", alert="sender"), Action.CLOSE),
     (Refused("forbidden"), Action.CLOSE),
     (ProviderError("something odd"), Action.LOOK_UP_FIRST),
+    (AlreadyAccepted("duplicate of the first copy"), Action.TAKEN_EARLIER),
 ])
 def test_each_error_class_has_one_action(exc: ProviderError, action: Action) -> None:
     assert action_for(exc) is action
 
 
 def test_the_table_covers_the_whole_error_tree() -> None:
-    tree = {OutcomeUnknown, SlowDown, RetryLater, AccountProblem, Permanent, ProviderError}
+    tree = {OutcomeUnknown, SlowDown, RetryLater, AccountProblem, Permanent, ProviderError,
+            AlreadyAccepted}
     assert set(ERROR_ACTIONS) == tree
 
 
@@ -113,14 +116,6 @@ def test_a_failed_send_does_what_the_table_says(rt: Runtime, store: Store, exc: 
         assert delay_s - 0.2 <= again.delay / 1000 <= delay_s + 0.1
     if isinstance(exc, Permanent):
         assert after["error_code"] == exc.code and after["reason"] == exc.detail
-
-
-def test_a_failed_lookup_keeps_the_earlier_attempt_in_flight(rt: Runtime, store: Store) -> None:
-    rec = _msg(store, 2)
-    store.begin_attempt(rec["id"])
-    again = rt.outcomes.send_failed(rec, rt.settings.account("smsc"), RetryLater("503"),
-                                    sent_ms=None, looking_up=True)
-    assert again is not None and store.get(rec["id"])["inflight_ms"]
 
 
 def test_a_message_held_by_a_paused_account_says_why(rt: Runtime, store: Store) -> None:

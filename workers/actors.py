@@ -3,7 +3,9 @@
 Both are idempotent by message id: a job delivered twice (dramatiq is at-least-once) finds the
 record already past the point it would move it to and does nothing.  A send whose outcome is
 unknown leaves ``inflight_ms`` on the record; the next attempt looks the message up at the
-provider before it sends anything.
+provider before it sends anything, and only the lookup's answer (found, not found) lets it
+send: a lookup that fails is tried again as a lookup (``Outcomes.lookup_failed``), and where
+the provider cannot be asked the account's ``on_lost_answer`` decides (``Outcomes.lost_answer``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from core.contracts import (
     Status,
     status_queue,
 )
-from core.errors import ProviderError
+from core.errors import NoLookup, ProviderError
+from core.facts import outcome_unknown
+from core.settings import Account
 from core.timing import age_s, expired, now_ms
 from workers import traffic
-from workers.outcomes import RETRY_DELAY_S
+from workers.outcomes import RETRY_DELAY_S, Outcomes
+from workers.providers.base import Outgoing, Provider
 from workers.runtime import get_runtime, outgoing
 
 log = logging.getLogger("gonets.worker")
@@ -49,7 +54,9 @@ def send_sms(msg_id: str) -> None:
         return
     if status.final:
         return
-    if expired(rec):
+    # an earlier attempt went out and no answer proved what became of it
+    in_flight = outcome_unknown(rec)
+    if expired(rec) and not in_flight:
         oc.expire(msg_id, "validity ended before it could be sent")
         return
     account = rt.settings.account(rec["account"])
@@ -60,16 +67,11 @@ def send_sms(msg_id: str) -> None:
     if new_seq:
         rec["seq"] = str(store.next_seq(account.name))
     out = outgoing(rec)
+    if in_flight and not _look_up(oc, rec, account, provider, out):
+        return
     rules = traffic.get_traffic(store)
     sent_ms: int | None = None
-    looking_up = bool(out.inflight_ms)
     try:
-        if looking_up:
-            found = provider.lookup(out)
-            if found is not None:
-                oc.found(rec, account, out, found, provider.poll_plan)
-                return
-            looking_up = False
         store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
         # window, flood rule, pacing slot (the provider's writer waits for it where the bytes
         # leave); may hold or expire it
@@ -84,11 +86,36 @@ def send_sms(msg_id: str) -> None:
         oc.expire(msg_id, str(exc))
         return
     except ProviderError as exc:
-        again = oc.send_failed(rec, account, exc, sent_ms=sent_ms, looking_up=looking_up)
+        again = oc.send_failed(rec, account, exc, sent_ms=sent_ms)
         if again is None:
             return
         raise again from exc
     oc.submitted(rec, account, out, sub, provider.poll_plan)
+
+
+def _look_up(oc: Outcomes, rec: dict[str, str], account: Account, provider: Provider,
+             out: Outgoing) -> bool:
+    """Ask the provider about a message whose earlier attempt's outcome is unknown. True: it
+    has no record of it (or, where it cannot be asked, the account's ``on_lost_answer`` says
+    resend), so send it; False: done here (found and followed, or closed). A lookup that fails
+    raises the Retry of another lookup: only an answer clears the in-flight marker."""
+    try:
+        found = provider.lookup(out)
+    except NoLookup as exc:
+        return oc.lost_answer(rec, account, exc)
+    except ProviderError as exc:
+        again = oc.lookup_failed(rec, account, exc)
+        if again is None:
+            return False
+        raise again from exc
+    oc.lookup_answered(account)
+    if found is not None:
+        oc.found(rec, account, out, found, provider.poll_plan)
+        return False
+    if expired(rec):  # never went out, and now it is too late
+        oc.expire(rec["id"], "validity ended before it could be sent")
+        return False
+    return True
 
 
 def poll_status(msg_id: str, token: str | None = None) -> None:

@@ -15,6 +15,8 @@ SMS and the payment actors both read it through ``action_for``:
     error            action          the record                        the account
     OutcomeUnknown   LOOK_UP_FIRST   stays in flight: the next try     -
                                      looks it up before resending
+    AlreadyAccepted  TAKEN_EARLIER   ``unknown``: the first copy was   -
+                                     taken, its id was lost
     SlowDown         SLOW_DOWN       deferred, requeued later          its send rate drops
     RetryLater       RETRY           requeued later                    -
     AccountProblem   PAUSE           kept, ``waiting_reason`` says     paused, alerted once
@@ -22,6 +24,12 @@ SMS and the payment actors both read it through ``action_for``:
     Permanent        CLOSE           closed (SMS rejected or failed,   paused and alerted too
                                      a poll's message unknown, a       when the error names
                                      payment rejected, a check error)  an ``alert``
+
+The lookup of a message whose outcome is unknown does not use the table: only an answer that
+proves the outcome (found, not found) clears the in-flight marker; any failure of the lookup
+itself is retried as a lookup, with back-off, and alerts when it keeps failing
+(``lookup_failed``); a provider that cannot be asked applies the account's ``on_lost_answer``
+(``lost_answer``).
 
 Two steps read a row their own way, said where they do it: a service-activation check ends in
 ``error`` on an account problem (a customer waits for its answer), and a failed lookup of a
@@ -45,6 +53,8 @@ from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, Status, send_actor, send_queue, status_queue
 from core.errors import (
     AccountProblem,
+    AlreadyAccepted,
+    NoLookup,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -61,6 +71,7 @@ from core.facts import (
     give_up,
     record_status,
 )
+from core.keys import LOOKUPS_FAILING
 from core.payments import CheckStatus, PaymentStatus, Transaction
 from core.privacy import mask_phone
 from core.settings import Account
@@ -82,6 +93,11 @@ PAUSE_MARGIN_S = 0.5
 PAY_RETRY_DELAY_S = 2.0
 #: a service-activation check that could not be asked is asked again after this long
 CHECK_RETRY_DELAY_S = 1.0
+#: the account is alerted (once per incident) when one message's lookup failed this often
+LOOKUP_ALERT_AFTER = 3
+#: with ``on_lost_answer`` "resend", a message is sent again at most this often after lost
+#: answers; then it ends ``unknown`` (each resend may be one more copy)
+LOST_ANSWER_RESENDS = 3
 
 
 class Action(StrEnum):
@@ -95,11 +111,15 @@ class Action(StrEnum):
     PAUSE = "pause"
     #: this record can never succeed: close it
     CLOSE = "close"
+    #: a resend was refused as a duplicate of the first copy, whose answer was lost: the first
+    #: went; close it ``unknown`` (not rejected)
+    TAKEN_EARLIER = "taken_earlier"
 
 
 #: error class -> action; a class not listed takes its nearest listed base's action
 ERROR_ACTIONS: dict[type[ProviderError], Action] = {
     OutcomeUnknown: Action.LOOK_UP_FIRST,
+    AlreadyAccepted: Action.TAKEN_EARLIER,
     SlowDown: Action.SLOW_DOWN,
     RetryLater: Action.RETRY,
     AccountProblem: Action.PAUSE,
@@ -119,6 +139,18 @@ def action_for(exc: ProviderError) -> Action:
 def hinted_delay_s(exc: ProviderError, default_s: float) -> float:
     """The delay the provider asked for, else ``default_s``."""
     return exc.delay_s if isinstance(exc, RetryLater) and exc.delay_s else default_s
+
+
+def lost_answer_policy(configured: str, rec: dict[str, str]) -> str:
+    """``resend`` or ``give_up`` for a message whose answer was lost where the provider cannot
+    be asked. ``auto``: an urgent transactional message (a login code: a second copy costs
+    little, a missing one locks a customer out) is resent; anything else (bulk, promotional: a
+    second copy annoys and costs) is given up."""
+    if configured != "auto":
+        return configured
+    urgent = rec.get("lane") == "urgent" and (rec.get("kind") or "transactional") == \
+        "transactional"
+    return "resend" if urgent else "give_up"
 
 
 def retry(reason: str, delay_s: float) -> dramatiq.Retry:
@@ -206,7 +238,7 @@ class Outcomes:
         self.store.incr(msg_id, "attempts", -1)
 
     def expire(self, msg_id: str, reason: str) -> None:
-        self.store.transition(msg_id, Status.EXPIRED, reason=reason)
+        self.store.transition(msg_id, Status.EXPIRED, reason=reason, inflight_ms="")
 
     def defer(self, rec: dict[str, str], delay_s: float, reason: str) -> dramatiq.Retry:
         """Hold the message: ``deferred`` with the reason, back after ``delay_s`` (sooner if
@@ -215,10 +247,9 @@ class Outcomes:
         return dramatiq.Retry(reason, delay=within_validity_ms(rec, int(delay_s * 1000)))
 
     def send_failed(self, rec: dict[str, str], account: Account, exc: ProviderError, *,
-                    sent_ms: int | None, looking_up: bool = False) -> dramatiq.Retry | None:
-        """A send (or the lookup before it) failed: do what the table says. Returns the Retry
-        to raise, or None when the message is closed. ``looking_up``: the failure came from the
-        lookup of an earlier attempt, which may still be out there, so it stays in flight."""
+                    sent_ms: int | None) -> dramatiq.Retry | None:
+        """A send failed: do what the table says. Returns the Retry to raise, or None when the
+        message is closed. (A failed *lookup* never comes here: ``lookup_failed``.)"""
         msg_id = rec["id"]
         action = action_for(exc)
         if action is Action.CLOSE:
@@ -227,9 +258,18 @@ class Outcomes:
                                   reason=exc.detail, error_code=exc.code, inflight_ms="")
             self._alert_if_named(account, exc, sent_ms)
             return None
-        if action is Action.LOOK_UP_FIRST or looking_up:
+        if action is Action.TAKEN_EARLIER:
+            self.rt.resume(account.name)
+            self.store.transition(msg_id, Status.UNKNOWN, provider_status=exc.code or "",
+                                  reason=f"{exc.detail}; its delivery cannot be followed",
+                                  error_code="lost_answer", inflight_ms="",
+                                  lost_answer="first_copy_taken")
+            usage.count(self.store, account.name, rec.get("kind") or "transactional",
+                        int(rec.get("parts") or 1))
+            return None
+        if action is Action.LOOK_UP_FIRST:
             return retry("outcome unknown; will look it up first",
-                         hinted_delay_s(exc, RETRY_DELAY_S))
+                         hinted_delay_s(exc, self.rt.settings.lookup_retry_s))
         self.store.update(msg_id, inflight_ms="")
         if action is Action.PAUSE:
             assert isinstance(exc, AccountProblem)
@@ -240,6 +280,78 @@ class Outcomes:
             return self.defer(rec, hinted_delay_s(exc, traffic.SLOWDOWN_DELAY_S),
                               f"provider asked to slow down: {exc.detail}")
         return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
+
+    # --- lookups of messages whose outcome is unknown -----------------------------------
+
+    def lookup_answered(self, account: Account) -> None:
+        """A lookup got an answer: an open "lookups keep failing" alert is over."""
+        if self.rt.accounts.close_alert(account.name, LOOKUPS_FAILING):
+            log.warning("account %s: lookups are answered again", account.name)
+
+    def lookup_failed(self, rec: dict[str, str], account: Account,
+                      exc: ProviderError) -> dramatiq.Retry | None:
+        """The lookup of a message whose outcome is unknown got no answer that proves the
+        outcome. The marker stays (only such an answer clears it) and the message is looked up
+        again -- never sent -- with back-off (``lookup_retry_s`` doubling up to
+        ``lookup_retry_max_s``); the account is alerted once per incident when one message's
+        lookup failed ``LOOKUP_ALERT_AFTER`` times, and paused on an account problem as a send
+        would. Only after ``status_give_up_s`` does the record end ``unknown``. Returns the
+        Retry to raise, or None when it was closed."""
+        msg_id, s = rec["id"], self.rt.settings
+        if age_s(rec) > s.status_give_up_s:
+            self.store.transition(msg_id, Status.UNKNOWN, error_code="lookup_failed",
+                                  reason="outcome unknown: the provider could not be asked for "
+                                  f"{s.status_give_up_s / 3600:g} h ({exc.detail})")
+            return None
+        if type(exc) is OutcomeUnknown:
+            # not a failure: the provider cannot say yet (SMPP: the receipt may still come)
+            return retry(f"outcome unknown; {exc.detail}", hinted_delay_s(exc, s.lookup_retry_s))
+        failures = self.store.incr(msg_id, "lookup_failures")
+        delay_s = min(s.lookup_retry_max_s, s.lookup_retry_s * 2 ** min(failures - 1, 30))
+        delay_s = max(delay_s, hinted_delay_s(exc, 0.0))
+        action = action_for(exc)
+        if action is Action.PAUSE:
+            assert isinstance(exc, AccountProblem)
+            self.pause(account, exc)
+            delay_s = max(delay_s, self.rt.pause_left_s(account.name) + PAUSE_MARGIN_S)
+        elif action is Action.CLOSE:
+            assert isinstance(exc, Permanent)
+            self._alert_if_named(account, exc, None)
+        why = (f"outcome unknown: the lookup failed {failures} time(s) ({exc.detail}); it is "
+               f"looked up again in {delay_s:.1f} s and never sent again before an answer")
+        self.store.update(msg_id, waiting_reason=why)
+        log.warning("send %s: %s", msg_id, why)
+        if failures >= LOOKUP_ALERT_AFTER:
+            info = f"{exc.detail} (message {msg_id}, {failures} failed lookups)"
+            if self.rt.accounts.open_alert(account.name, LOOKUPS_FAILING, info):
+                log.error("account %s: lookups of messages whose outcome is unknown keep "
+                          "failing (%s); they are kept and looked up again, never resent",
+                          account.name, exc.detail,
+                          extra={"gonets_alert": LOOKUPS_FAILING, "account": account.name})
+        return retry(why, delay_s)
+
+    def lost_answer(self, rec: dict[str, str], account: Account, exc: NoLookup) -> bool:
+        """The provider cannot be asked about a send whose answer was lost: the account's
+        ``on_lost_answer`` decides. True: send it again (the record notes it); False: it was
+        closed ``unknown`` (give up, or the resends allowed are used up)."""
+        msg_id = rec["id"]
+        policy = lost_answer_policy(exc.on_lost_answer, rec)
+        resends = int(rec.get("lost_answer_resends") or 0)
+        if policy == "resend" and resends < LOST_ANSWER_RESENDS:
+            self.store.update(msg_id, lost_answer="resent", lost_answer_resends=resends + 1,
+                              waiting_reason=f"{exc.detail}; sent again (on_lost_answer = "
+                              f"{exc.on_lost_answer}): it may arrive twice")
+            log.warning("send %s: answer lost and %s; sent again (on_lost_answer = %s)",
+                        msg_id, exc.detail, exc.on_lost_answer)
+            return True
+        why = (f"outcome unknown: the answer was lost and {exc.detail}; not sent again "
+               f"(on_lost_answer = {exc.on_lost_answer})" if policy == "give_up" else
+               f"outcome unknown: the answer was lost {resends + 1} times and {exc.detail}; "
+               "not sent again")
+        self.store.transition(msg_id, Status.UNKNOWN, reason=why, error_code="lost_answer",
+                              inflight_ms="", lost_answer="gave_up")
+        log.warning("send %s: %s", msg_id, why)
+        return False
 
     # --- statuses ------------------------------------------------------------------------
 

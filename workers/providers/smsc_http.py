@@ -224,7 +224,11 @@ class SmscHttp:
                 continue
             if ans.error == 9:
                 # the same request reached SMSC within the minute: it has ours already?
-                found = self.lookup(msg)
+                try:
+                    found = self.lookup(msg)
+                except ProviderError as exc:  # cannot tell: it may have ours, look it up later
+                    raise OutcomeUnknown("SMSC refused an identical request and could not be "
+                                         "asked whether it has ours", provider=PROVIDER) from exc
                 if found is not None:
                     return Submitted(provider_id=str(msg.seq))
             if ans.error is not None:
