@@ -32,7 +32,15 @@ Control (JSON over HTTP):
                             "fail_5xx": [503, 1],        # the next N requests get this HTTP status
                             "delay_s": 0.0, "progress_s": 0.3, "max_per_s": 0,
                             "unknown_polls": 1,          # each message's first N polls: UNKNOWN
-                            "senders": ["Gonets"]}
+                            "senders": ["Gonets"],
+                            "answer_shape": "messages" | "code_200" | "code_ok",
+                            "code_spelling": "int" | "padded" | "float" | "text",
+                            "raw_answer": ["<body>", 1]}  # the next N send answers, as
+                                                          # given ({id}: the message's id)
+    ``answer_shape`` (the document shows no body, so readers must take any plausible one):
+    "messages" as above; "code_200" ``{"code": 200, "message_id": "…"}`` /
+    ``{"code": <code>, "message": "…"}``; "code_ok" ``{"code": "OK", "id": "…"}`` /
+    ``{"code": "ERROR", "error_code": <code>}``.  ``code_spelling``: 5, "005", 5.0 or "5".
     GET  /_sandbox/state      counters, balance, messages
     GET  /_sandbox/requests   every request received (secrets and tokens masked)
 """
@@ -98,6 +106,9 @@ class MtsRestSandbox:
         self.delay_s = 0.0
         self.max_per_s = 0
         self.unknown_polls = 0
+        self.answer_shape = "messages"
+        self.code_spelling = "int"
+        self.raw_answer: list[Any] = ["", 0]
         self.recent_sends: deque[float] = deque()
         self.counters = {"token": 0, "send": 0, "accepted": 0, "status": 0, "unauthorized": 0,
                          "errors": 0}
@@ -199,9 +210,7 @@ class MtsRestSandbox:
         if code:
             self.counters["errors"] += 1
             self.log.add(**entry, http=200, error_code=code)
-            return Response.json({"messages": [{
-                "message_id": None, "phone": phone, "status": "ERROR", "error_code": code,
-                "error_message": ERRORS.get(code, "Error")}]})
+            return self._answer(None, phone, code)
         self.recent_sends.append(now)
         self.balance = round(self.balance - self.price, 4)
         msg_id = secrets.token_hex(8)
@@ -209,8 +218,30 @@ class MtsRestSandbox:
                                         self.final_status.get(phone, "DELIVERED"))
         self.counters["accepted"] += 1
         self.log.add(**entry, http=200, message_id=msg_id)
-        return Response.json({"messages": [{"message_id": msg_id, "phone": phone,
-                                            "status": "ACCEPTED"}]})
+        return self._answer(msg_id, phone, 0)
+
+    def _answer(self, msg_id: str | None, phone: str, code: int) -> Response:
+        """A send's answer in the shape ``answer_shape`` asks for (the document shows none),
+        its error code spelled as ``code_spelling`` says; ``raw_answer`` replaces the next
+        answers' bodies outright (the message is taken all the same)."""
+        if self.raw_answer[1] > 0:
+            self.raw_answer[1] -= 1
+            return Response(200, str(self.raw_answer[0]).replace("{id}", msg_id or ""),
+                            "application/json")
+        spelled: Any = {"int": code, "padded": f"{code:03d}", "float": float(code),
+                        "text": str(code)}[self.code_spelling]
+        if self.answer_shape == "code_200":
+            return Response.json({"code": 200, "message_id": msg_id} if msg_id else
+                                 {"code": spelled, "message": ERRORS.get(code, "Error")})
+        if self.answer_shape == "code_ok":
+            return Response.json({"code": "OK", "id": msg_id} if msg_id else
+                                 {"code": "ERROR", "error_code": spelled})
+        if msg_id:
+            return Response.json({"messages": [{"message_id": msg_id, "phone": phone,
+                                                "status": "ACCEPTED"}]})
+        return Response.json({"messages": [{
+            "message_id": None, "phone": phone, "status": "ERROR", "error_code": spelled,
+            "error_message": ERRORS.get(code, "Error")}]})
 
     def _status(self, req: Request, msg_id: str) -> Response:
         self.counters["status"] += 1
@@ -264,6 +295,11 @@ class MtsRestSandbox:
                     self.fail_5xx = [int(c["fail_5xx"][0]), int(c["fail_5xx"][1])]
                 if "senders" in c:
                     self.senders = set(c["senders"])
+                for key in ("answer_shape", "code_spelling"):
+                    if key in c:
+                        setattr(self, key, str(c[key]))
+                if "raw_answer" in c:
+                    self.raw_answer = [str(c["raw_answer"][0]), int(c["raw_answer"][1])]
                 self.phone_code.update({k: int(v) for k, v in c.get("phone_code", {}).items()})
                 self.final_status.update(c.get("final_status", {}))
             return Response.json({"ok": True})

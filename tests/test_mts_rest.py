@@ -131,6 +131,28 @@ def test_codes_1_5_unknown_and_5xx_each_get_their_documented_action(
     assert mts.counters["accepted"] == 2
 
 
+@pytest.mark.parametrize("shape, spelling", [("code_200", "padded"), ("code_ok", "float"),
+                                             ("messages", "text")])
+def test_any_plausible_answer_shape_and_code_spelling_is_read_alike(
+        producer, store, mts, start_worker, shape, spelling):
+    control(mts.url, answer_shape=shape, code_spelling=spelling, force_code=[5, 1])
+    start_worker("mts", threads=2)
+    # "limit exceeded" however it is written: requeued, then taken and delivered
+    msg = producer.send_sms("+375291000031", "shapes", account="mts")
+    assert wait_final(store, [msg], timeout_s=30)[msg] == "delivered"
+    assert [a.get("error_code") for a in sends(mts, "375291000031")] == [5, None]
+    assert store.get(msg)["provider_id"] == sends(mts, "375291000031")[-1]["message_id"]
+
+
+def test_an_answer_with_an_id_and_an_unknown_code_keeps_the_message_and_polls_it(
+        producer, store, mts, start_worker):
+    control(mts.url, raw_answer=['{"code": "QUEUED", "message_id": "{id}"}', 1])
+    start_worker("mts", threads=2)
+    msg = producer.send_sms("+375291000032", "odd answer", account="mts")
+    assert wait_final(store, [msg], timeout_s=30)[msg] == "delivered"
+    assert len(sends(mts, "375291000032")) == 1  # taken once, followed by its id
+
+
 def test_unregistered_sender_fails_messages_alerts_once_and_pauses_the_pool(
         producer, store, mts, start_worker):
     control(mts.url, senders=["SomeoneElse"])

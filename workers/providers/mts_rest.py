@@ -14,14 +14,18 @@
 * The API answers HTTP 200 even when the message failed: the per-message status in the body
   decides.  The document names the error codes but shows no body, so the reader accepts the
   shapes ``{"messages": [item]}``, ``[item]`` or ``item``, where an item carries ``message_id``
-  (or ``id``), ``status``, and on failure ``error_code`` (or ``code``, or ``error.code``).
+  (or ``id``), ``status``, and on failure ``error_code`` (or ``code``, or ``error.code``); a
+  ``code`` may also be an HTTP-like 200 or a word ("OK") beside the id of an accepted message.
+  A code is a number however it is spelled (5, "005", 5.0).  An answer that cannot be
+  classified (no id, no error it names) is an unknown outcome that keeps the message.
 * ``GET /sms/v1/messages/{id}/status``: ``DELIVERED``, ``EXPIRED``, ``REJECTED`` are final;
   ``UNKNOWN`` (and anything unrecognised, kept raw) stays ``submitted`` and is polled again.
 
 What each error code does (``SEND_ERRORS``): 1 rejected (the producer checks numbers first,
 so it is rare); 5 ``SlowDown`` with a delay (requeued, never lost); 10 the message fails and
 the account is alerted once and its pool pauses; 20 ``AccountProblem`` (alert, pause, the
-messages stay queued); any other code is kept raw and fails the message.
+messages stay queued); any other code named as an error (``error_code``, ``error``, or a
+failed ``status``) is kept raw and fails the message.
 
 The API has no way to look a message up by a reference of ours, so a send whose answer was
 lost (read timeout) is sent again on the next attempt (at-least-once); a 5xx answer is taken
@@ -117,9 +121,48 @@ def _scalar(v: Any) -> str | None:
     return s or None
 
 
+_NUMBER = re.compile(r"[+-]?[0-9]{1,18}(?:\.0*)?")
+
+
+def code_of(v: Any) -> str | None:
+    """A code however it is spelled: ``5``, ``"5"``, ``"005"``, ``5.0`` and ``"5.0"`` are all
+    "5"; a word is upper-cased ("ok" -> "OK"); anything else (nothing, a list, an object, a
+    boolean) is no code."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e18:
+        return str(int(v))
+    s = _scalar(v)
+    if s is None:
+        return None
+    if _NUMBER.fullmatch(s):
+        return str(int(s.split(".")[0]))
+    return s.upper()
+
+
+def load_json(body: str) -> Any:
+    """``json.loads`` that raises only ValueError (deep nesting raises RecursionError)."""
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("the answer nests too deeply to be read") from exc
+
+
+#: codes an answer may carry for "accepted" (an HTTP status, a word): no error code
+OK_CODES = frozenset({"0", "200", "201", "202", "OK", "SUCCESS", "ACCEPTED"})
+
+
 def parse_send_answer(body: str) -> SendAnswer:
-    """Read a ``POST /sms/v1/messages`` answer. Raises ValueError when it is unreadable."""
-    data = json.loads(body)
+    """Read a ``POST /sms/v1/messages`` answer. Liberal in what it reads (any of the shapes
+    above; a code however it is spelled), strict in what it decides:
+
+    * a documented error code (1, 5, 10, 20) is that error;
+    * else a message id means MTS took the message (its status poll says the rest);
+    * else an error named as one (``error_code``, ``error``) or a failed ``status`` fails it
+      with the raw code;
+    * anything else cannot be classified: ValueError, which the provider turns into an
+      unknown outcome that keeps the message.
+
+    Raises only ValueError."""
+    data = load_json(body)
     if isinstance(data, dict) and "messages" in data:
         data = data["messages"]
     if isinstance(data, list):
@@ -129,29 +172,33 @@ def parse_send_answer(body: str) -> SendAnswer:
     if not isinstance(data, dict):
         raise ValueError("the answer is not an object")
     err = data.get("error")
-    code = _scalar(data.get("error_code")) or _scalar(data.get("code"))
+    named = code_of(data.get("error_code"))  # a field that says it holds an error
     message = _scalar(data.get("error_message")) or _scalar(data.get("message")) or ""
     if isinstance(err, dict):
-        code = code or _scalar(err.get("code"))
+        named = named or code_of(err.get("code"))
         message = message or _scalar(err.get("message")) or ""
     elif err is not None and not message:
         message = _scalar(err) or ""
+    plain = code_of(data.get("code"))  # an error code, an HTTP-like status or a word
+    named = None if named in OK_CODES else named
+    plain = None if plain in OK_CODES else plain
     status = (_scalar(data.get("status")) or "").upper()
-    if code == "0":
-        code = None
-    if code is None and status in _FAILED_STATES:
-        code = "unknown"
-    if code is not None:
-        return SendAnswer(None, status or "ERROR", code, message)
     msg_id = _scalar(data.get("message_id")) or _scalar(data.get("id"))
-    if msg_id is None:
-        raise ValueError("the answer has neither a message id nor an error code")
-    return SendAnswer(msg_id, status or "ACCEPTED", None, "")
+    for code in (named, plain):
+        if code in SEND_ERRORS:
+            return SendAnswer(None, status or "ERROR", code, message)
+    if msg_id is not None:
+        return SendAnswer(msg_id, status or "ACCEPTED", None, "")
+    if named is not None or (err not in (None, "", {}) and plain is not None):
+        return SendAnswer(None, status or "ERROR", named or plain, message)
+    if status in _FAILED_STATES:
+        return SendAnswer(None, status, plain or "unknown", message)
+    raise ValueError("the answer has neither a message id nor an error it names")
 
 
 def parse_status_answer(body: str) -> str:
-    """Read a status answer; returns the MTS state, upper-cased. Raises ValueError."""
-    data = json.loads(body)
+    """Read a status answer; returns the MTS state, upper-cased. Raises only ValueError."""
+    data = load_json(body)
     if isinstance(data, dict) and isinstance(data.get("messages"), list) \
             and len(data["messages"]) == 1:
         data = data["messages"][0]
