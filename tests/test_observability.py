@@ -4,12 +4,14 @@ socket."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import httpx
@@ -260,3 +262,61 @@ def test_scrub_never_lets_a_phone_or_a_keyed_secret_through(prefix, suffix, digi
     out = observability.scrub({"note": text, "nested": [{key: secret}], "tags": {"to": phone}})
     assert phone not in json.dumps(out)
     assert out["nested"][0][key] == "[Filtered]"
+
+
+def test_envelopes_go_over_one_kept_alive_connection_that_survives_sentry_closing_it(
+        sentry_server):
+    """Gonets' transport (core/observability/transport.py) sends each envelope on one
+    kept-alive connection; when Sentry closes an idle connection the next envelope goes on a
+    new one, and Sentry's rate limit (``X-Sentry-Rate-Limits``) still holds events back."""
+    import sentry_sdk
+
+    from tests.sentry_standin import reporting_to
+
+    seen: dict[str, Any] = {"connections": 0, "close": False, "limit": False, "limited": []}
+    base = sentry_server.server.RequestHandlerClass
+
+    class Handler(base):  # type: ignore[misc,valid-type]
+        def setup(self) -> None:
+            seen["connections"] += 1
+            super().setup()
+
+        def do_POST(self) -> None:
+            if seen["limit"]:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                seen["limited"].append(gzip.decompress(body))
+                self.send_response(429)
+                self.send_header("X-Sentry-Rate-Limits", "60:error:organization")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_POST()
+            # closed without a word: the client finds out on its next request
+            self.close_connection = seen["close"]
+
+    sentry_server.server.RequestHandlerClass = Handler
+
+    def events() -> list[str]:
+        return [e["message"] for e in sentry_server.of_type("event")]
+
+    with reporting_to(sentry_server, role="worker"):
+        for i in range(3):
+            sentry_sdk.capture_message(f"kept {i}")
+            sentry_sdk.flush(10)
+        assert events() == ["kept 0", "kept 1", "kept 2"]
+        assert seen["connections"] == 1
+        seen["close"] = True
+        for i in range(3):
+            sentry_sdk.capture_message(f"reopened {i}")
+            sentry_sdk.flush(10)
+        assert events()[3:] == ["reopened 0", "reopened 1", "reopened 2"]
+        # the first went on the kept connection, each later one found it closed
+        assert seen["connections"] == 3
+        seen.update(close=False, limit=True)
+        sentry_sdk.capture_message("limited")
+        sentry_sdk.flush(10)
+        sentry_sdk.capture_message("held back")  # dropped in the process for 60 s
+        sentry_sdk.flush(10)
+    assert len(sentry_server.raw) == 6
+    assert b"limited" in seen["limited"][0]
+    assert not any(b"held back" in body for body in seen["limited"])

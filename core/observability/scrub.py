@@ -128,14 +128,33 @@ def before_send(event: Event, hint: Hint) -> Event | None:
     return cast("Event", ev)
 
 
+#: fields of a transaction and of its spans that sentry-sdk fills with ids, times, names of
+#: its own or numbers: never a phone, text or secret, so not walked (a job's transaction is
+#: sent for every job: the walk is most of the scrub's cost)
+_TX_PLAIN = frozenset({"event_id", "type", "platform", "timestamp", "start_timestamp", "sdk",
+                       "release", "environment", "dist", "level", "measurements",
+                       "transaction_info", "_meta"})
+_SPAN_PLAIN = frozenset({"trace_id", "span_id", "parent_span_id", "same_process_as_parent",
+                         "op", "origin", "status", "start_timestamp", "timestamp"})
+
+
 def before_send_transaction(event: Event, hint: Hint) -> Event | None:
     """Transactions get the same treatment as events: span descriptions and data (httpx
-    URLs and queries, Redis commands), request data and the dramatiq message, scrubbed.
-    Their breadcrumbs (the job's log lines) are dropped: errors carry those."""
+    URLs and queries, Redis commands), tags, request data and the dramatiq message, scrubbed
+    (every field but those of ``_TX_PLAIN``/``_SPAN_PLAIN``).  Their breadcrumbs (the job's
+    log lines) are dropped: errors carry those."""
     event.pop("breadcrumbs", None)
-    ev: dict[str, Any] = scrub(event)
+    ev: dict[str, Any] = {k: v if k in _TX_PLAIN else
+                          [_scrub_span(s) for s in v] if k == "spans" and isinstance(v, list)
+                          else scrub(v, k) for k, v in event.items()}
     _scrub_dramatiq_args(ev)
     return cast("Event", ev)
+
+
+def _scrub_span(span: Any) -> Any:
+    if not isinstance(span, dict):
+        return scrub(span)
+    return {k: v if k in _SPAN_PLAIN else scrub(v, k) for k, v in span.items()}
 
 
 def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:

@@ -52,14 +52,20 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
 
     if _state["traces_rate"] > 0:
         options.setdefault("traces_sampler", tracing.traces_sampler)
-        # the trace goes on through dramatiq messages, never in headers to the providers
-        options.setdefault("trace_propagation_targets", [])
+    # the trace goes on through dramatiq messages, never in headers to the providers
+    options.setdefault("trace_propagation_targets", [])
     from sentry_sdk.integrations.redis import RedisIntegration
+    from sentry_sdk.integrations.stdlib import StdlibIntegration
+
+    from core.observability.transport import KeepAliveTransport
 
     # sentry-sdk's Redis integration wraps every command of every thread (dramatiq's consumers
     # poll Redis all the time) and a send job runs a dozen: its spans cost more than the job's
     # own work.  The Lua scripts, where a job's Redis time goes, get spans of their own.
-    options.setdefault("disabled_integrations", [RedisIntegration()])
+    # Its stdlib integration wraps http.client, which only sentry-sdk's own transport uses
+    # here (the providers' calls go through httpx): a cost on every envelope for nothing.
+    options.setdefault("disabled_integrations", [RedisIntegration(), StdlibIntegration()])
+    options.setdefault("transport", KeepAliveTransport)
     sentry_sdk.init(
         dsn=dsn,
         release=release or _release(),
@@ -75,6 +81,12 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
         before_breadcrumb=before_breadcrumb,
         **options,
     )
+    if not options.get("debug"):
+        # sentry-sdk sets its logger to DEBUG and filters the records out unless ``debug``:
+        # a record made and dropped several times per transaction
+        from sentry_sdk.utils import logger as sdk_logger
+
+        sdk_logger.setLevel(logging.INFO)
     # dramatiq logs an actor's unhandled exception and its integration captures it too:
     # keep the integration's event (it has the message context), not a second one
     ignore_logger("dramatiq.worker.WorkerThread")
@@ -86,6 +98,10 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
     _state["sentry"] = True
     if _state["traces_rate"] > 0:
         tracing.instrument_scripts()
+        from sentry_sdk.scope import add_global_event_processor, global_event_processors
+
+        if tracing.prepare_transaction not in global_event_processors:
+            add_global_event_processor(tracing.prepare_transaction)
     if session:
         start_session()
     return True
