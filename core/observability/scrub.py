@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
 
 from core.privacy import mask_phone, scrub_text
 
@@ -49,9 +50,24 @@ _state: dict[str, Any] = {"providers": {}, "role": None, "sentry": False, "trace
 _SUSPECT = re.compile(r"\d{5}|=|\+\d")
 
 
+#: ``key=value`` pairs of phone keys (SMSC's ``phones=%2B375...``: an encoded ``+`` hides the
+#: number from the free-text reading, which leaves digit runs inside ids alone)
+_PHONEISH = re.compile(r"(?i)\b(phones?|to|msisdn|destination_addr|number)=([^&\s'\"]+)")
+
+
+def _phone_value(m: re.Match[str]) -> str:
+    def one(p: str) -> str:
+        masked = scrub_text(p)
+        bare = p.strip().lstrip("+")
+        return mask_phone(bare) if masked == p and bare.isdigit() else masked
+
+    return f"{m.group(1)}=" + ",".join(one(p) for p in unquote(m.group(2)).split(","))
+
+
 def _scrub_str(s: str) -> str:
     if not _SUSPECT.search(s):  # most strings (names, ops, URLs without a query): as they are
         return s
+    s = _PHONEISH.sub(_phone_value, s) if "=" in s else s
     return _SECRETISH.sub(lambda m: f"{m.group(1)}={FILTERED}", scrub_text(s))
 
 
