@@ -152,9 +152,10 @@ def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -
     """What ``enqueue`` writes (no delay): the same message copy, the same middleware before
     it, the same encoding; dramatiq's dispatch.lua then HSETs ``data`` under ``redis_id`` in
     ``<ns>:<queue>.msgs`` and RPUSHes ``redis_id`` onto ``<ns>:<queue>``."""
+    # enqueue copies the message with this one option added to none: the same message
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options={})
-    message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={},
+        options={"redis_message_id": str(uuid.uuid4())})
     broker.emit_before("enqueue", message, None)
     full = f"{broker.namespace}:{queue_name}"
     return Job(message, full, full + ".msgs", message.options["redis_message_id"],
