@@ -26,6 +26,8 @@ Control (JSON over HTTP, on every listener):
                               "down_mode": "drop"|"503"|"accept_then_503"|"accept_then_drop",
                               "delay_s": 0.0 (answers late; the request is processed at once),
                               "force_error": {"send": [3, 5]} (code, count),
+                              "raw_answer": {"send": ["<body>", 1]} (processed as always,
+                                  the next N answers replaced by the body as given),
                               "phone_error": {"375...": 7}, "final_status": {"375...": [20, 1]},
                               "progress_s": [0.2, 0.5], "throttle_per_s": 20 | null,
                               "duplicate_window_s": 60, "reset": true}
@@ -120,6 +122,7 @@ class SmscHttpSandbox:
         self.down_mode = "drop"
         self.delay_s = 0.0
         self.force_error: dict[str, list[int]] = {}
+        self.raw_answer: dict[str, list[Any]] = {}
         self.phone_error: dict[str, int] = {}
         self.final_status: dict[str, tuple[int, int]] = {}
         self.progress_s = self.default_progress
@@ -167,10 +170,13 @@ class SmscHttpSandbox:
             if forced and forced[1] > 0:
                 forced[1] -= 1
                 return self._error(command, fmt, forced[0], charset)
-            if command == "send":
-                return self._send(p, fmt, charset)
-            if command == "status":
-                return self._status(p, fmt, charset)
+            if command in ("send", "status"):
+                resp = (self._send if command == "send" else self._status)(p, fmt, charset)
+                raw = self.raw_answer.get(command)
+                if raw and raw[1] > 0:  # processed as always; the answer is replaced
+                    raw[1] -= 1
+                    return Response(200, str(raw[0]), "application/json")
+                return resp
             self.counters["balance"] += 1
             bal = f"{self.balance:.2f}"
             if fmt == "3":
@@ -364,6 +370,8 @@ class SmscHttpSandbox:
                     self.delay_s = float(c["delay_s"])
                 for k, v in c.get("force_error", {}).items():
                     self.force_error[k] = [int(v[0]), int(v[1])]
+                for k, v in c.get("raw_answer", {}).items():
+                    self.raw_answer[k] = [str(v[0]), int(v[1])]
                 self.phone_error.update({k: int(v) for k, v in c.get("phone_error", {}).items()})
                 self.final_status.update({k: (int(v[0]), int(v[1]))
                                           for k, v in c.get("final_status", {}).items()})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -80,6 +81,10 @@ HLR_FIELDS = ("mcc", "mnc", "country", "operator", "roaming_country", "roaming_o
               "imsi", "msc")
 
 
+class Unreadable(ValueError):
+    """An SMSC answer that cannot be read (the only error ``parse_answer`` raises)."""
+
+
 class _Answer:
     """One decoded answer: ``fields`` for fmt=1, ``data`` for fmt=3; ``error`` if it is one."""
 
@@ -90,26 +95,53 @@ class _Answer:
         self.error = error
 
 
+_INT = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def number(v: Any) -> int:
+    """An integer SMSC wrote as a number or a string of ASCII digits (``"²"`` is no digit);
+    raises Unreadable for anything else (None, a list, a fraction, inf)."""
+    if isinstance(v, bool):
+        raise Unreadable(f"not a number: {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e18:
+        return int(v)
+    if isinstance(v, str) and _INT.fullmatch(v.strip()):
+        return int(v.strip())
+    raise Unreadable(f"not a number: {str(v)[:20]!r}")
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or isinstance(v, (dict, list, bool)) else str(v)
+
+
 def parse_answer(body: str, fmt: int) -> _Answer:
-    """Decode a send/status/balance answer. Raises ValueError on anything malformed."""
+    """Decode a send/status/balance answer. Raises Unreadable (a ValueError) on anything
+    malformed, and nothing else, whatever the text."""
     body = body.strip()
     if fmt == 3:
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except RecursionError as exc:  # "[" * 100_000
+            raise Unreadable("the JSON answer nests too deeply to be read") from exc
+        except ValueError as exc:
+            raise Unreadable(f"not a JSON answer: {exc}") from exc
         if not isinstance(data, dict):
-            raise ValueError("JSON answer is not an object")
+            raise Unreadable("JSON answer is not an object")
         if "error_code" in data or "error" in data:
-            code = int(data.get("error_code", 0))
+            code = number(data.get("error_code"))
             if code <= 0:
-                raise ValueError("error answer without a positive error_code")
+                raise Unreadable("error answer without a positive error_code")
             return _Answer(data=data, error=code)
         return _Answer(data=data)
     if not body:
-        raise ValueError("empty answer")
+        raise Unreadable("empty answer")
     fields = [f.strip() for f in body.split(",")]
     if len(fields) == 2 and fields[1].startswith("-"):
-        code = int(fields[1][1:])
+        code = number(fields[1][1:])
         if code <= 0:
-            raise ValueError("bad error code")
+            raise Unreadable("bad error code")
         return _Answer(fields=fields, error=code)
     return _Answer(fields=fields)
 
@@ -243,10 +275,12 @@ class SmscHttp:
         try:
             if self.opts.fmt == 3:
                 d = ans.data
-                return Submitted(provider_id=str(int(d["id"])), parts=int(d.get("cnt", 0)) or None,
-                                 cost=d.get("cost"), balance=d.get("balance"))
+                return Submitted(provider_id=str(number(d["id"])),
+                                 parts=number(d.get("cnt", 0)) or None,
+                                 cost=_text(d.get("cost")), balance=_text(d.get("balance")))
             f = ans.fields
-            return Submitted(provider_id=str(int(f[0])), parts=int(f[1]) if len(f) > 1 else None,
+            return Submitted(provider_id=str(number(f[0])),
+                             parts=number(f[1]) if len(f) > 1 else None,
                              cost=f[2] if len(f) > 2 else None,
                              balance=f[3] if len(f) > 3 else None)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
@@ -261,12 +295,12 @@ class SmscHttp:
         try:
             if self.opts.fmt == 3:
                 d = ans.data
-                code, err = int(d["status"]), int(d.get("err", 0))
+                code, err = number(d["status"]), number(d.get("err", 0))
                 extra = {k: str(d[k]) for k in (*HLR_FIELDS, "cn", "net") if d.get(k) not in
                          (None, "")}
             else:
                 f = ans.fields
-                code, err = int(f[0]), int(f[2]) if len(f) > 2 else 0
+                code, err = number(f[0]), number(f[2]) if len(f) > 2 else 0
                 extra = {k: v for k, v in zip(HLR_FIELDS, f[3:], strict=False) if v}
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise RetryLater("SMSC answered a status request with something unreadable",
@@ -298,8 +332,8 @@ class SmscHttp:
             _raise(SEND_ERRORS, ans.error)
         try:
             if self.opts.fmt == 3:
-                return Decimal(str(ans.data["cost"])), int(ans.data["cnt"])
-            return Decimal(ans.fields[0]), int(ans.fields[1])
+                return Decimal(str(ans.data["cost"])), number(ans.data["cnt"])
+            return Decimal(ans.fields[0]), number(ans.fields[1])
         except (KeyError, IndexError, ValueError, InvalidOperation) as exc:
             raise RetryLater("unreadable cost answer", provider=PROVIDER) from exc
 
