@@ -90,7 +90,8 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- HTTP API: producers/http/ (auth, sms, idempotency, payments, callbacks)
     ("token:<sha256>", "hash", "-", "a producer token (id, producer, scopes)"),
     ("tokens", "hash", "-", "token id -> sha256"),
-    ("producer:<name>", "hash", "-", "the producer's callback secret"),
+    ("producer:<name>", "hash", "-",
+     "its callback secret; whether its callbacks may reach private addresses"),
     ("http-idem:<producer>:<sha256>", "string", "24 h", "an Idempotency-Key's answer"),
     ("owner:<kind>:<id>", "string", "retention_s", "producer owning a payment or check"),
     ("cb:q:<id>", "zset", "-", "a record's undelivered callbacks"),

@@ -174,7 +174,8 @@ class Payments:
                       return_url: str | None = None, expired_at: Any = None,
                       test: bool | None = None, idempotency_key: str | None = None,
                       idempotency_ttl_s: int = 24 * 3600, producer: str | None = None,
-                      callback_url: str | None = None) -> str:
+                      callback_url: str | None = None,
+                      allow_private_callback: bool = False) -> str:
         """Queue an MTS Money payment; returns its id (bePaid's ``tracking_id``).
 
         ``customer_answer`` is the customer's answer to the MTS Money terms (``accept`` or
@@ -208,7 +209,7 @@ class Payments:
             raise InvalidInput("test", "must be true or false")
         is_test = opts.test if test is None else test
         idempotency_key = v.check_idempotency_key(idempotency_key)
-        callback_url = v.check_callback_url(callback_url)
+        callback_url = v.check_callback_url(callback_url, allow_private=allow_private_callback)
         check_fields = self._reuse_check(check_id, number, acct.name)
 
         pay_id = uuid.uuid4().hex
@@ -222,7 +223,9 @@ class Payments:
             "description": description, "customer_answer": answer.value if answer else None,
             "return_url": ret, "notification_url": notify, "expired_at": expires,
             "test": is_test, "idempotency_key": idempotency_key, "producer": producer,
-            "callback_url": callback_url, **check_fields,
+            "callback_url": callback_url,
+            "callback_private": 1 if callback_url and allow_private_callback else None,
+            **check_fields,
         }
         self.ps.create_payment(pay_id, fields, account=acct.name,
                                due_ms=now_ms() + FIRST_LOOKUP_S * 1000)

@@ -32,7 +32,8 @@ BATCH_CHUNK = 1000
 
 #: the keywords ``send_many``'s items may hold
 _SEND_ARGS = {"to", "text", "sender", "account", "lane", "kind", "validity", "idempotency_key",
-              "idempotency_ttl_s", "options", "producer", "callback_url", "integration"}
+              "idempotency_ttl_s", "options", "producer", "callback_url", "integration",
+              "allow_private_callback"}
 
 
 def new_message_id() -> str:
@@ -89,7 +90,8 @@ class Producer:
                   kind: str = "transactional", validity: int | None = None,
                   idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
                   options: dict[str, Any] | None = None, producer: str | None = None,
-                  callback_url: str | None = None, integration: str | None = None) -> Queued:
+                  callback_url: str | None = None, integration: str | None = None,
+                  allow_private_callback: bool = False) -> Queued:
         """Queue one SMS. Raises InvalidInput naming the field, Unavailable naming Redis and
         its address when Redis does not answer; on any error nothing is enqueued.  Duplicates
         and idempotency keys count per producer (``producers/duplicates.py``): another
@@ -106,7 +108,8 @@ class Producer:
                            validity=validity, idempotency_key=idempotency_key,
                            idempotency_ttl_s=idempotency_ttl_s, options=options,
                            producer=producer, callback_url=callback_url,
-                           integration=integration)
+                           integration=integration,
+                           allow_private_callback=allow_private_callback)
         return self._accept([draft])[0]
 
     @raises_unavailable
@@ -147,7 +150,8 @@ class Producer:
               kind: str = "transactional", validity: int | None = None,
               idempotency_key: str | None = None, idempotency_ttl_s: int = 24 * 3600,
               options: dict[str, Any] | None = None, producer: str | None = None,
-              callback_url: str | None = None, integration: str | None = None) -> Draft:
+              callback_url: str | None = None, integration: str | None = None,
+              allow_private_callback: bool = False) -> Draft:
         """Every check of ``send_sms``, nothing written: the message as it will be accepted
         (the account chosen, its record's fields). Raises InvalidInput naming the field."""
         phone = v.normalise_phone(to, self.settings.default_region)
@@ -165,7 +169,8 @@ class Producer:
             consent.require_consent(self.store, phone)
         validity = v.check_validity(validity)
         idempotency_key = v.check_idempotency_key(idempotency_key)
-        callback_url = v.check_callback_url(callback_url)
+        # a private callback target only where the operator allows it (callback_targets.py)
+        callback_url = v.check_callback_url(callback_url, allow_private=allow_private_callback)
         try:
             route = (Route(accounts=[self.settings.account(account).name]) if account
                      else self.settings.route_for(phone, kind=kind_v.value, lane=lane_v.value))
@@ -191,6 +196,7 @@ class Producer:
             "encoding": info.encoding, "parts": info.parts, "validity_min": validity,
             "options": opts or None, "idempotency_key": idempotency_key,
             "producer": producer, "callback_url": callback_url, "integration": integration,
+            "callback_private": 1 if callback_url and allow_private_callback else None,
             # a route of several accounts: the worker may move the message along it
             "route": route.key if len(route.accounts) > 1 else None,
         }

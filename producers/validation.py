@@ -80,8 +80,10 @@ def check_idempotency_key(key: object) -> str | None:
     return key
 
 
-def check_callback_url(url: object) -> str | None:
-    """An absolute http(s) URL that status changes are POSTed to."""
+def check_callback_url(url: object, *, allow_private: bool = False) -> str | None:
+    """An absolute http(s) URL that status changes are POSTed to, not at this host, its
+    network or a metadata service unless ``allow_private`` (producers/callback_targets.py;
+    what the name resolves to is checked again when the dispatcher connects)."""
     if url is None or url == "":
         return None
     if not isinstance(url, str) or len(url) > 2000 or not url.isprintable() or " " in url:
@@ -95,4 +97,12 @@ def check_callback_url(url: object) -> str | None:
         raise InvalidInput("callback_url", "is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("callback_url", "must be an absolute http:// or https:// URL")
+    if not allow_private:
+        from producers.callback_targets import host_refusal
+
+        why = host_refusal(parts.hostname)
+        if why is not None:
+            raise InvalidInput("callback_url", f"must reach a public address: {why} (the "
+                               "operator can allow private callbacks for a producer: gonets "
+                               "token private-callbacks)")
     return url

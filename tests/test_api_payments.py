@@ -18,6 +18,7 @@ def test_payment_over_the_api_sends_signed_callbacks_in_order_and_is_private(
 
     tokens = Tokens(payments.store.r, pay_settings.namespace)
     shop = tokens.create("shop", "pay")
+    tokens.set_private_callbacks("shop", True)  # the receiver is on this host
     other = tokens.create("other", "pay,read")
     pay_worker()
     d = Dispatcher(pay_settings, backoff=Backoff(first_s=0.1, max_s=0.5), threads=2)

@@ -39,7 +39,7 @@ def seeded(api, token, store):
     with httpx.Client(base_url=api.url,
                       headers={"Authorization": f"Bearer {token.token}"}) as c:
         ids = [c.post("/v1/sms", json={"to": f"+37529500000{i}", "text": f"seed {i}",
-                                       "validity": 10, "callback_url": "http://127.0.0.1:9/x"}
+                                       "validity": 10, "callback_url": "https://shop.example/x"}
                       ).json()["id"] for i in range(3)]
     store.transition(ids[0], "submitted", provider_status="0")
     store.transition(ids[0], "failed", provider_status="20", error_code="13", reason="blocked")

@@ -123,6 +123,8 @@ def test_the_module_under_phpunit_against_gonets(
 
     php, phpunit = _tool("php"), _tool("phpunit")
     token = Tokens(store.r, store.ns).create("bitrixshop", "send,read,consent")
+    # the module's callback endpoint runs on this host
+    Tokens(store.r, store.ns).set_private_callbacks("bitrixshop", True)
     api_port, health_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     started: list[GonetsProcess] = []

@@ -4,11 +4,15 @@ real worker."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from typing import Any
 
 import httpx
+import pytest
 
+from core.errors import InvalidInput
 from producers.http.callbacks import Dispatcher
 from producers.http.models import BatchOut
 from tests.support import poll_until, wait_final
@@ -19,6 +23,8 @@ SAME = {"to": "+375294440000", "text": "Your order 17 has shipped"}
 def test_two_producers_sending_the_same_get_their_own_messages_and_callbacks(
         api, client, tokens, store, smsc, start_worker, api_settings, receiver):
     other = tokens.create("other-shop", "send,read")
+    for p in ("shop", "other-shop"):  # the receiver is on this host
+        tokens.set_private_callbacks(p, True)
     a = client.post("/v1/sms", json={**SAME, "callback_url": receiver.url})
     assert a.status_code == 202 and "gonets-duplicate-of" not in a.headers
     with httpx.Client(base_url=api.url, timeout=30,
@@ -83,3 +89,85 @@ def test_cli_send_says_a_duplicate_is_one(gonets_env, store):
     assert first.stdout.strip() == second.stdout.strip()  # stdout: the id alone
     assert "duplicate" not in first.stderr
     assert f"duplicate of {first.stdout.strip()}" in second.stderr
+
+
+# --- callback targets ------------------------------------------------------------------------
+
+REFUSED_TARGETS = [
+    "http://127.0.0.1:8080/hook", "http://127.1/hook", "http://2130706433/hook",
+    "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook", "http://[::ffff:10.1.2.3]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook", "http://10.0.0.5/hook", "http://172.20.1.1/hook",
+    "http://192.168.1.10/hook", "http://100.64.3.4/hook", "http://169.254.169.254/latest/",
+    "http://[fe80::1]/hook", "http://[fd00:ec2::254]/", "http://100.100.100.200/",
+    "http://0.0.0.0/hook", "http://localhost:9000/hook", "http://api.localhost/hook",
+    "http://metadata.google.internal/computeMetadata/v1/", "http://payments-svc/hook",
+    "https://printer.local/hook",
+]
+
+
+def test_private_callback_targets_are_refused_when_accepted(api, client, tokens, producer,
+                                                              store):
+    for url in REFUSED_TARGETS:
+        r = client.post("/v1/sms", json={"to": "+375294440010", "text": url,
+                                         "callback_url": url})
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["field"] == "callback_url" and "public address" in r.json()["detail"]
+        with pytest.raises(InvalidInput) as err:
+            producer.send_sms("+375294440010", url, callback_url=url)
+        assert err.value.field == "callback_url"
+    assert not list(store.r.scan_iter(store.key("msg", "*")))  # nothing was queued
+    ok = client.post("/v1/sms", json={"to": "+375294440010", "text": "public",
+                                      "callback_url": "https://hooks.shop.example/gonets"})
+    assert ok.status_code == 202
+    # the operator allows them for one producer; others stay refused
+    tokens.set_private_callbacks("shop", True)
+    assert client.post("/v1/sms", json={"to": "+375294440011", "text": "x", "callback_url":
+                                        "http://127.0.0.1:8080/hook"}).status_code == 202
+    assert producer.queue_sms("+375294440012", "y", callback_url="http://10.0.0.5/h",
+                              allow_private_callback=True).id
+    other = tokens.create("other-shop", "send")
+    r = httpx.post(f"{api.url}/v1/sms", headers={"Authorization": f"Bearer {other.token}"},
+                   json={"to": "+375294440013", "text": "z",
+                         "callback_url": "http://127.0.0.1:8080/hook"})
+    assert r.status_code == 422
+
+
+def _resolver(table: dict[str, list[str]]):
+    def resolve(host: str, port: int, *a: Any, **kw: Any) -> list[Any]:
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown name")
+        return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (ip, port)) for ip in table[host]]
+    return resolve
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_when_the_dispatcher_connects(
+        api, client, tokens, store, api_settings, receiver):
+    """DNS is the stand-in here (the dispatcher's resolver seam): a public-looking name that
+    resolves to the receiver's loopback address, as a rebinding or internal name would."""
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    url = f"http://hooks.shop.example:{port}/hook"
+    other = tokens.create("lab", "send")
+    tokens.set_private_callbacks("lab", True)
+    mine = client.post("/v1/sms", json={"to": "+375294440020", "text": "a",
+                                        "callback_url": url}).json()["id"]
+    mixed = client.post("/v1/sms", json={"to": "+375294440021", "text": "b", "callback_url":
+                                         url.replace("hooks.", "mixed.")}).json()["id"]
+    lab = httpx.post(f"{api.url}/v1/sms", headers={"Authorization": f"Bearer {other.token}"},
+                     json={"to": "+375294440022", "text": "c", "callback_url": url}
+                     ).json()["id"]
+    resolve = _resolver({"hooks.shop.example": ["127.0.0.1"],
+                         "mixed.shop.example": ["93.184.216.34", "::ffff:127.0.0.1"]})
+    d = Dispatcher(api_settings, threads=2, resolve=resolve)
+    t = d.start_thread()
+    try:
+        # the allowed producer's callback reaches the checked address, named as in its URL
+        poll_until(lambda: receiver.statuses(lab) == ["queued"], 30, "the allowed callback")
+        poll_until(lambda: d.refused == 2, 30, "both refusals")
+    finally:
+        d.stop()
+        t.join(10)
+    assert receiver.statuses(mine) == [] and receiver.statuses(mixed) == []
+    got = next(r for r in receiver.received if r["json"]["id"] == lab)
+    assert got["headers"]["Host"] == f"hooks.shop.example:{port}"
+    assert not store.r.zcard(store.keys.cb_queue(mine))  # dropped, not retried forever

@@ -5,7 +5,9 @@ random strings, so an unsalted hash is as safe as a password hash and is one loo
 
     ns:token:<sha256 hex>    hash    id, producer, scopes ("send,read"), created_ms
     ns:tokens                hash    token id -> sha256 hex (list and revoke by id)
-    ns:producer:<name>       hash    secret (signs outgoing callbacks), created_ms
+    ns:producer:<name>       hash    secret (signs outgoing callbacks), created_ms,
+                                     allow_private_callbacks ("1": the operator lets its
+                                     callbacks reach private addresses)
 
 A *producer* is who owns messages: it sees only its own.  It may hold several tokens at once
 (rotate one, then revoke the old); its callback signing secret outlives any one token.
@@ -127,3 +129,17 @@ class Tokens:
 
     def callback_secret(self, producer: str) -> str | None:
         return maybe_text(self.r.hget(self.keys.producer(producer), "secret"))
+
+    def allows_private_callbacks(self, producer: str) -> bool:
+        """Whether the operator let this producer's callbacks go to loopback, private and
+        link-local addresses (producers/callback_targets.py)."""
+        return maybe_text(self.r.hget(self.keys.producer(producer),
+                                      "allow_private_callbacks")) == "1"
+
+    def set_private_callbacks(self, producer: str, allow: bool) -> None:
+        if not _PRODUCER.match(producer or ""):
+            raise InvalidInput("producer", "1–64 of a-z 0-9 _ . - starting with a letter or "
+                                           "digit")
+        # Tokens is the store of its own keys
+        self.r.hset(self.keys.producer(producer), "allow_private_callbacks",
+                    "1" if allow else "0")

@@ -36,6 +36,12 @@ go through the same queue, order and retries, but each is reported to the portal
 ``messageservice.message.status.update`` instead of a POST (producers/http/bitrix24.py maps
 the statuses and renews the portal's OAuth token).
 
+Each POST goes only where ``producers/callback_targets.py`` allows: the URL's name is resolved,
+every address is checked (loopback, private, link-local, CGNAT and metadata addresses are
+refused unless the record says the operator allowed them, ``callback_private``) and the
+connection goes to the checked address with the URL's ``Host`` and TLS name.  A refused
+callback is dropped at once and logged; a name that does not resolve is retried.
+
 One ``gonets callbacks`` process per cluster is the intended shape; a second one is safe (the
 lock keeps each message to one deliverer; ordering is by event time in any case).
 """
@@ -60,6 +66,7 @@ from core.locks import new_token
 from core.replies import stream_entries, text, text_list
 from core.settings import Settings
 from core.store import Store, now_ms
+from producers.callback_targets import Refused, Resolver, pin
 from producers.http.auth import Tokens
 
 log = logging.getLogger("gonets.callbacks")
@@ -108,13 +115,15 @@ def _iso(ms: int) -> str:
 class Dispatcher:
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  backoff: Backoff = Backoff(), threads: int = 16, timeout_s: float = 10.0,
-                 claim_idle_ms: int = 30_000, consumer: str | None = None) -> None:
+                 claim_idle_ms: int = 30_000, consumer: str | None = None,
+                 resolve: Resolver = socket.getaddrinfo) -> None:
         self.store = store or Store.from_settings(settings)
         self.keys = self.store.keys
         # the dispatcher's own keys (cb:*, core/keys.py) and its consumer groups
         self.r = self.store.r  # the dispatcher's own keys
         self.tokens = Tokens(self.r, settings.namespace)
         self.backoff = backoff
+        self.resolve = resolve  # how callback hosts are resolved (checked, then connected to)
         self.threads = threads
         self.claim_idle_ms = claim_idle_ms
         self.consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
@@ -134,6 +143,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self.delivered = 0
         self.dropped = 0
+        self.refused = 0
 
     # --- ingest
     def ensure_group(self) -> None:
@@ -171,11 +181,12 @@ class Dispatcher:
         pipe = self.r.pipeline(transaction=False)
         for stream, _, f in entries:
             pipe.hmget(self.store.key(self.streams[stream][1], f.get("id", "")),
-                       "callback_url", "producer", "integration")
+                       "callback_url", "producer", "integration", "callback_private")
         targets = pipe.execute()
         tx = self.r.pipeline(transaction=True)
         due: dict[str, int] = {}
-        for (stream, eid, f), (url, producer, integration) in zip(entries, targets, strict=True):
+        for (stream, eid, f), (url, producer, integration, private) in zip(entries, targets,
+                                                                            strict=True):
             b24 = integration[len("bitrix24:"):] \
                 if integration and integration.startswith("bitrix24:") else None
             if not url and b24 is None:
@@ -194,6 +205,8 @@ class Dispatcher:
                                       "body": body}
             if b24 is not None:
                 target["bitrix24"] = b24
+            if private == "1":
+                target["private"] = True
             entry = json.dumps(target, separators=(",", ":"))
             tx.zadd(self.keys.cb_queue(f["id"]), {f"{int(seq):010d}|{entry}": int(ms_s)})
             due[f["id"]] = now_ms()
@@ -245,7 +258,21 @@ class Dispatcher:
             headers["X-Gonets-Signature"] = sign(secret, body)
         ok = False
         try:
-            resp = self.client.post(entry["url"], content=body, headers=headers)
+            to = pin(entry["url"], allow_private=bool(entry.get("private")),
+                     resolve=self.resolve)
+        except Refused as exc:
+            # never retried: the target is not one this producer may reach
+            log.warning("callback %s for %s refused: %s", entry["body"]["event_id"], msg_id,
+                        exc.reason)
+            self.refused += 1
+            return self._drop(msg_id, member)
+        except (OSError, ValueError, UnicodeError) as exc:  # no address yet: try again later
+            return self._settle(msg_id, member, entry, False, f"resolving: {exc}")
+        headers["Host"] = to.host_header
+        try:
+            resp = self.client.post(to.url, content=body, headers=headers,
+                                    extensions={"sni_hostname": to.sni_hostname}
+                                    if to.sni_hostname else None)
             ok = 200 <= resp.status_code < 300
             why = f"HTTP {resp.status_code}"
         except httpx.HTTPError as exc:
@@ -255,6 +282,13 @@ class Dispatcher:
             log.warning("callback %s for %s: unusable URL (%s)", entry["body"]["event_id"],
                         msg_id, why)
         return self._settle(msg_id, member, entry, ok, why)
+
+    def _drop(self, msg_id: str, member: str) -> bool:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.keys.cb_queue(msg_id), member)
+        pipe.delete(self.keys.cb_try(msg_id))
+        pipe.execute()
+        return True
 
     def _settle(self, msg_id: str, member: str, entry: dict[str, Any], ok: bool,
                 why: str) -> bool:

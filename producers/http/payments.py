@@ -105,7 +105,9 @@ class PaymentRoutes:
             m.phone, m.amount, description=m.description, currency=m.currency,
             customer_answer=m.customer_answer, check_id=m.check_id, account=m.account,
             return_url=m.return_url, expired_at=m.expired_at, test=m.test,
-            idempotency_key=key, producer=call.producer, callback_url=m.callback_url)
+            idempotency_key=key, producer=call.producer, callback_url=m.callback_url,
+            allow_private_callback=bool(m.callback_url)
+            and self.api.tokens.allows_private_callbacks(call.producer))
         self._claim(call, "payment", pay_id)
         return Reply(202, {"id": pay_id, "status": "queued"},
                      {"Location": f"/v1/payments/{pay_id}"})

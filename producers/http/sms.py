@@ -61,17 +61,26 @@ class SmsRoutes:
         return ProducerIndex(self.store)
 
     # --- sending
-    def _item(self, call: Call, item: Any, prefix: str = "") -> dict[str, Any]:
-        """``send_sms``'s arguments of one request item (raises the 422 of a bad item)."""
+    def _item(self, call: Call, item: Any, prefix: str = "",
+              private: dict[str, bool] | None = None) -> dict[str, Any]:
+        """``send_sms``'s arguments of one request item (raises the 422 of a bad item).
+        ``private`` caches the producer's private-callbacks setting across a batch."""
         try:
             m = SmsIn.model_validate(item)
         except ValidationError as exc:
             raise from_validation(exc, prefix) from None
+        allow = False
+        if m.callback_url:  # asked only when there is a target to judge
+            private = {} if private is None else private
+            if "allow" not in private:
+                private["allow"] = self.api.tokens.allows_private_callbacks(call.producer)
+            allow = private["allow"]
         # the idempotency key is scoped to the producer by the producer API
         return {"to": m.to, "text": m.text, "sender": m.sender, "account": m.account,
                 "lane": m.lane, "kind": m.kind, "validity": m.validity,
                 "idempotency_key": m.idempotency_key, "options": m.options,
-                "producer": call.producer, "callback_url": m.callback_url}
+                "producer": call.producer, "callback_url": m.callback_url,
+                "allow_private_callback": allow}
 
     @staticmethod
     def _refused(exc: InvalidInput, prefix: str = "") -> ApiError:
@@ -99,9 +108,10 @@ class SmsRoutes:
         results: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
         where: list[int] = []
+        private: dict[str, bool] = {}
         for i, item in enumerate(batch.messages):
             try:
-                items.append(self._item(call, item))
+                items.append(self._item(call, item, private=private))
                 where.append(i)
                 results.append({})
             except ApiError as exc:
