@@ -32,6 +32,7 @@ from dramatiq.middleware import (
 )
 
 from core.keys import Keys
+from core.redis_conn import connect
 from core.settings import Settings
 
 _lock = threading.Lock()
@@ -99,7 +100,9 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         middleware.append(Liveness(settings.maintenance_interval_s))
         middleware += [JobTags(), JobMetrics()]
     broker = RedisBroker(
-        url=settings.redis_url,
+        # no retry of a timed-out command: a fetch that ran but whose answer was lost would
+        # leave its messages in this worker's ack set until the worker dies
+        client=connect(settings.redis_url, decode_responses=False, retry_on_timeout=False),
         namespace=Keys(settings.namespace).broker_namespace(),
         middleware=middleware,
         heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),

@@ -39,6 +39,7 @@ from core.contracts import RANK, Status
 from core.errors import UnknownMessage
 from core.keys import Keys
 from core.locks import locks_for
+from core.redis_conn import connect
 from core.replies import HashFields, maybe_text, stream_entries, text, text_dict, text_list
 from core.settings import Settings
 from core.timing import now_ms as now_ms  # re-exported: the store's clock is the timing rules'
@@ -49,15 +50,9 @@ def _lua(name: str) -> str:
 
 
 def redis_client(url: str) -> redis.Redis:
-    """A decoded-string client with timeouts and retries on connection blips."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=30,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
+    """A decoded-string client with timeouts and retries on connection blips, for either form
+    of ``GONETS_REDIS_URL`` (one Redis, or a Sentinel-managed master): ``core.redis_conn``."""
+    return connect(url)
 
 
 #: the rank of every final status: the transition script refuses any change of a record whose

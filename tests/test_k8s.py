@@ -40,10 +40,13 @@ from workers.pool import queues_for
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 #: the shipped overlays, and "all-components": prod with every optional component at once
-OVERLAYS = ["dev", "prod", "external-redis", "hpa", "all-components"]
-KEDA_OVERLAYS = ["dev", "prod", "external-redis"]
+OVERLAYS = ["dev", "prod", "external-redis", "hpa", "sentinel", "all-components"]
+KEDA_OVERLAYS = ["dev", "prod", "external-redis", "sentinel"]
 EXTERNAL_REDIS = {"external-redis", "all-components"}
 COMPONENTS = ["bitrix24", "external-redis", "hpa", "prometheus", "sentry-egress"]
+#: components that replace one another, rendered by an overlay of their own instead of in
+#: "all-components": redis-sentinel (k8s/overlays/sentinel) is the other choice to external-redis
+ALTERNATIVES = {"redis-sentinel": "sentinel"}
 #: the oldest Kubernetes the manifests promise to work on, and the newest the schemas know
 K8S_VERSIONS = ["1.30.0", "1.33.0"]
 SECRETS_MOUNT = "/var/run/secrets/gonets/"
@@ -486,7 +489,7 @@ def test_no_secret_value_is_in_a_manifest(rendered: dict[str, list[dict[str, Any
     text = yaml.safe_dump_all(docs)
     assert "CHANGE_ME" not in text
     # a Redis URL with a literal password
-    for url in re.findall(r"rediss?://[^\s'\"]+", text):
+    for url in re.findall(r"redis(?:s|\+sentinel)?://[^\s'\"]+", text):
         userinfo = urlsplit(url).netloc.rpartition("@")[0]
         assert not userinfo or re.fullmatch(r":?\$\([A-Z_]+\)", userinfo), url
     referenced: dict[str, set[str]] = {}
@@ -915,6 +918,14 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
             ports.add(account.smpp_port)
         for port in ports:
             assert net.allowed(pod, PUBLIC, port), f"pool {pool} cannot reach its provider :{port}"
+    if overlay == "sentinel":  # the Sentinels: asked by every role, talking among themselves
+        for name, pod in gonets_roles.items():
+            assert net.allowed(pod, redis_pod, 26379), f"{name} -> sentinel"
+        for port in (6379, 26379):
+            assert net.allowed(redis_pod, redis_pod, port), f"redis <-> redis :{port}"
+            assert not net.allowed(redis_pod, PUBLIC, port), f"redis -> internet :{port}"
+        assert not net.allowed(stranger, redis_pod, 26379), "sentinel open to any pod"
+        assert not net.allowed(keda, redis_pod, 26379)
     if redis_pod:
         assert not net.allowed(stranger, redis_pod, 6379), "redis open to any pod"
         assert net.allowed(keda, redis_pod, 6379) == (overlay in KEDA_OVERLAYS), \
@@ -923,7 +934,11 @@ def test_network_paths(rendered: dict[str, list[dict[str, Any]]], overlay: str,
 
 def test_every_component_is_rendered_by_the_suite() -> None:
     assert sorted(p.name for p in (K8S / "components").iterdir() if p.is_dir()) == \
-        sorted(COMPONENTS)
+        sorted(COMPONENTS + list(ALTERNATIVES))
+    for component, overlay in ALTERNATIVES.items():
+        assert overlay in OVERLAYS
+        text = (K8S / "overlays" / overlay / "kustomization.yaml").read_text(encoding="utf-8")
+        assert f"components/{component}" in text
 
 
 def test_the_bitrix24_component_mounts_the_app_credentials_for_the_callbacks(
@@ -941,3 +956,60 @@ def test_the_bitrix24_component_mounts_the_app_credentials_for_the_callbacks(
     # without the component the callbacks pod mounts no credentials at all
     plain = by_name(rendered["prod"], "Deployment", "gonets-callbacks")
     assert "bitrix24-credentials" not in str(plain)
+
+
+# --- Redis under Sentinel ----------------------------------------------------------------
+
+
+def _script(name: str) -> str:
+    return (K8S / "components" / "redis-sentinel" / name).read_text(encoding="utf-8")
+
+
+def test_the_sentinel_overlay_runs_three_redis_pods_and_every_role_asks_their_sentinels(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    from core.redis_conn import parse_sentinel
+
+    docs = rendered["sentinel"]
+    sts = by_name(docs, "StatefulSet", "gonets-redis")
+    replicas = sts["spec"]["replicas"]
+    assert replicas == 3
+    pod = sts["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"redis", "sentinel"}
+    assert containers["redis"]["command"] == ["sh", "/scripts/redis.sh"]
+    assert "args" not in containers["redis"], "the script builds redis-server's arguments"
+    assert containers["sentinel"]["command"] == ["sh", "/scripts/sentinel.sh"]
+    assert {p["name"]: p["containerPort"] for p in containers["sentinel"]["ports"]} == \
+        {"sentinel": 26379}
+    # the scripts are mounted from the generated ConfigMap, whatever its hash
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "scripts"]
+    cm = by_name(docs, "ConfigMap", vol["configMap"]["name"])
+    assert set(cm["data"]) == {"common.sh", "redis.sh", "sentinel.sh"}
+    for name, text in cm["data"].items():
+        res = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+    # the names the scripts use are the StatefulSet's pods under its headless Service
+    headless = by_name(docs, "Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]}["sentinel"] == 26379
+    common = cm["data"]["common.sh"]
+    master = re.search(r"^MASTER_NAME=(\S+)$", common, re.M)
+    assert master and f"{sts['spec']['serviceName']}." in common
+    quorum = re.search(r"sentinel monitor \$MASTER_NAME \$master 6379 (\d+)",
+                       cm["data"]["sentinel.sh"])
+    assert quorum and replicas // 2 < int(quorum.group(1)) <= replicas, "a majority decides"
+    # every Gonets container asks these Sentinels for this master, with the Secret's password
+    want = {(f"gonets-redis-{i}.{sts['spec']['serviceName']}", 26379) for i in range(replicas)}
+    for d in of_kind(docs, "Deployment"):
+        env = {e["name"]: e for e in gonets_container(d)["env"]}
+        url = env["GONETS_REDIS_URL"]["value"]
+        addr = parse_sentinel(url.replace("$(REDIS_PASSWORD)", "pw"))
+        assert set(addr.sentinels) == want, d["metadata"]["name"]
+        assert addr.master == master.group(1) and addr.password == "pw"
+        names = list(env)
+        assert names.index("REDIS_PASSWORD") < names.index("GONETS_REDIS_URL")
+    # a drain takes one Redis pod at a time: a majority of Sentinels stays
+    (pdb,) = [p for p in of_kind(docs, "PodDisruptionBudget")
+              if selects(p["spec"]["selector"], pod and sts["spec"]["template"]["metadata"]
+                         ["labels"])]
+    assert pdb["spec"]["maxUnavailable"] == 1

@@ -167,10 +167,10 @@ class HealthServer:
 def redis_check(url: str, timeout_s: float = 1.5) -> Check:
     """A PING on a connection of the check's own, with short timeouts, so a dead or
     unreachable Redis fails the check instead of hanging the probe."""
-    import redis
+    from core.redis_conn import connect
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                  health_check_interval=0)
+    client = connect(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                     health_check_interval=0, retry_on_timeout=False)
 
     def check() -> object:
         return bool(client.ping()) or "no PONG"
