@@ -61,7 +61,8 @@ class AccountState:
         """(seconds the pool stays paused, whether an incident is open), one round trip."""
         pipe = self.r.pipeline(transaction=False)
         pipe.pttl(self.keys.pause(account))
-        pipe.exists(self.keys.incident(account))
+        # a run of failed tries (core/routing.py) is closed by a send that works, as an incident
+        pipe.exists(self.keys.incident(account), self.keys.unreach(account))
         ttl, incident = pipe.execute()
         return max(int(ttl), 0) / 1000.0, bool(incident)
 
@@ -84,7 +85,10 @@ class AccountState:
     def close_incident(self, account: str) -> bool:
         """The account works again: clear the pause and the incident's alerts (so a new
         incident alerts), keep the low-balance alert.  True if an incident was open."""
-        if not self.r.delete(self.keys.incident(account)):
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self.keys.incident(account))
+        pipe.delete(self.keys.unreach(account))  # the provider answers again (core/routing.py)
+        if not pipe.execute()[0]:
             return False
         self.r.set(self.keys.resumed(account), str(_ms()), ex=ALERT_EVERY_S)
         self.r.delete(self.keys.pause(account))

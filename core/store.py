@@ -109,7 +109,8 @@ class RecordModel(Generic[S]):
 #: SMS message records (core/contracts.py holds their status model)
 MESSAGES: RecordModel[Status] = RecordModel(
     name="message", statuses=Status, ranks=RANK, record=Keys.msg, history=Keys.msg_history,
-    events=Keys.events, index=Keys.nonfinal, stats=True)
+    events=Keys.events, index=Keys.nonfinal, stats=True,
+    event_fields=("provider_status", "error_code", "account"))
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,8 @@ class RecordStore(Generic[S]):
         for k in self.model.event_fields:
             if k in extra:
                 event[k] = extra[k]
+        if account is not None and "account" in self.model.event_fields:
+            event["account"] = account  # the account it happened on (a route may move it)
         keys = self._keys(rec_id, self._index_key_of(rec_id, account))
         res = int(self._transition(
             keys=keys,
@@ -318,6 +321,7 @@ class Store(RecordStore[Status]):
                          events_maxlen=events_maxlen)
         self._resubmit = client.register_script(_lua("resubmit.lua"))
         self._submit = client.register_script(_lua("submit.lua"))
+        self._move = client.register_script(_lua("move.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -367,6 +371,21 @@ class Store(RecordStore[Status]):
             args=[ts, self.events_maxlen, msg_id, event, receipt_id, max_resubmits,
                   status.value, next_check_ms or ts + 600_000,
                   "reason", reason, "error_code", error_code]))
+
+    def move(self, msg_id: str, from_account: str, to_account: str, to_provider: str, *,
+             reason: str, detail: str, max_moves: int) -> bool:
+        """Move a message waiting on ``from_account`` (nothing in flight) to ``to_account`` of
+        its route (``lua/move.lua``): ``account`` and ``provider`` change, ``tried`` gains
+        ``{account, reason, detail, at_ms}`` and its history the move. False: refused."""
+        ts = now_ms()
+        event = {"id": msg_id, "status": Status.QUEUED.value, "at_ms": ts, "account": to_account,
+                 "moved_from": from_account,
+                 "reason": f"moved from {from_account} to {to_account}: {detail} ({reason})"}
+        tried = {"account": from_account, "reason": reason, "detail": detail, "at_ms": ts}
+        return bool(self._move(keys=[self.msg_key(msg_id), self.history_key(msg_id)],
+                               args=[from_account, to_account, to_provider, ts,
+                                     json.dumps(event, ensure_ascii=False),
+                                     json.dumps(tried, ensure_ascii=False), max_moves]))
 
     def begin_attempt(self, msg_id: str, *, seq: str | None = None) -> None:
         """Mark a send attempt as in flight (one round trip): until it is settled, a retry

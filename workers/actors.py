@@ -16,7 +16,7 @@ from decimal import Decimal
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from core.broker import enqueue
+from core.broker import enqueue, get_broker
 from core.contracts import (
     CHECK_BALANCE,
     POLL_STATUS,
@@ -24,6 +24,8 @@ from core.contracts import (
     SEND_SMS,
     SEND_SMS_URGENT,
     Status,
+    send_actor,
+    send_queue,
     status_queue,
 )
 from core.errors import NoLookup, ProviderError
@@ -59,8 +61,16 @@ def send_sms(msg_id: str) -> None:
     if expired(rec) and not in_flight:
         oc.expire(msg_id, "validity ended before it could be sent")
         return
+    if rt.pool is not None and rec["account"] != rt.pool:
+        # it moved to another account of its route after this job was queued: its send job
+        # belongs to that account's pool (a duplicate job there finds it sent, or in flight)
+        enqueue(get_broker(rt.settings), send_queue(rec["account"], rec["lane"]),
+                send_actor(rec["lane"]), msg_id)
+        return
     account = rt.settings.account(rec["account"])
     if rt.pause_left_s(account.name) > 0:
+        if oc.paused_failover(rec, account):  # moved on along its route
+            return
         raise oc.wait_for_pause(rec, account)
     provider = rt.provider(account)
     new_seq = not rec.get("seq")

@@ -41,6 +41,7 @@ one file, for messages and payments alike.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from enum import StrEnum
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from core import usage
+from core import routing, usage
 from core.broker import enqueue, get_broker
 from core.contracts import POLL_STATUS, Status, send_actor, send_queue, status_queue
 from core.errors import (
@@ -69,12 +70,13 @@ from core.facts import (
     StatusReport,
     Submitted,
     give_up,
+    outcome_unknown,
     record_status,
 )
 from core.keys import LOOKUPS_FAILING
 from core.payments import CheckStatus, PaymentStatus, Transaction
 from core.privacy import mask_phone
-from core.settings import Account
+from core.settings import Account, Route
 from core.store import Store
 from core.timing import CheckPlan, age_s, now_ms, within_validity_ms
 from workers import traffic
@@ -213,7 +215,7 @@ class Outcomes:
         msg_id = rec["id"]
         self.rt.resume(account.name)
         self.store.bind_provider_id(account.name, sub.provider_id, msg_id)
-        self._submitted(msg_id, "accepted", provider_id=sub.provider_id,
+        self._submitted(msg_id, "accepted", account.name, provider_id=sub.provider_id,
                         parts_billed=sub.parts, cost=sub.cost)
         usage.count(self.store, account.name, out.kind, sub.parts or out.parts)
         self.schedule_poll(msg_id, account.name, plan.first_s)
@@ -224,12 +226,13 @@ class Outcomes:
         msg_id = rec["id"]
         pid = out.provider_id or str(out.seq)
         self.store.bind_provider_id(account.name, pid, msg_id)
-        self._submitted(msg_id, rep.raw, provider_id=pid)
+        self._submitted(msg_id, rep.raw, account.name, provider_id=pid)
         usage.count(self.store, account.name, out.kind, out.parts)
         self.status(msg_id, rep, plan, chain=True)
 
-    def _submitted(self, msg_id: str, raw: str, **fields: Any) -> None:
-        self.store.transition(msg_id, Status.SUBMITTED, provider_status=raw,
+    def _submitted(self, msg_id: str, raw: str, account: str, **fields: Any) -> None:
+        # the event names the account that took it (callbacks and history show it)
+        self.store.transition(msg_id, Status.SUBMITTED, account=account, provider_status=raw,
                               submitted_ms=now_ms(), inflight_ms="", waiting_reason="", **fields)
 
     def not_sent(self, msg_id: str) -> None:
@@ -254,6 +257,14 @@ class Outcomes:
         action = action_for(exc)
         if action is Action.CLOSE:
             assert isinstance(exc, Permanent)
+            problem = alert_of(exc)
+            if problem is not None and rec.get("route"):
+                # refused for a reason of the account's (MTS 10: sender not registered there):
+                # nothing went out, another account of the route may take it
+                self.store.update(msg_id, inflight_ms="")
+                self.pause(account, problem, started_ms=sent_ms)
+                if self.failover(rec, account, problem.alert, exc.detail):
+                    return None
             self.store.transition(msg_id, Status.REJECTED if exc.rejected else Status.FAILED,
                                   reason=exc.detail, error_code=exc.code, inflight_ms="")
             self._alert_if_named(account, exc, sent_ms)
@@ -268,17 +279,25 @@ class Outcomes:
                         int(rec.get("parts") or 1))
             return None
         if action is Action.LOOK_UP_FIRST:
+            # it may have gone out through this account: it stays here until that is known
+            # (other messages leave the account once it has been failing long enough)
+            self.unreachable(rec, account, exc)
             return retry("outcome unknown; will look it up first",
                          hinted_delay_s(exc, self.rt.settings.lookup_retry_s))
         self.store.update(msg_id, inflight_ms="")
         if action is Action.PAUSE:
             assert isinstance(exc, AccountProblem)
             self.pause(account, exc, started_ms=sent_ms)
+            if self.failover(rec, account, exc.alert, exc.detail):
+                return None
             return self.wait_for_pause(rec, account)
         if action is Action.SLOW_DOWN:
             traffic.get_traffic(self.store).slowed(account)
             return self.defer(rec, hinted_delay_s(exc, traffic.SLOWDOWN_DELAY_S),
                               f"provider asked to slow down: {exc.detail}")
+        if self.unreachable(rec, account, exc) and \
+                self.failover(rec, account, "unreachable", exc.detail):
+            return None
         return retry(exc.detail, hinted_delay_s(exc, RETRY_DELAY_S))
 
     # --- lookups of messages whose outcome is unknown -----------------------------------
@@ -306,6 +325,7 @@ class Outcomes:
         if type(exc) is OutcomeUnknown:
             # not a failure: the provider cannot say yet (SMPP: the receipt may still come)
             return retry(f"outcome unknown; {exc.detail}", hinted_delay_s(exc, s.lookup_retry_s))
+        self.unreachable(rec, account, exc)  # other messages may leave a failing account
         failures = self.store.incr(msg_id, "lookup_failures")
         delay_s = min(s.lookup_retry_max_s, s.lookup_retry_s * 2 ** min(failures - 1, 30))
         delay_s = max(delay_s, hinted_delay_s(exc, 0.0))
@@ -352,6 +372,64 @@ class Outcomes:
                               inflight_ms="", lost_answer="gave_up")
         log.warning("send %s: %s", msg_id, why)
         return False
+
+    # --- routes (core/routing.py) --------------------------------------------------------
+
+    def _route(self, rec: dict[str, str]) -> Route | None:
+        name = rec.get("route")
+        return self.rt.settings.route_named(name) if name else None
+
+    def unreachable(self, rec: dict[str, str], account: Account, exc: ProviderError) -> bool:
+        """A try of a routed message failed with a retry-later error (no connection, 5xx, no
+        answer): note the run of failures; once it has lasted the route's
+        ``failover_after_s`` the account is paused (an ``unreachable`` incident: new messages
+        skip it, one alert) and True is returned. A slow-down is no failure."""
+        route = self._route(rec)
+        if route is None or isinstance(exc, SlowDown):
+            return False
+        lasted = routing.mark_unreachable(self.store.r, self.store.keys, account.name, now_ms())
+        if lasted < route.failover_after_s:
+            return False
+        self.pause(account, AccountProblem(f"unreachable for {lasted:.0f} s ({exc.detail})",
+                                           code=exc.code, provider=exc.provider,
+                                           alert="unreachable"))
+        return True
+
+    def paused_failover(self, rec: dict[str, str], account: Account) -> bool:
+        """The account's pool is paused: a routed message with nothing in flight moves on."""
+        if not rec.get("route") or outcome_unknown(rec):
+            return False
+        raw = self.rt.accounts.overview([account.name])[0].incident
+        info = json.loads(raw) if raw else {}
+        return self.failover(rec, account, str(info.get("alert") or "paused"),
+                             f"the pool is paused: {info.get('detail') or 'account problem'}")
+
+    def failover(self, rec: dict[str, str], account: Account, reason: str, detail: str) -> bool:
+        """Move a message ``account`` cannot take to the next account of its route whose pool
+        is not paused, and queue its send there (same lane: B's pacing and urgent-first hold).
+        Refused (False) when it has no route, no account is free, or it is not waiting with
+        nothing in flight (``Store.move``). Counts the failover; alerts once per incident of
+        the account and route."""
+        route = self._route(rec)
+        if route is None:
+            return False
+        settings, r, keys = self.rt.settings, self.store.r, self.store.keys
+        to = routing.next_account(r, keys, settings, route, account.name)
+        if to is None:
+            return False
+        target = settings.account(to)
+        if not self.store.move(rec["id"], account.name, to, target.provider, reason=reason,
+                               detail=detail, max_moves=routing.MAX_MOVES):
+            return False
+        routing.count_failover(r, keys, route.key, account.name, reason)
+        enqueue(get_broker(settings), send_queue(to, rec["lane"]), send_actor(rec["lane"]),
+                rec["id"])
+        if routing.route_alert(r, keys, route.key, account.name, detail):
+            log.error("route %s: account %s cannot take messages (%s: %s); they go to %s",
+                      route.key, account.name, reason, detail, to,
+                      extra={"gonets_alert": "failover", "account": account.name,
+                             "route": route.key})
+        return True
 
     # --- statuses ------------------------------------------------------------------------
 
@@ -530,7 +608,8 @@ class Outcomes:
             return True  # expired after retention: nothing to do
         lim = account.limits
         if fact.report.resend is Resend.FLOOD:
-            traffic.get_traffic(self.store).flood.saturate(account, rec["phone"])
+            traffic.get_traffic(self.store).flood.saturate(account, rec["phone"],
+                                                            rec.get("route"))
             delay_s, status = lim.flood_gap_s, Status.DEFERRED
         else:
             delay_s, status = fact.resend_after_s, Status.QUEUED

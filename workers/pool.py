@@ -67,6 +67,7 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     account = settings.account(pool)
     # built now: a bad account stops the pool at start, naming the key
     rt = get_runtime()
+    rt.pool = account.name  # a send job of a message that moved on is passed to its pool
     provider = rt.provider(account) if account.kind == "sms" else rt.payment_provider(account)
     consuming = threading.Event()
     health_server = _start_health(health_port, settings.redis_url, provider, worker, consuming)

@@ -39,6 +39,8 @@ class Runtime:
         #: payment and MTS Money check records (same Redis and scripts as the messages)
         self.payments = PaymentStore(self.store)
         self._incident: dict[str, bool] = {}
+        #: the account whose pool this process is (``gonets worker --pool``); None elsewhere
+        self.pool: str | None = None
         self.accounts = AccountState.of(self.store)
         from workers.outcomes import Outcomes  # it acts through this runtime
 

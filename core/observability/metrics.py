@@ -151,6 +151,15 @@ class StoreCollector:
                 oldest.add_metric([q], age)
         yield from (depth, delayed, oldest, limit, balance, paused, alert, slots)
 
+        from core.routing import failovers
+
+        moved = CounterMetricFamily("gonets_route_failovers", "messages moved to the next "
+                                    "account of their route (core/routing.py), by the account "
+                                    "they left and why", labels=["route", "account", "reason"])
+        for route_name, from_acct, why, count in failovers(r, self.keys):
+            moved.add_metric([route_name, from_acct, why], float(count))
+        yield moved
+
         idx = self.keys.nonfinal()
         yield GaugeMetricFamily("gonets_nonfinal_messages", "messages not final yet",
                                 value=float(r.zcard(idx)))

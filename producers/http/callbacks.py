@@ -31,6 +31,8 @@ callback secret (printed by ``gonets token create``).  The body::
     {"type": "sms.status", "id": "...", "status": "delivered", "at": "2026-…Z",
      "event_id": "1732…-0", "provider_status": "1", "error_code": null, "reason": null}
 
+(``"account"`` is added to the ``submitted`` callback of a message: the account that took it.)
+
 Messages a Bitrix24 portal sent (record field ``integration`` = ``bitrix24:<its message id>``)
 go through the same queue, order and retries, but each is reported to the portal's
 ``messageservice.message.status.update`` instead of a POST (producers/http/bitrix24.py maps
@@ -201,6 +203,8 @@ class Dispatcher:
                     "at": _iso(at), "event_id": eid,
                     "provider_status": ev.get("provider_status"),
                     "error_code": ev.get("error_code"), "reason": ev.get("reason")}
+            if ev.get("account"):  # the account that took it (a route may have moved it)
+                body["account"] = ev["account"]
             target: dict[str, Any] = {"url": url or "", "producer": producer or "",
                                       "body": body}
             if b24 is not None:

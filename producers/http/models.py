@@ -90,6 +90,8 @@ class Event(_Out):
     reason: str | None = None
     provider_status: str | None = None
     error_code: str | None = None
+    account: str | None = Field(None, description="the account it happened on: the one that "
+                                "took the message, or the one a route moved it to")
 
 
 class SmsOut(_Out):

@@ -16,7 +16,7 @@ def iso(ms: int | str | None) -> str:
 def event_out(ev: dict[str, Any]) -> dict[str, Any]:
     """One status event of a record's history (messages and payments alike)."""
     out: dict[str, Any] = {"status": ev["status"], "at": iso(ev.get("at_ms"))}
-    for k in ("reason", "provider_status", "error_code"):
+    for k in ("reason", "provider_status", "error_code", "account"):
         if ev.get(k):
             out[k] = str(ev[k])
     return out

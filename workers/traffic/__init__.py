@@ -99,11 +99,14 @@ class Traffic:
         # the last bit of the wait, until the slot itself, is the writer's)
         with span("pacing.wait", f"pace {account.name}", measure="pacing_wait"):
             return self.pace(account, rec, urgent=urgent, expires_ms=timing.expires_ms(rec),
-                             booked=lambda in_s: self.check_flood(account, rec["phone"], in_s))
+                             booked=lambda in_s: self.check_flood(account, rec["phone"], in_s,
+                                                                  rec.get("route")))
 
-    def check_flood(self, account: Account, phone: str, in_s: float) -> None:
-        """Count a message that reaches the provider ``in_s`` from now, or hold it."""
-        wait = self.flood.admit(account, phone, in_s)
+    def check_flood(self, account: Account, phone: str, in_s: float,
+                    route: str | None = None) -> None:
+        """Count a message that reaches the provider ``in_s`` from now, or hold it (``route``:
+        a routed message counts across its route's accounts)."""
+        wait = self.flood.admit(account, phone, in_s, route)
         if wait > 0:
             raise Hold(wait + FLOOD_MARGIN_S,
                        f"flood rule: {account.limits.flood_max_messages} messages to this number "

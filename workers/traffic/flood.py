@@ -3,7 +3,9 @@ number sent with gaps under 30 s). Held here, before the provider sees it.
 
 The count is kept per provider *family* and number, so it holds across every producer, every
 pod and every account that goes through the same provider (SMSC over HTTP and over SMPP are
-one provider to the subscriber's operator)."""
+one provider to the subscriber's operator).  A message of a route of several accounts
+(``core/routing.py``) counts under the route instead (``@<route>``): the subscriber sees one
+burst, whichever of its accounts each message went through."""
 
 from __future__ import annotations
 
@@ -30,13 +32,14 @@ class FloodGuard:
         self._script = client.register_script(
             resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8"))
 
-    def key(self, account: Account, phone: str) -> str:
-        return self.keys.flood(FAMILY.get(account.provider, account.provider), phone)
+    def key(self, account: Account, phone: str, route: str | None = None) -> str:
+        family = "@" + route if route else FAMILY.get(account.provider, account.provider)
+        return self.keys.flood(family, phone)
 
-    def saturate(self, account: Account, phone: str) -> None:
+    def saturate(self, account: Account, phone: str, route: str | None = None) -> None:
         """The provider said this number had too many messages (SMSC err 251): count the
         current burst as full, so the next message to it waits for a gap."""
-        key = self.key(account, phone)
+        key = self.key(account, phone, route)
         t = self._client.time()
         now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
         gap_ms = int(account.limits.flood_gap_s * 1000)
@@ -45,11 +48,12 @@ class FloodGuard:
         pipe.pexpire(key, gap_ms + 1000)
         pipe.execute()
 
-    def admit(self, account: Account, phone: str, in_s: float = 0.0) -> float:
+    def admit(self, account: Account, phone: str, in_s: float = 0.0,
+              route: str | None = None) -> float:
         """Count one message to ``phone`` that reaches the provider ``in_s`` from now; 0.0 if
         it may go, else the seconds from now until the burst is over (nothing counted then)."""
         lim = account.limits
-        ok, value = self._script(keys=[self.key(account, phone)],
+        ok, value = self._script(keys=[self.key(account, phone, route)],
                                  args=[lim.flood_max_messages, int(lim.flood_gap_s * 1000),
                                        max(int(in_s * 1000), 0)])
         return 0.0 if int(ok) else max(int(value), 0) / 1000.0
