@@ -24,8 +24,11 @@ provider = "mts_rest"
 base_urls = ["{url}"]
 default_sender = "Gonets"
 timeout_s = 3
-credentials = {{ client_id = "env:TEST_MTS_CLIENT_ID", client_secret = "env:TEST_MTS_CLIENT_SECRET" }}
 options = {{ first_poll_s = 0.3, max_poll_interval_s = 1, retry_delay_s = 0.3 }}
+
+[accounts.mts.credentials]
+client_id = "env:TEST_MTS_CLIENT_ID"
+client_secret = "env:TEST_MTS_CLIENT_SECRET"
 
 [[routes]]
 match = {{ prefix = "375" }}
