@@ -206,10 +206,11 @@ def cmd_cost(a: argparse.Namespace) -> int:
 
 @command("config")
 def cmd_config(a: argparse.Namespace) -> int:
+    from core.redis_conn import describe
     from core.settings import get_settings
 
     s = get_settings()
-    print(json.dumps({"redis_url": s.redis_url, "accounts": [
+    print(json.dumps({"redis_url": describe(s.redis_url), "accounts": [
         {"name": x.name, "provider": x.provider, "base_urls": x.base_urls,
          "credentials": sorted(x.credentials)} for x in s.accounts]}, indent=2))
     return 0

@@ -142,6 +142,9 @@ def test_a_dead_redis_is_named_with_its_password_masked(gonets_env):
     assert out.returncode == 1
     assert f"Redis at {url.replace('hunter2', '***')} does not answer" in out.stderr
     assert "hunter2" not in out.stderr
+    shown = gonets({**gonets_env, "GONETS_REDIS_URL": url}, "config")
+    assert shown.returncode == 0, shown.stderr
+    assert '"redis_url": "redis://:***@' in shown.stdout and "hunter2" not in shown.stdout
 
 
 def test_debug_shows_the_traceback(gonets_env):

@@ -86,6 +86,8 @@ def test_a_master_failing_mid_batch_loses_nothing_and_doubles_nothing(
         assert smsc.counters["accepted"] == N and set(texts.values()) == {1}, \
             [t for t, n in texts.items() if n > 1]
         assert worker.proc.poll() is None, "the worker died instead of reconnecting"
+        if how == "failover":  # a planned switch shows nowhere: no error, no retry
+            assert '"level": "error"' not in log and '"level": "critical"' not in log, log[-3000:]
         print(f"promoted after {promoted_s:.1f} s; all final after "
               f"{time.monotonic() - killed_at:.1f} s")
     finally:
