@@ -114,10 +114,20 @@ class SmscHttpAccountOptions(BaseModel):
     max_poll_interval_s: float = Field(3600.0, gt=0)
 
 
+#: what a send whose answer was lost becomes where the provider cannot be asked about it
+#: (``core.errors.NoLookup``; README "When an answer is lost")
+OnLostAnswer = Literal["auto", "resend", "give_up"]
+
+
 class Sms2HttpAccountOptions(BaseModel):
     """``options`` of an SMS2 account (sms2-http-gate.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the gate has no lookup by a reference of ours: "resend" (it may arrive twice; SMS2
+    #: refuses a resend it takes for a duplicate, read as "the first copy went"), "give_up"
+    #: (ends ``unknown``), "auto" (urgent transactional messages resend, others give up)
+    on_lost_answer: OnLostAnswer = "auto"
 
     first_poll_s: float = Field(60.0, gt=0)
     max_poll_interval_s: float = Field(3600.0, gt=0)
@@ -129,6 +139,11 @@ class MtsRestAccountOptions(BaseModel):
     """``options`` of an MTS Belarus REST account (mts-belarus-sms-pro-and-bitrix.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the API has no lookup by a reference of ours: "resend" (it may arrive twice),
+    #: "give_up" (ends ``unknown``), "auto" (urgent transactional messages resend, others
+    #: give up)
+    on_lost_answer: OnLostAnswer = "auto"
 
     #: validity (minutes) when the message names none: codes live 5–10 minutes
     transactional_validity_min: int = Field(10, ge=1, le=1440)

@@ -33,6 +33,8 @@ Control (JSON over HTTP):
                             "delay_s": 0.0, "progress_s": 0.3, "max_per_s": 0,
                             "unknown_polls": 1,          # each message's first N polls: UNKNOWN
                             "senders": ["Gonets"],
+                            "lose_answers": 1,           # the next N sends are processed,
+                                                         # then the connection is dropped
                             "answer_shape": "messages" | "code_200" | "code_ok",
                             "code_spelling": "int" | "padded" | "float" | "text",
                             "raw_answer": ["<body>", 1]}  # the next N send answers, as
@@ -58,7 +60,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox._http import MultiPortServer, Request, RequestLog, Response
+from sandbox._http import DROP, MultiPortServer, Request, RequestLog, Response
 
 ERRORS = {1: "Invalid phone format", 5: "Limit exceeded", 10: "Sender name not registered",
           20: "Insufficient funds"}
@@ -109,6 +111,7 @@ class MtsRestSandbox:
         self.answer_shape = "messages"
         self.code_spelling = "int"
         self.raw_answer: list[Any] = ["", 0]
+        self.lose_answers = 0
         self.recent_sends: deque[float] = deque()
         self.counters = {"token": 0, "send": 0, "accepted": 0, "status": 0, "unauthorized": 0,
                          "errors": 0}
@@ -128,7 +131,12 @@ class MtsRestSandbox:
             if req.path == "/oauth/token" and req.method == "POST":
                 return self._token(req)
             if req.path == "/sms/v1/messages" and req.method == "POST":
-                return self._send(req)
+                resp = self._send(req)
+                if self.lose_answers > 0:  # taken (or refused), but the answer never leaves
+                    self.lose_answers -= 1
+                    self.log.add(path=req.path, method=req.method, answer_lost=True)
+                    return DROP
+                return resp
             m = _STATUS_PATH.match(req.path)
             if m and req.method == "GET":
                 return self._status(req, m.group(1))
@@ -286,7 +294,7 @@ class MtsRestSandbox:
                 for key in ("balance", "token_ttl_s", "delay_s", "progress_s"):
                     if key in c:
                         setattr(self, key, float(c[key]))
-                for key in ("force_401", "max_per_s", "unknown_polls"):
+                for key in ("force_401", "max_per_s", "unknown_polls", "lose_answers"):
                     if key in c:
                         setattr(self, key, int(c[key]))
                 if "force_code" in c:

@@ -17,7 +17,8 @@ sms.cgi checks, in the document's words: login/password; ``message`` not empty, 
 Latin and Cyrillic, ``from`` 3–11 Latin letters (or letters and digits) -> ``can't send this
 message``; a sender not registered -> ``unsupported sender``; a number that is not 11 digits
 starting with 7 -> ``unsupported phone number``; closed prefixes -> ``direction is closed``;
-blacklisted numbers; blocked words; the same phone and text again within 60 s -> ``message
+blacklisted numbers; blocked words; the same phone and text again within 60 s (the
+document names the error, not its window: ``duplicate_window_s``) -> ``message
 duplication``; balance at or below the overdraft -> ``your credit is null``; a switched-off
 account -> ``service is switched off``.  A message is ``unknown`` for ``progress_s`` seconds,
 then ``delivered`` (or what ``final_status`` says for its phone).
@@ -28,7 +29,10 @@ Control (JSON over HTTP):
                             "blocked_words": ["casino"], "senders": ["Gonets"],
                             "final_status": {"7…": "not_delivered"}, "progress_s": 0.3,
                             "force_error": ["unsupported sender", 1], "force_answer": ["…", 1],
-                            "fail_5xx": [502, 1], "delay_s": 0}
+                            "fail_5xx": [502, 1], "delay_s": 0,
+                            "lose_answers": 1,        # the next N sends are processed, then
+                                                      # the connection is dropped
+                            "duplicate_window_s": 60}  # the document names no window
     GET  /_sandbox/state      counters, balance, messages, bases, campaigns, mms
     GET  /_sandbox/requests   every request received (passwords masked)
 """
@@ -46,7 +50,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox._http import MultiPortServer, Request, RequestLog, Response
+from sandbox._http import DROP, MultiPortServer, Request, RequestLog, Response
 
 SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]{3,11}$")
 PHONE = re.compile(r"^7\d{10}$")
@@ -97,6 +101,8 @@ class Sms2HttpSandbox:
         self.force_answer: list[Any] = ["", 0]
         self.fail_5xx: list[int] = [0, 0]
         self.delay_s = 0.0
+        self.lose_answers = 0
+        self.duplicate_window_s = 60.0
         self.next_id = 27460
         self.messages: dict[int, Message] = {}
         self.recent: dict[tuple[str, str], float] = {}
@@ -140,7 +146,12 @@ class Sms2HttpSandbox:
                 self.force_answer[1] -= 1
                 return Response(200, str(self.force_answer[0]).encode("cp1251", "replace"),
                                 "text/html; charset=windows-1251")
-            return handler(p)
+            resp = handler(p)
+            if script == "sms.cgi" and self.lose_answers > 0:
+                self.lose_answers -= 1  # taken (or refused), but the answer never leaves
+                self.log.add(path=req.path, answer_lost=True)
+                return DROP
+            return resp
 
     @staticmethod
     def _text(body: str) -> Response:
@@ -167,7 +178,8 @@ class Sms2HttpSandbox:
         if any(w.lower() in text.lower() for w in self.blocked_words):
             return self._text("Error: blocked text message")
         now = time.time()
-        self.recent = {k: t for k, t in self.recent.items() if now - t < 60}
+        self.recent = {k: t for k, t in self.recent.items()
+                       if now - t < self.duplicate_window_s}
         if (phone, text) in self.recent:
             return self._text("Error: message duplication")
         if self.balance - self.price < self.overdraft:
@@ -302,9 +314,12 @@ class Sms2HttpSandbox:
             with self.lock:
                 if c.get("reset"):
                     self.reset()
-                for key in ("balance", "overdraft", "progress_s", "delay_s"):
+                for key in ("balance", "overdraft", "progress_s", "delay_s",
+                            "duplicate_window_s"):
                     if key in c:
                         setattr(self, key, float(c[key]))
+                if "lose_answers" in c:
+                    self.lose_answers = int(c["lose_answers"])
                 if "switched_off" in c:
                     self.switched_off = bool(c["switched_off"])
                 if "closed_prefixes" in c:

@@ -89,7 +89,8 @@ def test_each_outcome_is_mapped_and_an_unreadable_answer_loses_nothing(
     control(sms2.url, final_status={"79161234001": "not_delivered"},
             blacklist=["79161234002"], force_answer=["<html>proxy error</html>", 1])
     start_worker("sms2", threads=1)
-    kept = producer.send_sms("+79161234003", "kept", account="sms2")
+    # an unreadable answer is a lost answer; an urgent code is resent (on_lost_answer "auto")
+    kept = producer.send_sms("+79161234003", "kept", account="sms2", lane="urgent")
     assert wait_final(store, [kept], timeout_s=30)[kept] == "delivered"
     assert sms2.counters["accepted"] == 1 and len(sends(sms2)) == 2  # retried, sent once
     nd = producer.send_sms("+79161234001", "a", account="sms2")

@@ -114,6 +114,11 @@ class SmsOut(_Out):
                                        "(e.g. its account is paused: out of money); absent "
                                        "once it is sent")
     callback_url: str | None = None
+    lost_answer: Literal["resent", "gave_up", "first_copy_taken"] | None = Field(
+        None, description="an answer of the provider was lost and it cannot be asked about the "
+        "message (MTS REST, SMS2): sent again (it may arrive twice), given up (status "
+        "unknown), or the provider said the first copy went (README \"When an answer is "
+        "lost\")")
     created_at: str
     updated_at: str
     history: list[Event] | None = None

@@ -213,7 +213,7 @@ def _encode_cursor(msg_id: str, score: float) -> str:
 
 
 _OUT_FIELDS = ("provider_id", "provider_status", "error_code", "reason", "callback_url",
-               "sender", "encoding")
+               "sender", "encoding", "lost_answer")
 
 
 def record_out(rec: dict[str, str]) -> dict[str, Any]:

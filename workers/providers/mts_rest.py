@@ -27,9 +27,11 @@ the account is alerted once and its pool pauses; 20 ``AccountProblem`` (alert, p
 messages stay queued); any other code named as an error (``error_code``, ``error``, or a
 failed ``status``) is kept raw and fails the message.
 
-The API has no way to look a message up by a reference of ours, so a send whose answer was
-lost (read timeout) is sent again on the next attempt (at-least-once); a 5xx answer is taken
-as "not accepted" and retried.
+The API has no way to look a message up by a reference of ours: a send whose answer was lost
+(read timeout, dropped connection, unreadable answer: ``OutcomeUnknown``) cannot be checked,
+so ``lookup`` raises ``NoLookup`` with the account's ``on_lost_answer`` and the worker resends
+it or closes it ``unknown`` (``workers/outcomes.py``).  A 5xx answer is taken as "not
+accepted" and retried.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import redis
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
+    NoLookup,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -387,7 +390,9 @@ class MtsRest:
     def lookup(self, msg: Outgoing) -> StatusReport | None:
         # the API cannot find a message by a reference of ours; with an id we can ask
         if not msg.provider_id:
-            return None
+            raise NoLookup("MTS cannot be asked whether it took a message whose answer (and "
+                           "id) was lost", provider=PROVIDER,
+                           on_lost_answer=self.opts.on_lost_answer)
         return self.status(msg)
 
     def status(self, msg: Outgoing) -> StatusReport:

@@ -22,8 +22,10 @@ anything they do not recognise; the provider turns that into ``OutcomeUnknown`` 
 (the message is kept and tried again) and ``RetryLater`` for a read.  Unknown ``Error: …``
 lines are kept raw (as the error code) and fail the message.
 
-The gate has no lookup by a reference of ours: a send whose answer was lost is sent again
-(the gate may then answer ``Error: message duplication``, which rejects it).
+The gate has no lookup by a reference of ours: a send whose answer was lost cannot be checked,
+so ``lookup`` raises ``NoLookup`` with the account's ``on_lost_answer`` (resend, give up, or
+auto).  When a resend of such a message is answered ``Error: message duplication``, the gate
+took the first copy: ``AlreadyAccepted`` (the record ends ``unknown``, not ``rejected``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ import httpx
 from core import sms2_rules
 from core.contracts import Status
 from core.errors import (
+    AlreadyAccepted,
     InvalidInput,
+    NoLookup,
     OutcomeUnknown,
     Permanent,
     RetryLater,
@@ -61,6 +65,7 @@ from workers.providers.base import (
 from workers.providers.sms2_protocol import (
     _ERROR,
     BASE_ERRORS,
+    DUPLICATION,
     PROVIDER,
     SEND_ERRORS,
     STATUS_ERRORS,
@@ -146,6 +151,9 @@ class Sms2Http:
         if line.kind == "sent":
             return Submitted(provider_id=line.value, parts=msg.parts)
         if line.kind == "error":
+            if line.value == DUPLICATION and msg.inflight_ms:
+                raise AlreadyAccepted("SMS2 took the first copy: it refused this resend as a "
+                                      "duplicate", code=DUPLICATION, provider=PROVIDER)
             raise error_for(SEND_ERRORS, line.value)
         raise OutcomeUnknown(f"SMS2 answered the send with a {line.kind} line",
                              provider=PROVIDER, delay_s=self.opts.retry_delay_s)
@@ -167,7 +175,11 @@ class Sms2Http:
         return status_report(line.value)
 
     def lookup(self, msg: Outgoing) -> StatusReport | None:
-        return self._status(msg.provider_id) if msg.provider_id else None
+        if not msg.provider_id:
+            raise NoLookup("SMS2 cannot be asked whether it took a message whose answer (and "
+                           "id) was lost", provider=PROVIDER,
+                           on_lost_answer=self.opts.on_lost_answer)
+        return self._status(msg.provider_id)
 
     def status(self, msg: Outgoing) -> StatusReport:
         rep = self._status(msg.provider_id) if msg.provider_id else None

@@ -29,6 +29,9 @@ PROVIDER = "sms2_http"
 # --- protocol knowledge as data ------------------------------------------------------------
 
 _E = tuple[type[ProviderError], dict[str, Any]]
+#: the ``Error: …`` answer to a send the gate takes for a duplicate of one it has; to a resend
+#: after a lost answer it means the first copy went (``sms2_http.py``)
+DUPLICATION = "message duplication"
 #: ``Error: …`` answers of sms.cgi -> (error class, kwargs); the text is kept as the code
 SEND_ERRORS: dict[str, _E] = {
     "authentication failure": (AccountProblem, {"detail": "SMS2 refused the login/password",
@@ -46,7 +49,7 @@ SEND_ERRORS: dict[str, _E] = {
     "phone blacklisted": (Permanent, {"detail": "the number is blacklisted at SMS2",
                                       "rejected": True}),
     "blocked text message": (Permanent, {"detail": "SMS2 blocked the text", "rejected": True}),
-    "message duplication": (Permanent, {"detail": "SMS2 took it for a duplicate of a message "
+    DUPLICATION: (Permanent, {"detail": "SMS2 took it for a duplicate of a message "
                                                   "sent shortly before", "rejected": True}),
     "service is switched off": (AccountProblem, {"detail": "the SMS2 gate is switched off for "
                                                            "this account",
