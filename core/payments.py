@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core import contracts as _contracts
 
@@ -148,6 +148,17 @@ class _Tx(BaseModel):
     message: str | None = Field(None, max_length=4096)
     type: str | None = None
     method_type: str | None = None
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _whole_minor_units(cls, v: Any) -> Any:
+        """Minor units are whole: ``100.0`` is the amount 100 (a JSON writer's float), while
+        ``100.5`` is no amount (refused, never rounded)."""
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise ValueError("amount must be a whole number of minor units")
+            return int(v)
+        return v
 
 
 def parse_transaction(data: Any) -> Transaction:

@@ -20,8 +20,11 @@ Test numbers (the document's table):
 Other numbers: 37529…/37533… are MTS with the service active (payment successful); other
 375… numbers are not MTS; anything else is invalid.  How the document's examples are read:
 v2 ``validation.operator`` null = invalid number, ``other`` = not MTS, ``service_activated``
-false = MTS without the service; v3 ``F.0202`` = MTS without the service, ``F.0213`` = not
-MTS; an invalid number in v3 is a 422 (the document shows no v3 example for it).
+false = MTS without the service (the fields of the v2 examples, whose captions are swapped
+against them); v3 ``F.0202`` "Account ID not found" = not MTS (v2's ``account_not_found``),
+``F.0213`` "Not allowed" = MTS without the service (the v3 captions follow the v2 ones' order,
+so they are read by meaning too); an invalid number in v3 is a 422 (the document shows no v3
+example for it).
 
 A payment is ``pending`` for ``progress_s``, then final; then the notification goes to the
 request's ``notification_url`` with HTTP Basic (shop id, secret key), retried on failure after
@@ -32,6 +35,7 @@ Control (JSON, ``POST /_sandbox/control``); fault counters are used up one reque
      "fail_before_create": n,    # 503, nothing recorded
      "fail_after_create": n,     # payment recorded, then 500
      "drop_after_create": n,     # payment recorded, then the connection is dropped
+     "nested_after_create": n,   # payment recorded, answered with "[" * 100000 (HTTP 200)
      "timeout_after_create": n,  # payment recorded, answer only after "timeout_sleep_s"
      "timeout_sleep_s": 3.0,
      "lookup_fail": n,           # lookups answer 503
@@ -90,11 +94,11 @@ CHECK_V3: dict[str, dict[str, Any]] = {
     "active": {"code": "S.0000", "status": "successful",
                "message": "The operation was successfully processed",
                "friendly_message": "Successfully processed"},
-    "not_mts": {"code": "F.0213", "status": "failed",
+    "inactive": {"code": "F.0213", "status": "failed",
                 "message": "Not allowed: Contact the payment service provider for details.",
                 "friendly_message": "Not allowed: Failed to complete the transaction. Contact "
                                     "the merchant for details or use another payment method."},
-    "inactive": {"code": "F.0202", "status": "failed",
+    "not_mts": {"code": "F.0202", "status": "failed",
                  "message": "Account ID not found: Failed to complete the transaction. Check "
                             "the request parameters.",
                  "friendly_message": "Account ID not found: Failed to complete the transaction."
@@ -303,6 +307,8 @@ class BepaidSandbox:
                 return Response.json({"message": "Internal Server Error"}, 500)
             if self._take_fault("drop_after_create"):
                 return DROP
+            if self._take_fault("nested_after_create"):  # an answer no JSON reader can nest
+                return Response(200, "[" * 100_000, "application/json")
             slow = self._take_fault("timeout_after_create")
         if slow:
             time.sleep(self.timeout_sleep_s)
@@ -380,7 +386,7 @@ class BepaidSandbox:
                 self.reset()
             with self.lock:
                 for key in ("fail_before_create", "fail_after_create", "drop_after_create",
-                            "timeout_after_create", "lookup_fail"):
+                            "timeout_after_create", "nested_after_create", "lookup_fail"):
                     if key in c:
                         self.faults[key] = int(c[key])
                 if "timeout_sleep_s" in c:

@@ -69,6 +69,15 @@ def test_check_in_both_api_versions_gives_one_typed_answer(sandbox, monkeypatch,
     assert got == EXPECTED
     sent = [r for r in sandbox.log.items() if r["path"].endswith("/check_service")]
     assert {r["api_version"] for r in sent} == {str(version)}
+    # the raw code stays on the check result, whichever reading it got
+    c = make_client(sandbox.url, monkeypatch, api_version=version)
+    try:
+        codes = {p: c.check(p).code for p in ("375295111111", "375251234567")}
+    finally:
+        c.close()
+    assert codes == ({"375295111111": "service_not_activated",
+                      "375251234567": "account_not_found"} if version == 2 else
+                     {"375295111111": "F.0213", "375251234567": "F.0202"})
     assert all(json.loads(r["body"])["request"]["test"] is True for r in sent)
 
 
@@ -139,10 +148,12 @@ DOC_V2 = [
 DOC_V3 = [
     ({"code": "S.0000", "status": "successful", "message": "m", "friendly_message": "f"},
      CheckResult.ACTIVE),
+    # read by meaning, not by the document's (swapped) captions: F.0213 "Not allowed" is the
+    # MTS number without the service, F.0202 "Account ID not found" v2's account_not_found
     ({"code": "F.0213", "status": "failed", "message": "Not allowed", "friendly_message": "f"},
-     CheckResult.NOT_MTS),
+     CheckResult.MUST_ACCEPT_TERMS),
     ({"code": "F.0202", "status": "failed", "message": "Account ID not found",
-      "friendly_message": "f"}, CheckResult.MUST_ACCEPT_TERMS),
+      "friendly_message": "f"}, CheckResult.NOT_MTS),
     ({"code": "F.9999", "status": "failed", "message": "?", "friendly_message": "f"},
      CheckResult.REFUSED),
 ]
@@ -321,6 +332,7 @@ def scripted() -> Iterator[tuple[_Scripted, dict[int, Bepaid]]]:
 
 answer_bodies = st.one_of(
     st.binary(max_size=80),
+    st.text(max_size=80).map(lambda t: t.encode("utf-8", "surrogatepass")),
     json_values.map(lambda v: json.dumps(v).encode()),
     check_like.map(lambda v: json.dumps(v).encode()),
     tx_like.map(lambda t: json.dumps({"transaction": t}).encode()),
@@ -355,3 +367,24 @@ def test_any_bepaid_answer_is_a_result_or_a_gonets_error(scripted, status, body,
         assert 400 <= status < 500  # refused at the door: surely not created
     else:
         assert status in (200, 201) and tx.uid
+
+
+@pytest.mark.parametrize("status", [200, 201, 422, 500])
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"transaction":' * 100_000])
+def test_deeply_nested_answers_are_provider_errors_and_a_payment_stays_unknown(
+        scripted, status, body):
+    from core.errors import ProviderError
+
+    app, clients = scripted
+    app.status, app.body = status, body
+    c = clients[3]
+    for call in (lambda: c.check("375295222222"), lambda: c.by_uid("u"),
+                 lambda: c.by_tracking_id("t")):
+        with pytest.raises(ProviderError):
+            call()
+    if status >= 400 and status < 500:
+        with pytest.raises(Permanent):  # refused at the door, whatever its body
+            c.pay(PAY)
+    else:  # it may have been created: look it up by tracking_id before anything else
+        with pytest.raises(OutcomeUnknown):
+            c.pay(PAY)

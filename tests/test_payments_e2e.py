@@ -154,6 +154,21 @@ def test_lost_answers_after_bepaid_recorded_the_payment_never_charge_twice(
         assert ps.payment(i)["source"] == "lookup"
 
 
+def test_a_payment_answer_too_deeply_nested_to_read_is_looked_up_not_resent(
+        payments, bepaid, webhooks, pay_worker):
+    # bePaid records the payment and answers with JSON no reader can nest: the outcome is
+    # unknown, so the worker looks the payment up by tracking_id instead of paying again
+    control(bepaid.url, nested_after_create=1)
+    worker = pay_worker()
+    pay_id = payments.pay_mts_money("375295222222", 250, description="nested answer")
+    final = wait_status(payments.ps, [pay_id], timeout_s=30)
+    assert final == {pay_id: "successful"}
+    assert bepaid.counters["payment"] == 1 and len(bepaid.transactions_for(pay_id)) == 1
+    assert payments.ps.payment(pay_id)["attempts"] == "1"
+    log = worker.log.read_text(errors="replace")
+    assert "RecursionError" not in log and "Traceback" not in log  # an answer, not a crash
+
+
 def test_a_lost_webhook_is_finished_by_the_pending_sweep(payments, bepaid, webhooks,
                                                          pay_worker):
     control(bepaid.url, lose_webhooks=True)

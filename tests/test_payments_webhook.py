@@ -124,6 +124,30 @@ def test_a_pending_payment_takes_the_final_status_once(hook):
                        headers=AUTH).json()["status"] == "ignored"
 
 
+def test_an_integral_float_amount_is_the_same_amount_and_a_fraction_is_refused(hook):
+    client, ps = hook
+    ps.create_payment("f" * 32, {"phone": "375295222222", "amount": 100, "currency": "BYN"},
+                      account="bepaid", due_ms=0)
+    url = "/v1/webhooks/bepaid/bepaid"
+    note: dict[str, Any] = {"transaction": {"uid": UID, "status": "successful",
+                                            "tracking_id": "f" * 32, "currency": "BYN"}}
+    # a fraction of a minor unit is no amount: a clear 400, nothing changed
+    half = client.post(url, json={"transaction": {**note["transaction"], "amount": 100.5}},
+                       headers=AUTH)
+    assert half.status_code == 400 and "whole number of minor units" in half.json()["detail"]
+    assert half.json()["field"] == "body"
+    assert ps.payment("f" * 32)["status"] == "queued"
+    # 100.0 (a JSON writer's float) is the amount 100
+    r = client.post(url, content=json.dumps({"transaction": {**note["transaction"],
+                                                             "amount": 100.0}}),
+                    headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json() == {"status": "successful", "changed": True}
+    # and 101.0 is another amount than the payment's: 422, as 101 would be
+    other = client.post(url, json={"transaction": {**note["transaction"], "amount": 101.0,
+                                                   "status": "failed"}}, headers=AUTH)
+    assert other.status_code == 422
+
+
 def test_errors_are_problem_json_like_every_api_answer(hook):
     """The receiver goes through the API's route wrapper: its refusals are problem+json."""
     client, ps = hook

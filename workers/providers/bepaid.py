@@ -49,11 +49,18 @@ TRACKING_PATH = "/beyag/transactions/tracking_id/{tracking_id}"
 # --- protocol knowledge as data ------------------------------------------------------------
 
 #: API v3 check codes -> result (the document's three examples); other ``failed`` codes are
-#: ``refused`` with the code kept
+#: ``refused``; the raw code is kept on every check either way.  Read by meaning, not by the
+#: examples' captions: in bepaid-mts-money.md the v2 examples' captions are swapped against
+#: their fields (the one captioned "doesn't belong to MTS" has ``operator: mts`` and
+#: ``service_not_activated``; the one captioned "belongs to MTS" has ``operator: other`` and
+#: ``account_not_found``, and the parameter table says ``other`` / ``null`` = not MTS), and
+#: the v3 examples carry their captions in the same order.  So F.0202 "Account ID not found"
+#: is v2's ``account_not_found`` (not an MTS number) and F.0213 "Not allowed" is the MTS
+#: number without the service (the customer may accept the terms).
 V3_CODES: dict[str, CheckResult] = {
     "S.0000": CheckResult.ACTIVE,
-    "F.0202": CheckResult.MUST_ACCEPT_TERMS,  # Account ID not found: MTS number, no MTS Money
-    "F.0213": CheckResult.NOT_MTS,            # Not allowed: the number is not MTS
+    "F.0202": CheckResult.NOT_MTS,            # Account ID not found: no MTS account
+    "F.0213": CheckResult.MUST_ACCEPT_TERMS,  # Not allowed: MTS number, service not active
 }
 #: API v2 ``validation.operator`` values
 OPERATORS = ("mts", "other")
@@ -130,9 +137,18 @@ def parse_check(data: Any, api_version: int) -> CheckAnswer:
                        message=_opt_str(data, "message"), operator=operator)
 
 
+def _json(resp: httpx.Response) -> Any:
+    """The answer's JSON; raises only ValueError (also for nesting too deep to read, which
+    ``json`` reports as RecursionError, and for bytes that are not text)."""
+    try:
+        return resp.json()
+    except RecursionError as exc:
+        raise ValueError("the answer nests too deeply to be read") from exc
+
+
 def _error_text(resp: httpx.Response) -> str:
     try:
-        data = resp.json()
+        data = _json(resp)
     except ValueError:
         return f"HTTP {resp.status_code}"
     if isinstance(data, dict):
@@ -144,7 +160,7 @@ def _error_text(resp: httpx.Response) -> str:
 
 def _mentions_phone(resp: httpx.Response) -> bool:
     try:
-        data = resp.json()
+        data = _json(resp)
     except ValueError:
         return False
     return isinstance(data, dict) and "phone" in str(data.get("errors", ""))
@@ -208,7 +224,7 @@ class Bepaid:
             raise Permanent(f"bePaid answered the check with HTTP {resp.status_code}",
                             code=str(resp.status_code), provider=PROVIDER)
         try:
-            answer = parse_check(resp.json(), version)
+            answer = parse_check(_json(resp), version)
         except ValueError as exc:
             raise RetryLater("bePaid answered the check with something unreadable",
                              provider=PROVIDER) from exc
@@ -239,7 +255,7 @@ class Bepaid:
             raise OutcomeUnknown(f"bePaid answered the payment with HTTP {resp.status_code}",
                                  code=str(resp.status_code), provider=PROVIDER)
         try:
-            tx = parse_transaction_envelope(resp.json())
+            tx = parse_transaction_envelope(_json(resp))
         except ValueError as exc:
             raise OutcomeUnknown("bePaid answered the payment with something unreadable",
                                  provider=PROVIDER) from exc
@@ -269,7 +285,7 @@ class Bepaid:
         if resp is None:
             return None
         try:
-            return parse_transaction_envelope(resp.json())
+            return parse_transaction_envelope(_json(resp))
         except ValueError as exc:
             raise RetryLater("bePaid answered the lookup with something unreadable",
                              provider=PROVIDER) from exc
@@ -281,7 +297,7 @@ class Bepaid:
         if resp is None:
             return []
         try:
-            return parse_transactions(resp.json())
+            return parse_transactions(_json(resp))
         except ValueError as exc:
             raise RetryLater("bePaid answered the lookup with something unreadable",
                              provider=PROVIDER) from exc
