@@ -7,20 +7,29 @@ Settings that keep work from being lost:
     thread of their own (dramatiq runs it on a 0.1 % chance per command, which takes minutes
     on a quiet queue), so the messages of a SIGKILLed worker are back on their queue within
     about ``heartbeat_timeout_s + maintenance_interval_s`` seconds;
-  * retries use dramatiq's Retries middleware; what is retried is decided by the error tree.
+  * retries use dramatiq's Retries middleware; what is retried is decided by the error tree;
+  * a Redis outage loses no job (issue 20): a job that fails because Redis does not answer is
+    not handed to Retries (it could not enqueue the retry while Redis is down, and the job
+    would then be acked: gone) but put back on its queue un-acked once Redis answers
+    (``RedisRetries`` marks it, ``GonetsRedisBroker``'s consumer requeues instead of acking).
+    The consumer threads that survive outages are ``workers/consumers.py``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.encoder import JSONEncoder
+from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -37,6 +46,119 @@ from core.settings import Settings
 
 _lock = threading.Lock()
 _broker: RedisBroker | None = None
+log = logging.getLogger("gonets.broker")
+
+#: what Redis raises while it is down, restarting (LOADING), failing over (READONLY) or cut off
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError, BrokerConnectionError)
+
+
+def redis_unavailable(exc: BaseException | None) -> bool:
+    """``exc``, or what it was raised from (``raise ... from``), says Redis could not be
+    reached."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, REDIS_UNAVAILABLE):
+            return True
+        exc = exc.__cause__
+        seen += 1
+    return False
+
+
+def mark_for_requeue(message: Any) -> None:
+    """Have the consumer put ``message`` back on its queue instead of acking it."""
+    message.gonets_requeue = True  # an attribute of the MessageProxy: never encoded
+
+
+class RedisRetries(Retries):
+    """dramatiq's Retries, except for failures that come from Redis itself.
+
+    Retries records a retry by enqueueing the job again; while Redis is down that raises
+    inside the middleware (dramatiq logs "Unexpected failure in after_process_message") and
+    the worker then acks the original when Redis is back: the job is gone and its record
+    stranded.  A job whose failure is Redis's (or whose retry cannot be enqueued) is instead
+    left un-acked and put back on its queue as soon as Redis answers; it does not count as
+    a retry.  Every Gonets job is idempotent by record id, so running it again is safe.
+    """
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        if exception is None:
+            return
+        # a Retry is the job's own decision (its delay is kept); anything else caused by
+        # Redis goes back on the queue
+        if not isinstance(exception, dramatiq.Retry) and redis_unavailable(exception):
+            log.warning("job %s (%s): Redis unavailable (%s); it goes back on its queue once "
+                        "Redis answers", message.message_id, message.actor_name,
+                        type(exception).__name__)
+            mark_for_requeue(message)
+            return
+        try:
+            super().after_process_message(broker, message, result=result, exception=exception)  # type: ignore[no-untyped-call]
+        except Exception as exc:  # the retry could not be enqueued: keep the original instead
+            log.warning("job %s (%s): its retry could not be enqueued (%s); the job goes back "
+                        "on its queue instead", message.message_id, message.actor_name,
+                        type(exc).__name__)
+            mark_for_requeue(message)
+
+
+def _requeue_script_text() -> str:
+    return resources.files("core").joinpath("lua", "requeue_jobs.lua").read_text("utf-8")
+
+
+class _Consumer(_RedisConsumer):
+    """dramatiq's Redis consumer; a job marked by ``mark_for_requeue`` is put back on its queue
+    (``lua/requeue_jobs.lua``) instead of being acked, and every requeue goes through that
+    script, which also writes back a job whose body a Redis restart lost."""
+
+    def ack(self, message: Any) -> None:
+        if getattr(message, "gonets_requeue", False):
+            self.put_back([message])
+            self.queued_message_ids.discard(message.message_id)
+            return
+        super().ack(message)  # type: ignore[no-untyped-call]
+
+    def requeue(self, messages: Iterable[Any]) -> None:
+        self.put_back(list(messages))
+
+    def put_back(self, messages: Sequence[Any]) -> tuple[int, int]:
+        """Put ``messages`` (held by this worker, not acked) back on this consumer's queue.
+        Raises ``ConnectionClosed`` (a ``BrokerConnectionError``, which dramatiq's worker
+        retries) while Redis does not answer."""
+        if not messages:
+            return (0, 0)
+        b = self.broker
+        ns = b.namespace
+        args: list[Any] = []
+        for m in messages:
+            inner = getattr(m, "_message", m)
+            args += [inner.options["redis_message_id"], inner.encode()]
+        try:
+            back, restored = b.requeue_script(
+                keys=[f"{ns}:__acks__.{b.broker_id}.{self.queue_name}",
+                      f"{ns}:{self.queue_name}", f"{ns}:{self.queue_name}.msgs"],
+                args=args)
+        except redis.exceptions.RedisError as exc:
+            raise ConnectionClosed(exc) from exc
+        if restored:
+            log.warning("queue %s: %d job(s) Redis had lost were written back from this "
+                        "worker's copy", self.queue_name, restored)
+        return int(back), int(restored)
+
+
+class GonetsRedisBroker(RedisBroker):
+    """dramatiq's RedisBroker with the consumer above (jobs are requeued, never dropped,
+    when Redis fails under them)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)  # type: ignore[no-untyped-call]
+        self.requeue_script = self.client.register_script(_requeue_script_text())
+
+    @property
+    def consumer_class(self) -> type[_Consumer]:
+        return _Consumer
 
 
 class Liveness(Middleware):
@@ -91,7 +213,7 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         ShutdownNotifications(),
         Callbacks(),
         CurrentMessage(),
-        Retries(max_retries=1000, min_backoff=1000, max_backoff=10 * 60 * 1000),
+        RedisRetries(max_retries=1000, min_backoff=1000, max_backoff=10 * 60 * 1000),
     ]
     from core.observability import JobMetrics, JobTags, KeepTrace
 
@@ -99,7 +221,7 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
     if worker:
         middleware.append(Liveness(settings.maintenance_interval_s))
         middleware += [JobTags(), JobMetrics()]
-    broker = RedisBroker(
+    broker = GonetsRedisBroker(
         # no retry of a timed-out command: a fetch that ran but whose answer was lost would
         # leave its messages in this worker's ack set until the worker dies
         client=connect(settings.redis_url, decode_responses=False, retry_on_timeout=False),

@@ -105,12 +105,13 @@ def wait_final(store: Store, ids: list[str], timeout_s: float = 60) -> dict[str,
 class WorkerProcess:
     """``gonets worker`` as a real process; started when its log says ``ready``."""
 
-    def __init__(self, env: dict[str, str], pool: str, threads: int, log: Path) -> None:
+    def __init__(self, env: dict[str, str], pool: str, threads: int, log: Path,
+                 args: tuple[str, ...] = ()) -> None:
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker", "--pool", pool, "--threads",
-             str(threads)],
+             str(threads), *args],
             env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while b"ready" not in log.read_bytes():

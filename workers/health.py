@@ -179,16 +179,24 @@ def redis_check(url: str, timeout_s: float = 1.5) -> Check:
 
 
 def dramatiq_check(worker: Any) -> Check:
-    """The dramatiq worker's consumer threads (one per queue) and worker threads are alive."""
+    """The dramatiq worker's consumer threads (one per queue) and worker threads are alive,
+    and no consumer is failing (``workers/consumers.py``: a consumer that hit a Redis error
+    says so until it reaches Redis again; one that never does keeps the pod unhealthy, and
+    Kubernetes restarts it)."""
 
     def check() -> object:
         if _draining.is_set():  # threads end one by one while draining; that is expected
             return None
         consumers = list(getattr(worker, "consumers", {}).values())
         threads = list(getattr(worker, "workers", []))
-        dead = [t.name for t in consumers + threads if not t.is_alive()]
         if not consumers or not threads:
             return "worker not running"
-        return f"dead threads: {', '.join(dead)}" if dead else None
+        dead = [t.name for t in threads if not t.is_alive()]
+        problems = worker.problems() if hasattr(worker, "problems") else {
+            t.queue_name: "thread dead" for t in consumers if not t.is_alive()}
+        why = [f"consumer {q}: {p}" for q, p in sorted(problems.items())]
+        if dead:
+            why.append(f"dead threads: {', '.join(dead)}")
+        return "; ".join(why) if why else None
 
     return check

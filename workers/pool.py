@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 
-from dramatiq import Worker
-
 from core.broker import get_broker
 from core.contracts import pool_queues
 from core.observability.tracing import set_record_reader
@@ -23,6 +21,7 @@ from core.provider_options import check_account_options
 from core.settings import Settings, get_settings
 from core.signals import set_from_handler
 from workers import health
+from workers.consumers import Worker  # dramatiq's, with consumers that survive Redis outages
 
 log = logging.getLogger("gonets.worker")
 
