@@ -107,6 +107,8 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     ("scheduler:fired:<job>:<ms>", "string", "8 days", "dedupe key of one fire"),
     ("scheduler:last:<job>", "string", "-", "the job's latest fire time (ms)"),
     ("scheduler:runs", "stream", "capped", "one entry per run"),
+    # --- reconciliation: scheduler/sweeps.py
+    ("scheduler:xq:<queue>", "string", "-", "dead letters of <queue> seen up to (ms)"),
 ))
 
 
@@ -315,6 +317,10 @@ class Keys:
     def runs(self) -> str:
         return self.key("scheduler", "runs")
 
+    def dead_letters_seen(self, queue: str) -> str:
+        """Up to when (ms) the sweep has read ``queue``'s dead letters."""
+        return self.key("scheduler", "xq", queue)
+
     # --- dramatiq's (written by dramatiq's Redis broker under its own namespace; read by
     # the metrics)
     def broker_namespace(self) -> str:
@@ -331,6 +337,14 @@ class Keys:
     def delayed_messages(self, queue: str) -> str:
         """The hash of the jobs waiting for their time (retries, deferrals)."""
         return f"{self.ns}-q:{queue}.DQ.msgs"
+
+    def queue_dead_letters(self, queue: str) -> str:
+        """The zset of ``queue``'s dead-lettered jobs (id -> when, ms), kept 7 days."""
+        return f"{self.ns}-q:{queue}.XQ"
+
+    def queue_dead_letter_messages(self, queue: str) -> str:
+        """The hash of those jobs (id -> encoded message)."""
+        return f"{self.ns}-q:{queue}.XQ.msgs"
 
 
 _SMPP_KINDS = frozenset({"mid", "gid", "early", "earlyphone", "orphan", "resend", "idfmt"})

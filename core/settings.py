@@ -272,6 +272,9 @@ class Settings(_Strict):
     status_sweep_every_s: float | None = Field(None, gt=0)
     #: a submitted message with no final status after this long is closed as ``unknown``
     status_give_up_s: int = Field(3 * 24 * 3600, gt=0)
+    #: a queued or deferred message unchanged this long is reconciled by the status sweep:
+    #: if no send job of it is left in the queues, its send job is enqueued again
+    reconcile_after_s: float = Field(600.0, gt=0)
     #: ids read from the index and enqueued per status-poll job
     status_sweep_batch: int = Field(500, gt=0, le=10_000)
     payment_sweep_every_s: float = Field(300.0, gt=0)

@@ -23,10 +23,6 @@ from producers import consent, duplicates
 from producers import validation as v
 from producers.index import ProducerIndex
 
-#: first status check after a message is queued, if no receipt arrives before
-FIRST_CHECK_S = 10 * 60
-
-
 #: scripts per pipeline in ``send_many`` (a reply of this many is a few hundred kB)
 BATCH_CHUNK = 1000
 
@@ -219,7 +215,9 @@ class Producer:
             d.idempotency_ttl_s)
         index = ProducerIndex(self.store).entry(d.producer) if d.producer else None
         sub = Submission(
-            msg_id=d.msg_id, fields=fields, next_check_ms=created + FIRST_CHECK_S * 1000,
+            # the status sweep first looks at it when its send job should have moved it
+            msg_id=d.msg_id, fields=fields,
+            next_check_ms=created + int(self.settings.reconcile_after_s * 1000),
             queue_key=job.queue_key, messages_key=job.messages_key, job_id=job.redis_id,
             job_data=job.data, idempotency=idem,
             duplicate=duplicates.claim(self.store, d.account, d.producer, d.phone,

@@ -125,7 +125,8 @@ class Scheduler:
         stats = sweeps.status_sweep(self.store, self.broker, self.settings)
         observability.sweep_done("status_sweep", stats.checked, stats.duration_s)
         return {"checked": stats.checked, "enqueued": stats.enqueued, "jobs": stats.jobs,
-                "closed": stats.closed, "removed": stats.removed}
+                "closed": stats.closed, "removed": stats.removed, "requeued": stats.requeued,
+                "dead_lettered": stats.dead_lettered}
 
     def _payment_sweep(self) -> dict[str, Any]:
         return {"enqueued": int(sweeps.payment_sweep(self.broker, self.settings))}

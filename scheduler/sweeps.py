@@ -7,10 +7,28 @@ needs of each record where the data is; every id it looks at leaves the due rang
 step (its next check moves out, backing off as the message ages, or it is removed), so the
 walk always ends and never holds more than one batch in memory.  Python only groups the
 returned ids per account into poll jobs, ``status_sweep_batch`` ids each.
+
+**Reconciliation** (every record ends final).  A queued or deferred message belongs to its
+send job; if the job is gone (the producer died between the record and the enqueue, Redis
+lost the queue but not the record, dramatiq dead-lettered the job) nothing else would ever
+move it.  So the sweep also returns the queued/deferred records unchanged for
+``reconcile_after_s``, and ``lua/jobless.lua`` looks, in one atomic step, for a send job of
+each in the account's queues (waiting, delayed, held or being processed: dramatiq keeps every
+unacked job in the queue's hash).  Whatever legitimately waits (a deferral until the flood or
+pacing hold ends or the sending window opens, a paused account, a retry's backoff, a validity
+that ends) waits as a delayed job, and is found.  A record with no job left gets its send job
+enqueued again: the send is idempotent by id, and a record whose last attempt has an unknown
+outcome (``inflight_ms``) is looked up at the provider by that job before anything is sent.
+Dead letters: the sweep reads each send queue's dead-letter set (``<queue>.XQ``, where
+dramatiq puts a job whose retries ran out, that passed its age limit or names an unknown
+actor) from where it last stopped; a message whose job is there and has no other job ends
+``failed`` with the reason (``unknown`` if an attempt's outcome is unknown: it may have been
+sent), never silently.  Each is counted per account (``gonets_reconciled_total``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,10 +40,19 @@ from core.contracts import (
     CHECK_BALANCE,
     PAYMENTS_SWEEP_QUEUE,
     POLL_STATUS_BATCH,
+    SEND_SMS,
+    SEND_SMS_URGENT,
     SWEEP_PENDING_PAYMENTS,
+    Lane,
+    Status,
+    send_actor,
+    send_queue,
     status_queue,
 )
+from core.errors import UnknownMessage
 from core.facts import give_up
+from core.observability.metrics import reconciled
+from core.replies import maybe_text, scored
 from core.settings import Settings
 from core.store import Store
 from core.timing import CheckPlan, now_ms
@@ -49,6 +76,10 @@ class SweepStats:
     closed: int = 0
     removed: int = 0
     skipped: int = 0
+    #: queued/deferred records whose send job was gone: enqueued again
+    requeued: int = 0
+    #: records whose send job was dead-lettered: closed (failed, or unknown if in flight)
+    dead_lettered: int = 0
     duration_s: float = 0.0
     per_account: dict[str, int] = field(default_factory=dict)
 
@@ -62,24 +93,31 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     now = now_ms() if now is None else now
     batch = batch or settings.status_sweep_batch
     accounts = sorted(a.name for a in settings.sms_accounts())
-    script = _script(store)
+    script = _script(store, "sweep")
     stats = SweepStats()
     pending: dict[str, list[str]] = {}  # account -> ids not yet enqueued (< batch)
+    for account in accounts:  # first: a dead-lettered job's record is closed, not requeued
+        close_dead_letters(store, account, now, stats)
     args = [now, store.msg_key(""), SCAN_BATCH, settings.status_give_up_s * 1000,
-            int(SWEEP_PLAN.first_s * 1000), int(SWEEP_PLAN.max_s * 1000), *accounts]
+            int(SWEEP_PLAN.first_s * 1000), int(SWEEP_PLAN.max_s * 1000),
+            int(settings.reconcile_after_s * 1000), *accounts]
     while True:
         res = script(keys=[store.nonfinal_key], args=args)
         checked, removed, skipped = int(res[0]), int(res[1]), int(res[2])
         close = res[3].split(",") if res[3] else []
+        npolls = int(res[4])
         if checked == 0:
             break
         stats.checked += checked
         stats.removed += removed
         stats.skipped += skipped
-        for i in range(4, len(res), 2):
-            account, ids = res[i], res[i + 1]
+        for k, i in enumerate(range(5, len(res), 2)):
+            account, ids = res[i], res[i + 1].split(",")
+            if k >= npolls:  # queued/deferred and unchanged for long: is its job there?
+                requeue_jobless(store, broker, account, ids, now, stats)
+                continue
             buf = pending.setdefault(account, [])
-            buf.extend(ids.split(","))
+            buf.extend(ids)
             while len(buf) >= batch:
                 _enqueue(broker, account, buf[:batch], stats)
                 del buf[:batch]
@@ -93,13 +131,110 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     return stats
 
 
-def _script(store: Store) -> Any:
-    script = getattr(store, "_gonets_sweep", None)
+def _script(store: Store, name: str) -> Any:
+    """``lua/<name>.lua`` registered on the store's client (the scripts read its records)."""
+    attr = f"_gonets_{name}"
+    script = getattr(store, attr, None)
     if script is None:
-        text = resources.files("scheduler").joinpath("lua", "sweep.lua").read_text("utf-8")
-        script = store.r.register_script(text)  # sweep.lua reads the store's records
-        store._gonets_sweep = script  # type: ignore[attr-defined]
+        text = resources.files("scheduler").joinpath("lua", f"{name}.lua").read_text("utf-8")
+        script = store.r.register_script(text)
+        setattr(store, attr, script)
     return script
+
+
+def _job_hashes(store: Store, account: str) -> list[str]:
+    """Where every send job of ``account`` is while it lives (``lua/jobless.lua``)."""
+    out = []
+    for lane in Lane:
+        q = send_queue(account, lane)
+        out += [store.keys.queue_messages(q), store.keys.delayed_messages(q)]
+    return out
+
+
+def _jobless(store: Store, account: str, ids: list[str], now: int,
+             mark: bool) -> list[tuple[str, str, str]]:
+    """(id, lane, inflight_ms) of the queued/deferred ``ids`` with no send job left."""
+    res = _script(store, "jobless")(keys=_job_hashes(store, account),
+                                    args=[store.msg_key(""), now, "mark" if mark else "look",
+                                          *ids])
+    return [(res[i], res[i + 1], res[i + 2]) for i in range(0, len(res), 3)]
+
+
+def requeue_jobless(store: Store, broker: Any, account: str, ids: list[str], now: int,
+                    stats: SweepStats) -> int:
+    """Enqueue the send job again of every one of ``ids`` that has none (an unknown outcome is
+    looked up by that job before anything is sent). Returns how many."""
+    found = _jobless(store, account, ids, now, mark=True)
+    for msg_id, lane, inflight in found:
+        lane = lane or Lane.BULK.value
+        enqueue(broker, send_queue(account, lane), send_actor(lane), msg_id)
+        log.warning("message %s (account %s): no send job left for it (%s); its send job is "
+                    "enqueued again", msg_id, account,
+                    "outcome of its last attempt unknown: it is looked up first" if inflight
+                    else "it was never sent")
+    if found:
+        stats.requeued += len(found)
+        reconciled(account, "requeued", len(found))
+    return len(found)
+
+
+def close_dead_letters(store: Store, account: str, now: int, stats: SweepStats) -> int:
+    """Close the messages whose send job dramatiq dead-lettered since the last sweep and that
+    have no other job: ``failed`` with the reason, ``unknown`` if an attempt's outcome is
+    unknown. Returns how many were closed."""
+    closed = 0
+    for lane in Lane:
+        q = send_queue(account, lane)
+        seen_key = store.keys.dead_letters_seen(q)
+        since = maybe_text(store.r.get(seen_key)) or "0"
+        entries = scored(store.r.zrangebyscore(store.keys.queue_dead_letters(q), f"({since}",
+                                               "+inf", withscores=True))
+        if not entries:
+            continue
+        jobs = store.r.hmget(store.keys.queue_dead_letter_messages(q),
+                             [e[0] for e in entries])
+        why: dict[str, str] = {}
+        for data in jobs:
+            job = _decode(data)
+            if job and job.get("actor_name") in (SEND_SMS, SEND_SMS_URGENT) and job["args"]:
+                why[str(job["args"][0])] = _dead_letter_reason(job)
+        for msg_id, _, inflight in _jobless(store, account, list(why), now, mark=False):
+            status = Status.UNKNOWN if inflight else Status.FAILED
+            reason = why[msg_id] + ("; the outcome of its last attempt is unknown: it may "
+                                    "have been sent" if inflight else "")
+            try:
+                t = store.transition(msg_id, status, reason=reason, inflight_ms="")
+            except UnknownMessage:
+                continue
+            if t.changed:
+                closed += 1
+                reconciled(account, status.value)
+                log.error("message %s (account %s): %s", msg_id, account, reason)
+        store.r.set(seen_key, str(int(max(score for _, score in entries))))
+    stats.dead_lettered += closed
+    return closed
+
+
+def _decode(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        job = json.loads(data)
+    except ValueError:
+        return None
+    return job if isinstance(job, dict) and isinstance(job.get("args"), list) else None
+
+
+def _dead_letter_reason(job: dict[str, Any]) -> str:
+    """Why dramatiq gave the job up, from what it left in the job's options."""
+    opts = job.get("options") or {}
+    retries = opts.get("retries")
+    tb = str(opts.get("traceback") or "").strip().splitlines()
+    if tb:
+        return (f"its send job was given up after {retries} tries (dead-lettered): "
+                f"{tb[-1].strip()}")[:300]
+    return ("its send job was given up (dead-lettered) before it ran: it passed its age "
+            "limit or names an actor no worker has")
 
 
 def _enqueue(broker: Any, account: str, ids: list[str], stats: SweepStats) -> None:

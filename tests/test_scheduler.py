@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from core.broker import build_broker
-from core.contracts import PAYMENTS_SWEEP_QUEUE, Status
+from core.broker import build_broker, enqueue
+from core.contracts import PAYMENTS_SWEEP_QUEUE, Lane, Status, send_actor, send_queue
 from core.settings import Settings, load_settings
 from core.store import Store, now_ms, redis_client
 from producers import Producer
@@ -78,11 +78,14 @@ def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
                       next_check_ms=0)
         sstore.transition(stale, Status.SUBMITTED, submitted_ms=now_ms() - 4 * DAY_MS)
         # an index entry whose record is gone (retention), and a queued message (its send
-        # job owns it: it is looked at again later, not polled)
+        # job, delayed a minute, owns it: it is looked at again later, not polled)
         sstore.r.zadd(sstore.nonfinal_key, {"ghost": 0})
         queued = "queued000000000000000000000000001"
         sstore.create(queued, {"account": "smsc", "phone": "375291110001", "text": "q"},
                       next_check_ms=0)
+        enqueue(broker, send_queue("smsc", Lane.BULK), send_actor(Lane.BULK), queued,
+                delay_ms=60_000)
+        # queued for 10 hours and no send job left anywhere: reconciled (sent again)
         old_queued = "queued000000000000000000000000002"
         sstore.create(old_queued, {"account": "smsc", "phone": "375291110002", "text": "q"},
                       next_check_ms=0)
@@ -93,6 +96,7 @@ def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
         stats = sweeps.status_sweep(sstore, broker, ssettings, now=later, batch=2)
         assert (stats.enqueued, stats.jobs, stats.closed, stats.removed) == (5, 3, 1, 1)
         assert stats.per_account == {"smsc": 5}
+        assert stats.requeued == 1
 
         final = wait_final(sstore, ids, timeout_s=30)
         assert set(final.values()) == {"delivered"}
@@ -102,12 +106,14 @@ def test_status_sweep_polls_due_messages_in_batches_and_closes_stale_ones(
         assert sstore.r.zscore(sstore.nonfinal_key, "ghost") is None
         # not polled (its send job owns it) but kept, its next check backing off with its age
         assert sstore.r.zscore(sstore.nonfinal_key, queued) == later + (later - created)
-        assert sstore.r.zscore(sstore.nonfinal_key, old_queued) == \
-            later + sweeps.MAX_RECHECK_S * 1000
+        poll_until(lambda: sstore.get(old_queued)["status"] == "submitted", 30, "it was sent")
+        assert sstore.get(old_queued)["reconciled"] == "1"
 
         # every id left the due range: the same sweep again finds nothing to do
+        # (but the reconciled one, sent since, whose first poll falls due by then)
         again = sweeps.status_sweep(sstore, broker, ssettings, now=later, batch=2)
-        assert (again.checked, again.enqueued) == (0, 0)
+        assert (again.checked, again.enqueued, again.requeued) == (1, 1, 0)
+        assert again.per_account == {"smsc": 1}
     finally:
         worker.stop()
 

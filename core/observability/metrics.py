@@ -42,6 +42,13 @@ def sweep_done(job: str, checked: int, duration_s: float) -> None:
         duration_s)
 
 
+def reconciled(account: str, action: str, n: int = 1) -> None:
+    """Records the status sweep reconciled (``scheduler/sweeps.py``): ``requeued`` (their send
+    job was gone: enqueued again), ``failed`` / ``unknown`` (their job was dead-lettered)."""
+    _metric("Counter", "gonets_reconciled", "messages whose send job was gone, by what the "
+            "sweep did", ("account", "action")).labels(account, action).inc(n)
+
+
 def set_gauge(name: str, value: float) -> None:
     _metric("Gauge", f"gonets_{name}", name.replace("_", " ")).set(value)
 

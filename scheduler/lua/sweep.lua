@@ -7,32 +7,40 @@
 -- Args:
 --   ARGV[1] now (ms)   ARGV[2] record key prefix   ARGV[3] batch size
 --   ARGV[4] give up after (ms, age since submit)   ARGV[5] min recheck (ms)
---   ARGV[6] max recheck (ms)   ARGV[7..] names of the accounts this scheduler serves
+--   ARGV[6] max recheck (ms)   ARGV[7] reconcile after (ms)
+--   ARGV[8..] names of the accounts this scheduler serves
 -- Takes up to ARGV[3] ids due at ARGV[1] (ZRANGEBYSCORE ... LIMIT 0 n) and moves every one of
 -- them out of the due range: a record that is gone or final is removed from the index; a
 -- submitted one older than ARGV[4] is removed and returned to be closed as unknown; every
 -- other one gets its next check at now + clamp(age, min, max) (backing off as it ages: the
 -- formula of core/timing.py CheckPlan.next_delay_s; min and max are scheduler/sweeps.py's
--- SWEEP_PLAN).
--- Returns: { checked, removed, skipped, "close ids", account1, "ids", account2, "ids", ... }
--- where each "ids" is a comma-joined string (one reply element instead of thousands: parsing
--- them one by one was most of the sweep's client time) of the submitted messages to poll now.
+-- SWEEP_PLAN). A submitted one is returned to be polled. A queued or deferred one that has
+-- not changed for ARGV[7] is returned as "stale": its send job may be gone (sweeps.py asks
+-- lua/jobless.lua, which looks at the queues themselves); it is looked at again after
+-- clamp(age, ARGV[7], max).
+-- Returns: { checked, removed, skipped, "close ids", npolls, account1, "ids", ...,
+--            account, "stale ids", ... }
+-- where the first npolls account/"ids" pairs are the submitted messages to poll now and the
+-- rest the stale ones; each "ids" is a comma-joined string (one reply element instead of
+-- thousands: parsing them one by one was most of the sweep's client time).
 local now = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local give_up = tonumber(ARGV[4])
 local min_s, max_s = tonumber(ARGV[5]), tonumber(ARGV[6])
+local stale_after = tonumber(ARGV[7])
 local known = {}
-for i = 7, #ARGV do known[ARGV[i]] = true end
+for i = 8, #ARGV do known[ARGV[i]] = true end
 
 local ids = redis.call("zrangebyscore", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[3]))
 local removed, skipped = 0, 0
 local close, polls, order = {}, {}, {}
+local stale, stale_order = {}, {}
 local later = {}
 local gone = {}
 for _, id in ipairs(ids) do
     -- status_rank: 0 queued or deferred, 1 submitted, 2 final (core/contracts.py RANK)
     local f = redis.call("hmget", prefix .. id, "account", "status_rank", "submitted_ms",
-                         "created_ms")
+                         "created_ms", "updated_ms")
     local account, rank = f[1], tonumber(f[2] or "2")
     if not f[2] or rank >= 2 then
         gone[#gone + 1] = id
@@ -47,7 +55,9 @@ for _, id in ipairs(ids) do
             close[#close + 1] = id
         else
             local wait = age
-            if wait < min_s then wait = min_s end
+            local floor = min_s
+            if rank == 0 then floor = stale_after end
+            if wait < floor then wait = floor end
             if wait > max_s then wait = max_s end
             later[#later + 1] = now + wait
             later[#later + 1] = id
@@ -59,8 +69,17 @@ for _, id in ipairs(ids) do
                     order[#order + 1] = account
                 end
                 list[#list + 1] = id
+            elseif now - tonumber(f[5] or f[4] or now) >= stale_after then
+                -- queued or deferred, unchanged for long: is its send job still there?
+                local list = stale[account]
+                if not list then
+                    list = {}
+                    stale[account] = list
+                    stale_order[#stale_order + 1] = account
+                end
+                list[#list + 1] = id
             else
-                skipped = skipped + 1  -- queued or deferred: its send job owns it
+                skipped = skipped + 1  -- queued or deferred lately: its send job owns it
             end
         end
     end
@@ -73,9 +92,13 @@ for i = 1, #gone, 1000 do
     redis.call("zrem", KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
 end
 removed = #gone - #close
-local out = { #ids, removed, skipped, table.concat(close, ",") }
+local out = { #ids, removed, skipped, table.concat(close, ","), #order }
 for _, account in ipairs(order) do
     out[#out + 1] = account
     out[#out + 1] = table.concat(polls[account], ",")
+end
+for _, account in ipairs(stale_order) do
+    out[#out + 1] = account
+    out[#out + 1] = table.concat(stale[account], ",")
 end
 return out
