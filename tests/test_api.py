@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -298,7 +299,7 @@ def test_smsc_callback_parser_never_crashes(body):
     except ApiError as exc:
         assert exc.status == 422 and exc.field
     else:
-        assert msg_id.isdigit() and isinstance(status, int)
+        assert msg_id.isascii() and msg_id.isdigit() and isinstance(status, int)
 
 
 @hsettings(max_examples=100, deadline=None)
@@ -308,9 +309,23 @@ def test_smsc_callback_parser_on_forms(form):
     from urllib.parse import urlencode
 
     try:
-        parse_callback(urlencode(form).encode())
+        msg_id, status, err, _phone = parse_callback(urlencode(form).encode())
     except ApiError as exc:
         assert exc.status == 422
+    else:  # only ASCII digits are digits ("²" passes str.isdigit())
+        assert msg_id.isascii() and msg_id.isdigit() and isinstance(status, int)
+        assert err is None or err.lstrip("-").isascii()
+
+
+@pytest.mark.parametrize("form", [{"id": "12\u00b2", "status": "1"},
+                                  {"id": "12", "status": "\u0661"},
+                                  {"id": "12", "status": "1", "err": "\u00b2"}])
+def test_smsc_callback_with_non_ascii_digits_is_refused(form):
+    from urllib.parse import urlencode
+
+    with pytest.raises(ApiError) as err:
+        parse_callback(urlencode(form).encode())
+    assert err.value.status == 422
 
 
 # --- the OpenAPI document --------------------------------------------------------------------

@@ -3,6 +3,7 @@ nor lose a message (they become errors of the tree that keep the message)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -108,7 +109,7 @@ def test_base_answers():
     assert parse_yes_no("Yes") is True and parse_yes_no("No\n") is False
 
 
-@hsettings(max_examples=50)
+@hsettings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_parse_line_never_crashes(text):
     try:
@@ -117,14 +118,36 @@ def test_parse_line_never_crashes(text):
         pass
 
 
-@hsettings(max_examples=50)
-@given(st.text(max_size=200))
-def test_base_readers_never_crash(text):
+_lines = st.one_of(
+    st.text(max_size=200),
+    st.builds(lambda a, b: f"Balance: {a}; Overdraft: {b}", st.text(max_size=8),
+              st.text(max_size=8)),
+    st.builds(lambda n, e: '{"success"=>' + n + ', "errors"=>["' + e + '"]}',
+              st.text(max_size=6), st.text(max_size=6)),
+    st.builds(lambda name, total: json.dumps([{"base_name": name, "phones_total": total}]),
+              st.text(max_size=6), st.text(max_size=6) | st.integers() | st.floats()),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(_lines)
+def test_base_readers_raise_only_value_error(text):
     for fn in (parse_bases, parse_batch, parse_phones, parse_yes_no, parse_credit):
         try:
             fn(text)
-        except (ValueError, TypeError, ArithmeticError):
+        except ValueError:
             pass
+
+
+@pytest.mark.parametrize("fn, text", [
+    (parse_bases, "[" * 100_000),
+    (parse_bases, '[{"base_name": "b", "phones_total": "\u00b2"}]'),
+    (parse_phones, "7911000000\u00b2"),
+    (parse_credit, "Balance: \u0663; Overdraft: 0"),
+])
+def test_deep_nesting_and_non_ascii_digits_are_value_errors(fn, text):
+    with pytest.raises(ValueError):
+        fn(text)
 
 
 @hsettings(max_examples=50)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from urllib.parse import parse_qs
 
 from starlette.routing import Route
@@ -34,6 +35,10 @@ from producers.http.problem import ApiError
 
 log = logging.getLogger("gonets.api.smsc")
 
+#: ASCII digits only: "²" passes str.isdigit() and is no digit of an id or a code
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def parse_callback(body: bytes) -> tuple[str, int, str | None, str | None]:
     """``(id, status, err, phone)`` from the form body. Raises ApiError(422) naming the field."""
     try:
@@ -42,17 +47,16 @@ def parse_callback(body: bytes) -> tuple[str, int, str | None, str | None]:
     except (UnicodeDecodeError, ValueError):
         raise ApiError(422, "not a UTF-8 form body", field="body") from None
     msg_id = form.get("id", "").strip()
-    if not msg_id.isdigit() or len(msg_id) > 20:
+    if not _DIGITS.fullmatch(msg_id) or len(msg_id) > 20:
         raise ApiError(422, "a numeric message id is required", field="id")
     raw_status = form.get("status", "").strip()
-    try:
-        status = int(raw_status)
-    except ValueError:
-        raise ApiError(422, "a numeric SMSC status code is required", field="status") from None
+    if not _DIGITS.fullmatch(raw_status.removeprefix("-")) or len(raw_status) > 6:
+        raise ApiError(422, "a numeric SMSC status code is required", field="status")
+    status = int(raw_status)
     if not -10 <= status <= 1000:
         raise ApiError(422, "not an SMSC status code", field="status")
     err = form.get("err", "").strip() or None
-    if err is not None and (not err.lstrip("-").isdigit() or len(err) > 6):
+    if err is not None and (not _DIGITS.fullmatch(err.lstrip("-")) or len(err) > 6):
         raise ApiError(422, "must be a numeric error code", field="err")
     phone = form.get("phone", "").strip().lstrip("+") or None
     return msg_id, status, (None if err in (None, "0") else err), phone

@@ -95,7 +95,8 @@ class Line:
 _SENT = re.compile(r"^Message successfully sent!\s*Message_ID\s*=\s*(\S+)$", re.I)
 _ERROR = re.compile(r"^Error\b[\s:]*(.*)$", re.I | re.S)
 _STATUS = re.compile(r"^Status:\s*(\S+)$", re.I)
-_CREDIT = re.compile(r"^Balance:\s*(-?\d+(?:\.\d+)?)\s*;\s*Overdraft:\s*(-?\d+(?:\.\d+)?)$", re.I)
+_CREDIT = re.compile(r"^Balance:\s*(-?\d+(?:\.\d+)?)\s*;\s*Overdraft:\s*(-?\d+(?:\.\d+)?)$",
+                     re.I | re.ASCII)
 _OK = re.compile(r"^Ok_(\S+)$")
 
 
@@ -166,19 +167,26 @@ class BatchResult:
 
 
 def parse_bases(text: str) -> list[PhoneBase]:
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except RecursionError as exc:  # "[" * 100_000: the readers raise only ValueError
+        raise ValueError("list_of_bases answer nests too deeply to be read") from exc
     if not isinstance(data, list):
         raise ValueError("list_of_bases answer is not a list")
     out = []
     for item in data:
         if not isinstance(item, dict) or "base_name" not in item:
             raise ValueError("list_of_bases item without base_name")
-        out.append(PhoneBase(str(item["base_name"]), str(item.get("id", "")),
-                             int(str(item.get("phones_total", "0")) or 0)))
+        total = str(item.get("phones_total", "0")).strip() or "0"
+        if not _DIGITS.fullmatch(total):
+            raise ValueError("list_of_bases item with a phones_total that is not a count")
+        out.append(PhoneBase(str(item["base_name"]), str(item.get("id", "")), int(total)))
     return out
 
 
-_BATCH_SUCCESS = re.compile(r'"success"\s*(?:=>|:)\s*"?(\d+)"?')
+_BATCH_SUCCESS = re.compile(r'"success"\s*(?:=>|:)\s*"?(\d+)"?', re.ASCII)
+#: a count or a phone number: ASCII digits only ("²" passes str.isdigit())
+_DIGITS = re.compile(r"[0-9]{1,18}")
 _BATCH_ERRORS = re.compile(r'"errors"\s*(?:=>|:)\s*\[(.*?)\]', re.S)
 
 
@@ -197,7 +205,7 @@ def parse_phones(text: str) -> list[str]:
     if text.strip().lower() == "no phones in base":
         return []
     phones = [p for p in re.split(r"[\s,;]+|<br\s*/?>", text.strip()) if p]
-    if not all(p.isdigit() for p in phones):
+    if not all(_DIGITS.fullmatch(p) for p in phones):
         raise ValueError("get_base answer is not a list of numbers")
     return phones
 
