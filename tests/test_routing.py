@@ -3,6 +3,7 @@ takes a message, errors that name the key, and new messages skipping a paused ac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,68 @@ def test_duplicates_and_idempotency_count_across_the_route(routed: Producer) -> 
 def test_a_bad_route_named_by_the_producer_is_invalid_input(routed: Producer) -> None:
     with pytest.raises(InvalidInput, match="account"):
         routed.send_sms("+375291000001", "x", account="nosuch")
+
+
+def _jobs(store, queue: str) -> list[dict]:
+    raw = store.r.hvals(f"gonets-q:{queue}.DQ.msgs") + store.r.hvals(f"gonets-q:{queue}.msgs")
+    return [json.loads(m) for m in raw]
+
+
+@pytest.mark.parametrize("lane", ["bulk", "urgent"])
+def test_a_moved_message_joins_the_next_accounts_queue_of_its_own_lane(routed: Producer,
+                                                                        lane: str) -> None:
+    """Moved bulk waits behind the next account's urgent traffic (its bulk queue); a moved
+    urgent message stays urgent there."""
+    from core.broker import reset_broker
+    from workers.outcomes import Outcomes
+
+    p = routed
+    msg = p.send_sms("+375291000011", "code", lane=lane)
+    rt = Runtime(p.settings, p.store)
+    try:
+        rec = p.store.get(msg)
+        assert Outcomes(rt).failover(rec, p.settings.account("smsc"), "no_funds",
+                                     "insufficient funds")
+        other = "urgent" if lane == "bulk" else "bulk"
+        assert [j["args"] for j in _jobs(p.store, f"sms.mts.{lane}")] == [[msg]]
+        assert _jobs(p.store, f"sms.mts.{other}") == []
+        moved = p.store.get(msg)
+        assert moved["account"] == "mts" and moved["provider"] == "mts_rest"
+        assert "seq" not in moved  # the numeric id belonged to the account it left
+        # a second try from the account it left is refused: the record is no longer there
+        assert not Outcomes(rt).failover(rec, p.settings.account("smsc"), "no_funds", "again")
+    finally:
+        rt.close()
+        reset_broker()
+
+
+def test_a_message_in_flight_is_never_moved(routed: Producer) -> None:
+    from core.broker import reset_broker
+    from workers.outcomes import Outcomes
+
+    p = routed
+    msg = p.send_sms("+375291000012", "code")
+    p.store.begin_attempt(msg)  # it went out; no answer yet
+    rt = Runtime(p.settings, p.store)
+    try:
+        assert not Outcomes(rt).failover(p.store.get(msg), p.settings.account("smsc"),
+                                         "unreachable", "no answer")
+        assert p.store.get(msg)["account"] == "smsc" and not _jobs(p.store, "sms.mts.bulk")
+    finally:
+        rt.close()
+        reset_broker()
+
+
+def test_the_flood_rule_counts_one_burst_across_the_route(routed: Producer) -> None:
+    from core.settings import Limits
+    from workers.traffic import Hold, Traffic
+
+    p = routed
+    one = Limits(flood_max_messages=1)
+    smsc = p.settings.account("smsc").model_copy(update={"limits": one})
+    mts = p.settings.account("mts").model_copy(update={"limits": one})
+    t = Traffic(p.store.r, p.store.ns)
+    t.check_flood(smsc, "375291000013", 0.0, "smsc+mts")
+    with pytest.raises(Hold):  # the same subscriber, the other account of the route
+        t.check_flood(mts, "375291000013", 0.0, "smsc+mts")
+    t.check_flood(mts, "375291000014", 0.0)  # unrouted: the provider's own count
