@@ -32,6 +32,8 @@ from core.errors import ConfigError, Unavailable
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
+#: the longest a question to one Sentinel may take (connect, or answer)
+SENTINEL_TIMEOUT_S = 2.0
 
 #: what "Redis does not answer" looks like: refused, timed out, loading its data, no master
 #: known to the Sentinels (a ConnectionError), a replica that answers READONLY or MASTERDOWN
@@ -133,8 +135,11 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float | 
     if not is_sentinel(url):
         return redis.Redis.from_url(url, **opts)
     addr = parse_sentinel(url)
-    sentinel_kwargs: dict[str, Any] = {"socket_timeout": socket_timeout or 5,
-                                       "socket_connect_timeout": socket_connect_timeout or 5}
+    # a Sentinel that does not answer within seconds is skipped for the next one
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": min(socket_timeout or SENTINEL_TIMEOUT_S, SENTINEL_TIMEOUT_S),
+        "socket_connect_timeout": min(socket_connect_timeout or SENTINEL_TIMEOUT_S,
+                                      SENTINEL_TIMEOUT_S)}
     if addr.sentinel_password:
         sentinel_kwargs["password"] = addr.sentinel_password
     sentinel = Sentinel(list(addr.sentinels), sentinel_kwargs=sentinel_kwargs)
