@@ -82,6 +82,12 @@ options = {{ {options} }}
         p.close()
 
 
+def deliver_sm_body(sm: bytes, *, esm: int, data_coding: int) -> bytes:
+    """A deliver_sm body from PHONE to "Gonets" (SMPP v3.4 §4.6.1)."""
+    return (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00"
+            + bytes((esm, 0, 0)) + b"\x00\x00" + bytes((0, 0, data_coding, 0, len(sm))) + sm)
+
+
 def state(sb: Any) -> dict[str, Any]:
     return httpx.get(f"{sb.control_url}/_sandbox/state").json()
 
@@ -136,9 +142,7 @@ def test_incoming_message_is_stored_as_an_event(make: Callable[..., SmppProvider
                                                 sandbox: Any) -> None:
     p = make()
     assert p.session.wait_bound(5)
-    text = "Да".encode("utf-16-be")
-    body = (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00\x00\x00\x00\x00\x00"
-            + bytes((0, 0, 8, 0, len(text))) + text)
+    body = deliver_sm_body("Да".encode("utf-16-be"), esm=0, data_coding=8)
     control(sandbox.control_url, inject_deliver_sm=[body.hex()])
     events = poll_until(lambda: p.ctx.redis.xrange("gonets:smpp:incoming"), 5)
     assert events[0][1]["text"] == "Да" and events[0][1]["from"] == PHONE
@@ -212,8 +216,7 @@ def test_a_receipt_with_non_ascii_digits_is_taken_not_refused_forever(
     p = make()
     assert p.session.wait_bound(5)
     text = "id:12\u00b2 sub:001 dlvrd:000 stat:UNDELIV err:\u00b2\u00b3".encode("latin-1")
-    body = (b"\x00\x01\x01" + PHONE.encode() + b"\x00\x05\x00Gonets\x00\x04\x00\x00\x00\x00"
-            + bytes((0, 0, 0, 0, len(text))) + text)
+    body = deliver_sm_body(text, esm=0x04, data_coding=0)
     control(sandbox.control_url, inject_deliver_sm=[body.hex()])
     counters = poll_until(lambda: (c := state(sandbox)["counters"]).get("injected_acked", 0)
                           + c.get("injected_refused", 0) and c, 5, "the receipt's answer")
