@@ -229,6 +229,10 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         middleware=middleware,
         heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
     )
+    if worker:
+        from core.observability.tracing import install
+
+        install(broker)  # a retried job stays in its trace
     return broker
 
 

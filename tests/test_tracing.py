@@ -192,6 +192,50 @@ def test_a_failed_job_is_kept_at_a_sample_rate_of_one_in_a_hundred(sentry_server
     assert all(t["tags"]["outcome"] == "ok" for t in kept)
 
 
+def test_a_retried_job_stays_in_the_trace_that_queued_it(sentry_server, redis_url):
+    """sentry-sdk starts a new trace for a retry; Gonets keeps it in the trace of whatever
+    queued the job (an API request, a sweep), beside the first try."""
+    import sentry_sdk
+    from dramatiq.middleware import CurrentMessage, default_middleware
+
+    from core.observability.tracing import install
+
+    with reporting_to(sentry_server, role="worker", account="smsc", environment="test",
+                      providers={"smsc": "smsc_http"}, traces_sample_rate=1.0):
+        broker = RedisBroker(url=redis_url, namespace="retry-trace-test",
+                             middleware=[m() for m in default_middleware]
+                             + [CurrentMessage(), observability.KeepTrace(),
+                                observability.JobTags()])
+        install(broker)
+        worker = None
+        tries: list[int] = []
+        try:
+            def flaky(i: int) -> None:
+                tries.append(i)
+                if len(tries) == 1:
+                    raise ConnectionError("provider went away")
+
+            actor = dramatiq.actor(flaky, broker=broker, queue_name="sms.smsc.bulk",
+                                   max_retries=3, min_backoff=10, max_backoff=50)
+            with sentry_sdk.start_transaction(name="POST /v1/sms", op="http.server",
+                                              sampled=True) as request:
+                actor.send(1)
+            trace_id = request.trace_id
+            worker = Worker(broker, worker_threads=1)
+            worker.start()
+            poll_until(lambda: len([t for t in sentry_server.of_type("transaction")
+                                    if t["transaction"] == "flaky"]) == 2, 20, "both tries")
+        finally:
+            if worker is not None:
+                worker.stop()
+            broker.close()
+    jobs = [t for t in sentry_server.of_type("transaction") if t["transaction"] == "flaky"]
+    assert sorted(t["tags"]["outcome"] for t in jobs) == ["error", "ok"]
+    assert {t["contexts"]["trace"]["trace_id"] for t in jobs} == {trace_id}
+    retry = next(t for t in jobs if t["tags"]["outcome"] == "ok")
+    assert retry["contexts"]["trace"]["data"]["messaging.message.retry.count"] == 1
+
+
 def test_credentials_in_a_provider_url_are_scrubbed_from_its_span(sentry_server, smsc):
     """SMSC and SMS2 both accept their credentials in the query string (GET): whatever a
     provider client puts there, the span's URL and ``http.query`` carry none of it."""

@@ -149,9 +149,9 @@ def record_outcome(actor: str, record_id: str) -> tuple[object, object] | None:
     """``(status, error code)`` of the record a job of ``actor`` worked on, for the job's
     ``outcome`` tag in tracing (``core.observability.tracing.set_record_reader``)."""
     rt = get_runtime()
-    if actor in MESSAGE_ACTORS:
-        rec = rt.store.find(record_id) or {}
-        return rec.get("status"), rec.get("error_code")
+    if actor in MESSAGE_ACTORS:  # two fields, not the whole record: this runs for every job
+        status, code = rt.store.r.hmget(rt.store.record_key(record_id), "status", "error_code")
+        return status, code
     if actor in PAYMENT_ACTORS:
         pay = (rt.payments.find_check if actor == "check_mts_money"
                else rt.payments.find_payment)(record_id) or {}

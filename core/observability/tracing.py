@@ -19,12 +19,11 @@ the jobs it enqueues (sentry-sdk's dramatiq integration carries the trace in the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,32 +74,46 @@ _MEASURE_KEYS = {v: k for k, v in MEASURED.items()}
 _sums = threading.local()
 
 
-@contextlib.contextmanager
-def span(op: str, name: str, *, measure: str | None = None, **data: Any) -> Iterator[Any]:
+def span(op: str, name: str, *, measure: str | None = None, **data: Any) -> _Span:
     """A child span of the running transaction (nothing when tracing is off or no
     transaction runs). ``name`` and ``data`` must carry no phone, text or secret.
     ``measure`` also adds the span's duration to the transaction's measurement of that name
     (ms, summed over its spans), so dashboards can chart it beside the transaction's own
     figures."""
-    if not _state["traces_rate"] or not _state["sentry"]:
-        yield None
-        return
-    import sentry_sdk
+    return _Span(op, name, measure, data)
 
-    scope = sentry_sdk.get_current_scope()
-    tx = scope.transaction
-    if tx is None or not tx.sampled:
-        yield None
-        return
-    t0 = time.monotonic()
-    try:
-        with scope.start_span(op=op, name=name) as s:
-            for k, v in data.items():
-                s.set_data(k, v)
-            yield s
-    finally:
-        if measure:
-            _add_measurement(tx, measure, (time.monotonic() - t0) * 1000)
+
+class _Span:
+    """``span()``'s context manager (a class: a job opens several, a generator costs more)."""
+
+    __slots__ = ("data", "measure", "name", "op", "span", "t0", "tx")
+
+    def __init__(self, op: str, name: str, measure: str | None, data: dict[str, Any]) -> None:
+        self.op, self.name, self.measure, self.data = op, name, measure, data
+        self.span: Any = None
+
+    def __enter__(self) -> Any:
+        if not _state["traces_rate"] or not _state["sentry"]:
+            return None
+        import sentry_sdk
+
+        scope = sentry_sdk.get_current_scope()
+        tx = scope.transaction
+        if tx is None or not tx.sampled:
+            return None
+        self.tx, self.t0 = tx, time.monotonic()
+        s = self.span = scope.start_span(op=self.op, name=self.name)
+        s.__enter__()
+        for k, v in self.data.items():
+            s.set_data(k, v)
+        return s
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.span is None:
+            return
+        self.span.__exit__(*exc)
+        if self.measure:
+            _add_measurement(self.tx, self.measure, (time.monotonic() - self.t0) * 1000)
 
 
 def _add_measurement(tx: Any, name: str, ms: float) -> None:
@@ -121,7 +134,8 @@ def prepare_transaction(event: Any, hint: Any) -> Any:
     """A global event processor, run on each transaction before sentry-sdk serializes it
     (whose cost grows with every node): measured data into ``measurements``; child spans
     lose ``thread.id``/``thread.name`` (a job's spans all run on its thread, which its trace
-    context names); ``sys.argv`` stays on errors (the ``role`` tag names the process)."""
+    context names) and the protocol's defaults (``same_process_as_parent``, ``origin``
+    ``manual``); ``sys.argv`` stays on errors (the ``role`` tag names the process)."""
     if event.get("type") != "transaction":
         return event
     trace = (event.get("contexts") or {}).get("trace") or {}
@@ -138,6 +152,11 @@ def prepare_transaction(event: Any, hint: Any) -> Any:
         if d and d.get("thread.id") == thread:
             d.pop("thread.id", None)
             d.pop("thread.name", None)
+        # the protocol's defaults, said once per span
+        if s.get("same_process_as_parent") is True:
+            del s["same_process_as_parent"]
+        if s.get("origin") == "manual":
+            del s["origin"]
     extra = event.get("extra")
     if extra:
         extra.pop("sys.argv", None)
@@ -169,6 +188,35 @@ class KeepTrace(Middleware):
             message.options["_sentry_headers"] = dict(kept)
 
 
+class RetryTrace(Middleware):
+    """sentry-sdk's dramatiq middleware starts a new trace for a retried job (it ignores the
+    message's trace headers once dramatiq's ``retries`` option is set).  Placed before it
+    (``install``), this hides the retry count for that moment, and ``JobTags``, after it, puts
+    the count back before any other middleware reads it: a retry stays in the trace of
+    whatever queued the job (``KeepTrace`` keeps that first stamp), beside its first try."""
+
+    KEY = "_gonets_retries"
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        if "retries" in message.options and message.options.get("_sentry_headers"):
+            message.options[self.KEY] = message.options.pop("retries")
+
+
+def _restore_retries(message: Any) -> None:
+    if RetryTrace.KEY in message.options:
+        message.options["retries"] = message.options.pop(RetryTrace.KEY)
+
+
+def install(broker: Any) -> None:
+    """A worker's broker: ``RetryTrace`` just before sentry-sdk's middleware, when Sentry is
+    on (``JobTags`` must be on the broker too: it restores the retry count)."""
+    from sentry_sdk.integrations.dramatiq import SentryMiddleware
+
+    if any(isinstance(m, SentryMiddleware) for m in broker.middleware) and \
+            any(isinstance(m, JobTags) for m in broker.middleware):
+        broker.add_middleware(RetryTrace(), before=SentryMiddleware)
+
+
 class JobTags(Middleware):
     """Tags every Sentry event and transaction of a job with its job name, account, provider,
     lane, queue and message id; measures its queue wait; when it ends, tags its outcome and
@@ -176,6 +224,7 @@ class JobTags(Middleware):
     job's scope and transaction and closes them after this one)."""
 
     def before_process_message(self, broker: Any, message: Any) -> None:
+        _restore_retries(message)
         if not _state["sentry"]:
             return
         import sentry_sdk
@@ -200,6 +249,7 @@ class JobTags(Middleware):
 
     def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
+        _restore_retries(message)  # skipped before this middleware's before_process_message
         if not _state["sentry"] or not _state["traces_rate"]:
             return
         import sentry_sdk
