@@ -19,7 +19,7 @@ from core.facts import outcome_unknown
 from core.keys import LOOKUPS_FAILING
 from core.settings import Settings
 from core.store import Store, now_ms
-from tests.support import control, poll_until, wait_final
+from tests.support import control, poll_until, wait_final, wait_status
 from workers.outcomes import LOOKUP_ALERT_AFTER
 from workers.runtime import Runtime
 
@@ -159,3 +159,16 @@ def test_a_worker_stopped_during_the_hang_sends_nothing_twice(
     assert set(final.values()) == {"delivered"}
     assert smsc.counters["accepted"] == 10
     assert _sends(smsc) == 10
+
+
+def test_a_payment_whose_answer_and_lookups_fail_is_charged_once(payments, bepaid, webhooks,
+                                                                 pay_worker):
+    # bePaid records the payment and drops the connection; the next three lookups by
+    # tracking_id answer 503: the payment keeps its marker and is looked up again, never resent
+    control(bepaid.url, drop_after_create=1, lookup_fail=3, lose_webhooks=True)
+    pay_worker()
+    pay_id = payments.pay_mts_money("375295222222", 4300, description="lookups fail")
+    wait_status(payments.ps, [pay_id], {"pending", "successful"}, timeout_s=60)
+    assert bepaid.counters["payment"] == 1
+    assert len(bepaid.transactions_for(pay_id)) == 1
+    assert sum(1 for x in bepaid.log.items() if "/tracking_id/" in x["path"]) >= 4
