@@ -26,6 +26,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from core.errors import ConfigError, Unavailable
@@ -135,8 +137,11 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float | 
     if not is_sentinel(url):
         return redis.Redis.from_url(url, **opts)
     addr = parse_sentinel(url)
-    # a Sentinel that does not answer within seconds is skipped for the next one
+    # a Sentinel that does not answer within seconds is skipped for the next one, at once: no
+    # retries (redis-py's default for a client it builds itself is 10, with backoff: seconds
+    # lost on a dead Sentinel by every new client)
     sentinel_kwargs: dict[str, Any] = {
+        "retry": Retry(NoBackoff(), 0),
         "socket_timeout": min(socket_timeout or SENTINEL_TIMEOUT_S, SENTINEL_TIMEOUT_S),
         "socket_connect_timeout": min(socket_connect_timeout or SENTINEL_TIMEOUT_S,
                                       SENTINEL_TIMEOUT_S)}
