@@ -129,13 +129,30 @@ def test_out_of_funds_mid_batch_the_rest_go_through_the_next_account_once(
 
 
 def test_unreachable_past_failover_after_s_then_back_after_recovery(
-        route, smsc, mts, store, start_worker) -> None:
-    _, p = route(["mts", "smsc"])
+        route, smsc, mts, store, start_worker, receiver) -> None:
+    from producers.http.auth import Tokens
+    from producers.http.callbacks import Dispatcher
+
+    settings, p = route(["mts", "smsc"])
+    tokens = Tokens(store.r, store.ns)
+    tokens.create("shop", "send,read")
+    tokens.set_private_callbacks("shop", True)  # the receiver is on this host
     start_worker("mts", threads=2)
     start_worker("smsc", threads=2)
     control(mts.url, fail_5xx=[503, 1_000_000])  # MTS answers nothing but 503
-    first = p.send_sms("+375291000201", "while MTS is down")
+    first = p.send_sms("+375291000201", "while MTS is down", producer="shop",
+                       callback_url=receiver.url, allow_private_callback=True)
     assert wait_final(store, [first], timeout_s=30)[first] == "delivered"
+    # the callbacks say which account took it
+    d = Dispatcher(settings, threads=2)
+    t = d.start_thread()
+    try:
+        poll_until(lambda: "delivered" in receiver.statuses(first), 30, "the callbacks")
+    finally:
+        d.stop()
+        t.join(10)
+    took = [r["json"] for r in receiver.received if r["json"]["status"] == "submitted"]
+    assert [c.get("account") for c in took] == ["smsc"]
     rec = store.get(first)
     assert rec["account"] == "smsc"
     tried = json.loads(rec["tried"])

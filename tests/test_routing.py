@@ -208,3 +208,36 @@ def test_the_flood_rule_counts_one_burst_across_the_route(routed: Producer) -> N
     with pytest.raises(Hold):  # the same subscriber, the other account of the route
         t.check_flood(mts, "375291000013", 0.0, "smsc+mts")
     t.check_flood(mts, "375291000014", 0.0)  # unrouted: the provider's own count
+
+
+def test_a_rejection_for_an_account_reason_moves_a_bad_number_does_not(routed: Producer) -> None:
+    """MTS 10 (sender not registered on this account) is the account's fault: the message
+    moves on and the account is paused; a bad number is closed where it was rejected."""
+    from core.broker import reset_broker
+    from core.errors import Permanent
+    from core.store import now_ms
+    from workers.outcomes import Outcomes
+
+    p = routed
+    smsc = p.settings.account("smsc")
+    sender, bad = p.send_sms("+375291000021", "a"), p.send_sms("+375291000022", "b")
+    rt = Runtime(p.settings, p.store)
+    try:
+        oc = Outcomes(rt)
+        for msg in (sender, bad):
+            p.store.begin_attempt(msg)  # as a real send: in flight until the answer
+        assert oc.send_failed(p.store.get(bad), smsc, Permanent(
+            "invalid number", code="7", rejected=True), sent_ms=now_ms()) is None
+        assert p.store.get(bad)["status"] == "rejected"
+        assert p.store.get(bad)["account"] == "smsc" and "tried" not in p.store.get(bad)
+        assert oc.send_failed(p.store.get(sender), smsc, Permanent(
+            "sender not registered", code="10", rejected=True, alert="sender"),
+            sent_ms=now_ms()) is None
+        rec = p.store.get(sender)
+        assert rec["status"] == "queued" and rec["account"] == "mts"
+        assert json.loads(rec["tried"])[0]["reason"] == "sender"
+        assert rt.pause_left_s("smsc") > 0
+        assert [j["args"] for j in _jobs(p.store, "sms.mts.bulk")] == [[sender]]
+    finally:
+        rt.close()
+        reset_broker()
