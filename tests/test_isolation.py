@@ -171,3 +171,32 @@ def test_a_name_resolving_to_a_private_address_is_refused_when_the_dispatcher_co
     got = next(r for r in receiver.received if r["json"]["id"] == lab)
     assert got["headers"]["Host"] == f"hooks.shop.example:{port}"
     assert not store.r.zcard(store.keys.cb_queue(mine))  # dropped, not retried forever
+
+
+def test_an_https_callback_goes_to_the_checked_address_under_its_own_name(
+        api, client, tokens, api_settings, receiver, tmp_path):
+    """The certificate names only hooks.shop.example (no IP): the POST to the pinned address
+    succeeds only if TLS is checked against the URL's name (SNI), not the address."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.shop.example",
+                    "-addext", "subjectAltName=DNS:hooks.shop.example"],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    receiver.server.socket = ctx.wrap_socket(receiver.server.socket, server_side=True)
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    tokens.set_private_callbacks("shop", True)  # the receiver is on this host
+    msg = client.post("/v1/sms", json={"to": "+375294440030", "text": "tls", "callback_url":
+                                       f"https://hooks.shop.example:{port}/hook"}).json()["id"]
+    d = Dispatcher(api_settings, threads=2, verify=ssl.create_default_context(cafile=cert),
+                   resolve=_resolver({"hooks.shop.example": ["127.0.0.1"]}))
+    t = d.start_thread()
+    try:
+        poll_until(lambda: receiver.statuses(msg) == ["queued"], 30, "the TLS callback")
+    finally:
+        d.stop()
+        t.join(10)
+    assert receiver.received[0]["headers"]["Host"] == f"hooks.shop.example:{port}"

@@ -56,6 +56,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,7 +119,8 @@ class Dispatcher:
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  backoff: Backoff = Backoff(), threads: int = 16, timeout_s: float = 10.0,
                  claim_idle_ms: int = 30_000, consumer: str | None = None,
-                 resolve: Resolver = socket.getaddrinfo) -> None:
+                 resolve: Resolver = socket.getaddrinfo,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.store = store or Store.from_settings(settings)
         self.keys = self.store.keys
         # the dispatcher's own keys (cb:*, core/keys.py) and its consumer groups
@@ -132,7 +134,8 @@ class Dispatcher:
         #: event stream -> (callback ``type``, record key prefix)
         self.streams = {self.store.events_key: ("sms.status", "msg"),
                         self.keys.payment_events(): ("payment.status", "pay")}
-        self.client = httpx.Client(timeout=timeout_s, follow_redirects=False,
+        # ``verify``: the CAs HTTPS receivers are checked against (certifi's by default)
+        self.client = httpx.Client(timeout=timeout_s, follow_redirects=False, verify=verify,
                                    headers={"User-Agent": "gonets-callbacks/1"},
                                    limits=httpx.Limits(max_connections=threads * 2))
         self._undue = self.r.register_script(_UNDUE)
