@@ -50,7 +50,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, Worker, base_env, redis_server, result
+from bench.common import ROOT, Worker, base_env, redis_server, result, stop_process
 from cli.run import SANDBOX_CONFIG, sandbox_env
 from core.broker import build_broker
 from core.contracts import Status
@@ -174,15 +174,7 @@ class Scheduler:
                                      cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        stop_process(self.proc, self.log)
 
 
 def _records(store: Store, ids: list[str]) -> list[dict[str, str]]:

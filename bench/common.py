@@ -88,12 +88,17 @@ class Worker:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
     def stop(self, sig: int = 15) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        stop_process(self.proc, self.log, sig)
+
+
+def stop_process(proc: subprocess.Popen[bytes], log: Any, sig: int = 15) -> None:
+    """Signal ``proc`` (killed after 30 s) and remove its temporary log file."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    os.unlink(log.name)
