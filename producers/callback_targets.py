@@ -165,6 +165,8 @@ def pin(url: str, *, allow_private: bool = False,
     ip = addresses[0]
     ip_host = f"[{ip}]" if ip.version == 6 else str(ip)
     netloc = f"{ip_host}:{parts.port}" if parts.port else ip_host
+    if "@" in parts.netloc:  # credentials in the URL go with it (httpx sends them)
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
     sni = host if parts.scheme == "https" else None
     return Pinned(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), host_header,
                   sni)

@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.errors import InvalidInput
 from producers.http.callbacks import Dispatcher
@@ -200,3 +203,14 @@ def test_an_https_callback_goes_to_the_checked_address_under_its_own_name(
         d.stop()
         t.join(10)
     assert receiver.received[0]["headers"]["Host"] == f"hooks.shop.example:{port}"
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(host=st.text(min_size=1, max_size=60), scheme=st.sampled_from(["http", "https"]))
+def test_callback_url_check_raises_only_invalid_input(host, scheme):
+    from producers.validation import check_callback_url
+
+    try:
+        check_callback_url(f"{scheme}://{host}/hook")
+    except InvalidInput as exc:
+        assert exc.field == "callback_url"
