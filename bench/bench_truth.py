@@ -245,6 +245,15 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
                 time.sleep(2)
             drained_s = time.monotonic() - t0
             copies = sb.copies()
+            seen: Counter[str] = Counter()
+            for item, msg_id, rec in zip(items, ids, recs, strict=True):
+                if Status(rec.get("status", "queued")).final or seen[item["account"]] >= 3:
+                    continue  # a few open records per account, with their last events
+                seen[item["account"]] += 1
+                events = [f"{e.get('status')}({e.get('reason') or ''})"
+                          for e in store.history(msg_id)[-3:]]
+                notes.append(f"open {item['account']} {msg_id}: {rec.get('status')}, "
+                             f"attempts {rec.get('attempts', 0)}, last {' '.join(events)}")
             notes.append("sandbox counters: " + "; ".join(
                 f"{name} {dict(obj.counters)}" for name, obj in
                 (("smsc", sb.smsc), ("mts", sb.mts), ("sms2", sb.sms2), ("smpp", sb.smpp))))
