@@ -62,6 +62,7 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- routes: core/routing.py (written by workers/outcomes.py)
     ("unreach:<acct>", "string", "until a send works", "when a run of failed tries began (ms)"),
     ("failovers", "hash", "-", "<route>|<from account>|<reason> -> messages moved"),
+    ("price:<acct>", "string", "-", "price per part the provider last reported"),
     ("usage:<acct>:<day>", "hash", "400 days", "<kind>:messages, <kind>:parts per UTC day"),
     # --- traffic rules: workers/traffic/
     ("pace:<acct>", "string", "a few send intervals", "GCRA theoretical arrival time (µs)"),
@@ -216,6 +217,9 @@ class Keys:
 
     def failovers(self) -> str:
         return self.key("failovers")
+
+    def price(self, account: str) -> str:
+        return self.key("price", account)
 
     def usage(self, account: str, day: str) -> str:
         return self.key("usage", account, day)

@@ -25,13 +25,15 @@ Keys (``core/keys.py``):
     ns:unreach:<acct>   string  when the current run of failed tries began (ms); deleted by
                                 the first send that works
     ns:failovers        hash    "<route>|<from account>|<reason>" -> messages moved (metrics)
+    ns:price:<acct>     string  the price per part its provider last reported (SMSC's cost),
+                                for ``prefer = "cheapest"`` where no price is configured
     ns:alert:<acct>:failover_<route>   the route's alert, one per incident of the account
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import phonenumbers
 import redis
@@ -57,49 +59,74 @@ def region_of(e164_digits: str) -> str | None:
     return phonenumbers.region_code_for_number(num)
 
 
-def ordered(settings: Settings, route: Route) -> list[str]:
-    """The route's accounts in the order they are tried."""
+def ordered(settings: Settings, route: Route,
+            learned: dict[str, float | None] | None = None) -> list[str]:
+    """The route's accounts in the order they are tried. ``prefer = "cheapest"``: by each
+    account's ``price_per_part``, else the price its provider last reported (``learned``:
+    SMSC's ``cost``, ``record_price``)."""
     if route.prefer != "cheapest":
         return list(route.accounts)
+    known = learned or {}
     prices = {a: settings.account(a).price_per_part for a in route.accounts}
+    prices = {a: p if p is not None else known.get(a) for a, p in prices.items()}
     # sorted() is stable: ties (and accounts without a price, after the priced) keep the order
     return sorted(route.accounts, key=lambda a: (prices[a] is None, prices[a] or 0.0))
 
 
-def _pauses(r: redis.Redis, keys: Keys, accounts: Sequence[str]) -> list[int]:
+def _state(r: redis.Redis, keys: Keys, settings: Settings,
+           route: Route) -> tuple[list[str], dict[str, int]]:
+    """(the accounts in order, ms each stays paused), one round trip."""
+    unpriced = ([a for a in route.accounts if settings.account(a).price_per_part is None]
+                if route.prefer == "cheapest" else [])
     pipe = r.pipeline(transaction=False)
-    for a in accounts:
+    for a in route.accounts:
         pipe.pttl(keys.pause(a))
-    return [max(int(x), 0) for x in pipe.execute()]
+    for a in unpriced:
+        pipe.get(keys.price(a))
+    got = pipe.execute()
+    n = len(route.accounts)
+    left = {a: max(int(x), 0) for a, x in zip(route.accounts, got[:n], strict=True)}
+    learned = {a: float(x) if x is not None else None
+               for a, x in zip(unpriced, got[n:], strict=True)}
+    return ordered(settings, route, learned), left
 
 
 def choose(r: redis.Redis, keys: Keys, settings: Settings, route: Route) -> str:
     """The account a new message of ``route`` goes to: the first whose pool is not paused;
     when all are, the one whose pause ends first. One round trip (none for a one-account
     route)."""
-    accounts = ordered(settings, route)
-    if len(accounts) == 1:
-        return accounts[0]
-    left = _pauses(r, keys, accounts)
-    for a, ms in zip(accounts, left, strict=True):
-        if ms == 0:
-            return a
-    return min(zip(accounts, left, strict=True), key=lambda p: p[1])[0]
+    if len(route.accounts) == 1:
+        return route.accounts[0]
+    accounts, left = _state(r, keys, settings, route)
+    free = [a for a in accounts if left[a] == 0]
+    return free[0] if free else min(accounts, key=lambda a: left[a])
 
 
 def next_account(r: redis.Redis, keys: Keys, settings: Settings, route: Route,
                  current: str) -> str | None:
     """Where a message of ``route`` that ``current`` cannot take goes: the next account in
     the route's order (wrapping round) whose pool is not paused; None when there is none."""
-    accounts = ordered(settings, route)
-    if current not in accounts or len(accounts) == 1:
+    if current not in route.accounts or len(route.accounts) == 1:
         return None
+    accounts, left = _state(r, keys, settings, route)
     i = accounts.index(current)
-    others = accounts[i + 1:] + accounts[:i]
-    for a, ms in zip(others, _pauses(r, keys, others), strict=True):
-        if ms == 0:
-            return a
-    return None
+    return next((a for a in accounts[i + 1:] + accounts[:i] if left[a] == 0), None)
+
+
+def learns_price(settings: Settings, account: str) -> bool:
+    """True when ``account`` has no configured price and a ``cheapest`` route orders it."""
+    return settings.account(account).price_per_part is None and any(
+        r.prefer == "cheapest" and account in r.accounts for r in settings.routes)
+
+
+def record_price(r: redis.Redis, keys: Keys, account: str, cost: str, parts: int) -> None:
+    """Keep the price per part a provider reported for a send (SMSC's ``cost``)."""
+    try:
+        per_part = float(cost) / max(parts, 1)
+    except ValueError:
+        return
+    if per_part >= 0:
+        r.set(keys.price(account), repr(per_part))
 
 
 def mark_unreachable(r: redis.Redis, keys: Keys, account: str, now_ms: int) -> float:

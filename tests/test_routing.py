@@ -12,7 +12,7 @@ from core import routing
 from core.errors import AccountProblem, ConfigError, InvalidInput
 from core.settings import load_settings
 from producers import Producer
-from workers.runtime import Runtime
+from workers.runtime import Runtime, outgoing
 
 ACCOUNTS = """
 [accounts.mts]
@@ -241,3 +241,43 @@ def test_a_rejection_for_an_account_reason_moves_a_bad_number_does_not(routed: P
     finally:
         rt.close()
         reset_broker()
+
+
+def test_cheapest_uses_configured_prices_then_what_the_provider_reported(
+        gonets_env: dict[str, str], smsc, monkeypatch) -> None:
+    """``prefer = "cheapest"``: MTS's configured price against SMSC's reported cost (kept from
+    each send's answer); ties and unknown prices keep the order given."""
+    from core.broker import reset_broker
+    from core.facts import Submitted
+    from core.timing import CheckPlan
+    from tests.support import write_config
+    from workers.outcomes import Outcomes
+
+    write_config(Path(gonets_env["GONETS_CONFIG"]), smsc.urls, extra="""
+[[routes]]
+match = { prefix = "375" }
+accounts = ["mts", "smsc"]
+prefer = "cheapest"
+
+[accounts.mts]
+provider = "mts_rest"
+base_urls = ["http://127.0.0.1:1"]
+price_per_part = 1.0
+""")
+    for k in ("TEST_SMSC_LOGIN", "TEST_SMSC_PASSWORD"):
+        monkeypatch.setenv(k, gonets_env[k])
+    p = Producer(load_settings(gonets_env))
+    first = p.send_sms("+375291000031", "price unknown yet")
+    assert p.store.get(first)["account"] == "mts"  # SMSC's price unknown: priced first
+    rt = Runtime(p.settings, p.store)
+    try:
+        rec = p.store.get(first)
+        out = outgoing(rec)
+        # SMSC answers a send with its cost (cost=3): 1.5 for 3 parts is 0.5 a part
+        Outcomes(rt).submitted(rec, p.settings.account("smsc"), out,
+                               Submitted(provider_id="1", parts=3, cost="1.50"),
+                               CheckPlan(first_s=600, max_s=600))
+    finally:
+        rt.close()
+        reset_broker()
+    assert p.store.get(p.send_sms("+375291000032", "now cheaper"))["account"] == "smsc"

@@ -171,6 +171,8 @@ class Outcomes:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        #: account -> whether its reported price is kept (``core.routing.learns_price``)
+        self._learns: dict[str, bool] = {}
 
     @property
     def store(self) -> Store:
@@ -218,7 +220,15 @@ class Outcomes:
         self._submitted(msg_id, "accepted", account.name, provider_id=sub.provider_id,
                         parts_billed=sub.parts, cost=sub.cost)
         usage.count(self.store, account.name, out.kind, sub.parts or out.parts)
+        if sub.cost and self._learns_price(account.name):  # for prefer = "cheapest"
+            routing.record_price(self.store.r, self.store.keys, account.name, sub.cost,
+                                 sub.parts or out.parts)
         self.schedule_poll(msg_id, account.name, plan.first_s)
+
+    def _learns_price(self, account: str) -> bool:
+        if account not in self._learns:
+            self._learns[account] = routing.learns_price(self.rt.settings, account)
+        return self._learns[account]
 
     def found(self, rec: dict[str, str], account: Account, out: Outgoing, rep: StatusReport,
               plan: CheckPlan) -> None:
