@@ -173,6 +173,13 @@ def test_a_moved_message_joins_the_next_accounts_queue_of_its_own_lane(routed: P
         assert "seq" not in moved  # the numeric id belonged to the account it left
         # a second try from the account it left is refused: the record is no longer there
         assert not Outcomes(rt).failover(rec, p.settings.account("smsc"), "no_funds", "again")
+        # counted once, per route, account left and reason, on /metrics
+        from core.observability.metrics import StoreCollector
+
+        fam = next(f for f in StoreCollector(p.settings).collect()
+                   if f.name == "gonets_route_failovers")
+        assert [(s.labels, s.value) for s in fam.samples if s.name.endswith("_total")] == [
+            ({"route": "smsc+mts", "account": "smsc", "reason": "no_funds"}, 1.0)]
     finally:
         rt.close()
         reset_broker()
