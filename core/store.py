@@ -373,10 +373,11 @@ class Store(RecordStore[Status]):
                   "reason", reason, "error_code", error_code]))
 
     def move(self, msg_id: str, from_account: str, to_account: str, to_provider: str, *,
-             reason: str, detail: str, max_moves: int) -> bool:
+             reason: str, detail: str, max_moves: int, to_sender: str | None = None) -> bool:
         """Move a message waiting on ``from_account`` (nothing in flight) to ``to_account`` of
-        its route (``lua/move.lua``): ``account`` and ``provider`` change, ``tried`` gains
-        ``{account, reason, detail, at_ms}`` and its history the move. False: refused."""
+        its route (``lua/move.lua``): ``account`` and ``provider`` change (and ``sender`` to
+        ``to_sender``, the new account's default, when the caller named none), ``tried``
+        gains ``{account, reason, detail, at_ms}`` and its history the move. False: refused."""
         ts = now_ms()
         event = {"id": msg_id, "status": Status.QUEUED.value, "at_ms": ts, "account": to_account,
                  "moved_from": from_account,
@@ -385,7 +386,8 @@ class Store(RecordStore[Status]):
         return bool(self._move(keys=[self.msg_key(msg_id), self.history_key(msg_id)],
                                args=[from_account, to_account, to_provider, ts,
                                      json.dumps(event, ensure_ascii=False),
-                                     json.dumps(tried, ensure_ascii=False), max_moves]))
+                                     json.dumps(tried, ensure_ascii=False), max_moves,
+                                     to_sender or ""]))
 
     def begin_attempt(self, msg_id: str, *, seq: str | None = None) -> None:
         """Mark a send attempt as in flight (one round trip): until it is settled, a retry

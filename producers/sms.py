@@ -184,6 +184,8 @@ class Producer:
         # a route's accounts may send under different default names: its duplicate window
         # compares what the caller asked for
         dup_sender = sender if len(route.accounts) > 1 else sender or acct.default_sender
+        # no name asked for on a route: an account it moves to sends under its own default
+        sender_default = 1 if len(route.accounts) > 1 and not sender else None
         sender = sender or acct.default_sender
         provider_checks.check(acct.provider, phone, text, sender)
         fields: dict[str, Any] = {
@@ -195,6 +197,7 @@ class Producer:
             "callback_private": 1 if callback_url and allow_private_callback else None,
             # a route of several accounts: the worker may move the message along it
             "route": route.key if len(route.accounts) > 1 else None,
+            "sender_default": sender_default,
         }
         return Draft(msg_id=new_message_id(), account=acct, lane=lane_v, phone=phone,
                      sender=sender, text=text, fields=fields, validity_min=validity,

@@ -171,6 +171,9 @@ def test_a_moved_message_joins_the_next_accounts_queue_of_its_own_lane(routed: P
         moved = p.store.get(msg)
         assert moved["account"] == "mts" and moved["provider"] == "mts_rest"
         assert "seq" not in moved  # the numeric id belonged to the account it left
+        # no sender asked for: SMSC's default name ("Gonets") is not carried to MTS, which
+        # sends under its own default (none configured here)
+        assert rec["sender"] == "Gonets" and "sender" not in moved
         # a second try from the account it left is refused: the record is no longer there
         assert not Outcomes(rt).failover(rec, p.settings.account("smsc"), "no_funds", "again")
         # counted once, per route, account left and reason, on /metrics
@@ -227,7 +230,8 @@ def test_a_rejection_for_an_account_reason_moves_a_bad_number_does_not(routed: P
 
     p = routed
     smsc = p.settings.account("smsc")
-    sender, bad = p.send_sms("+375291000021", "a"), p.send_sms("+375291000022", "b")
+    sender = p.send_sms("+375291000021", "a", sender="Shop")
+    bad = p.send_sms("+375291000022", "b")
     rt = Runtime(p.settings, p.store)
     try:
         oc = Outcomes(rt)
@@ -243,6 +247,7 @@ def test_a_rejection_for_an_account_reason_moves_a_bad_number_does_not(routed: P
         rec = p.store.get(sender)
         assert rec["status"] == "queued" and rec["account"] == "mts"
         assert json.loads(rec["tried"])[0]["reason"] == "sender"
+        assert rec["sender"] == "Shop"  # the name the caller asked for goes with it
         assert rt.pause_left_s("smsc") > 0
         assert [j["args"] for j in _jobs(p.store, "sms.mts.bulk")] == [[sender]]
     finally:

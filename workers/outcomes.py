@@ -429,7 +429,8 @@ class Outcomes:
             return False
         target = settings.account(to)
         if not self.store.move(rec["id"], account.name, to, target.provider, reason=reason,
-                               detail=detail, max_moves=routing.MAX_MOVES):
+                               detail=detail, max_moves=routing.MAX_MOVES,
+                               to_sender=target.default_sender):
             return False
         routing.count_failover(r, keys, route.key, account.name, reason)
         enqueue(get_broker(settings), send_queue(to, rec["lane"]), send_actor(rec["lane"]),

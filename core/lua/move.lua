@@ -8,13 +8,15 @@
 -- Args:
 --   ARGV[1] the account it is on   ARGV[2] the account it moves to   ARGV[3] that one's provider
 --   ARGV[4] now (ms)   ARGV[5] the history event (JSON)   ARGV[6] the entry for ``tried`` (JSON)
---   ARGV[7] most moves allowed
+--   ARGV[7] most moves allowed   ARGV[8] the new account's default sender ("" none): taken
+--   when the caller asked for no sender name (``sender_default`` = "1")
 -- Returns: 1 moved; 0 refused (gone, final, sent or in flight, not on that account, moved
 -- too often).
 if redis.call("exists", KEYS[1]) == 0 then
     return 0
 end
-local f = redis.call("hmget", KEYS[1], "status", "account", "inflight_ms", "moves", "tried")
+local f = redis.call("hmget", KEYS[1], "status", "account", "inflight_ms", "moves", "tried",
+                     "sender_default")
 if f[1] ~= "queued" and f[1] ~= "deferred" then
     return 0
 end
@@ -38,5 +40,12 @@ redis.call("hset", KEYS[1], "account", ARGV[2], "provider", ARGV[3], "moves", mo
            "updated_ms", ARGV[4], "waiting_reason", "")
 -- the numeric id and the provider id belong to the account it leaves
 redis.call("hdel", KEYS[1], "seq", "provider_id")
+if f[6] == "1" then
+    if ARGV[8] == "" then
+        redis.call("hdel", KEYS[1], "sender")
+    else
+        redis.call("hset", KEYS[1], "sender", ARGV[8])
+    end
+end
 redis.call("rpush", KEYS[2], ARGV[5])
 return 1
