@@ -135,7 +135,8 @@ def prepare_transaction(event: Any, hint: Any) -> Any:
     (whose cost grows with every node): measured data into ``measurements``; child spans
     lose ``thread.id``/``thread.name`` (a job's spans all run on its thread, which its trace
     context names) and the protocol's defaults (``same_process_as_parent``, ``origin``
-    ``manual``); ``sys.argv`` stays on errors (the ``role`` tag names the process)."""
+    ``manual``); ``sys.argv``, the integrations and packages stay on errors (the ``role`` tag
+    names the process), the message id is the trace's ``messaging.message.id``."""
     if event.get("type") != "transaction":
         return event
     trace = (event.get("contexts") or {}).get("trace") or {}
@@ -152,6 +153,8 @@ def prepare_transaction(event: Any, hint: Any) -> Any:
         if d and d.get("thread.id") == thread:
             d.pop("thread.id", None)
             d.pop("thread.name", None)
+            if not d:
+                del s["data"]
         # the protocol's defaults, said once per span
         if s.get("same_process_as_parent") is True:
             del s["same_process_as_parent"]
@@ -160,6 +163,13 @@ def prepare_transaction(event: Any, hint: Any) -> Any:
     extra = event.get("extra")
     if extra:
         extra.pop("sys.argv", None)
+        extra.pop("dramatiq_message_id", None)  # the trace's messaging.message.id
+        if not extra:
+            del event["extra"]
+    if "sdk" not in event:  # name and version; errors carry the integrations and packages
+        from sentry_sdk.client import SDK_INFO
+
+        event["sdk"] = {"name": SDK_INFO["name"], "version": SDK_INFO["version"]}
     return event
 
 
