@@ -12,13 +12,17 @@ Settings that keep work from being lost:
     not handed to Retries (it could not enqueue the retry while Redis is down, and the job
     would then be acked: gone) but put back on its queue un-acked once Redis answers
     (``RedisRetries`` marks it, ``GonetsRedisBroker``'s consumer requeues instead of acking).
-    The consumer threads that survive outages are ``workers/consumers.py``.
+    The consumer threads that survive outages are ``workers/consumers.py``;
+  * consumers wait for a doorbell (``core/doorbell.py``) instead of polling Redis, and the
+    heartbeat is one ZADD per process per interval: an idle pool writes nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.middleware import (
@@ -40,6 +44,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from core.doorbell import Doorbell, QuietBroker, QuietConsumer, channel
 from core.keys import Keys
 from core.redis_conn import connect
 from core.settings import Settings
@@ -108,7 +113,7 @@ def _requeue_script_text() -> str:
     return resources.files("core").joinpath("lua", "requeue_jobs.lua").read_text("utf-8")
 
 
-class _Consumer(_RedisConsumer):
+class _Consumer(QuietConsumer):
     """dramatiq's Redis consumer; a job marked by ``mark_for_requeue`` is put back on its queue
     (``lua/requeue_jobs.lua``) instead of being acked, and every requeue goes through that
     script, which also writes back a job whose body a Redis restart lost."""
@@ -145,15 +150,18 @@ class _Consumer(_RedisConsumer):
         if restored:
             log.warning("queue %s: %d job(s) Redis had lost were written back from this "
                         "worker's copy", self.queue_name, restored)
+        if back:  # the pool's other processes may take them now (core/doorbell.py)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                b.announce(self.queue_name)
         return int(back), int(restored)
 
 
-class GonetsRedisBroker(RedisBroker):
+class GonetsRedisBroker(QuietBroker):
     """dramatiq's RedisBroker with the consumer above (jobs are requeued, never dropped,
     when Redis fails under them)."""
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)  # type: ignore[no-untyped-call]
+        super().__init__(**kw)
         self.requeue_script = self.client.register_script(_requeue_script_text())
 
     @property
@@ -185,25 +193,47 @@ class Liveness(Middleware):
         self._stop.set()
 
     def _run(self, broker: RedisBroker, queues: list[str]) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:  # the first tick at boot: its full maintenance pass is done at once
             try:
                 maintain(broker, queues)
             except Exception:  # Redis blip: the next tick tries again
                 broker.logger.warning("liveness tick failed", exc_info=True)
+            if self._stop.wait(self.interval_s):
+                return
+
+
+#: dramatiq's maintenance also drops dead letters past their ttl: run it at least this often
+FULL_MAINTENANCE_S = 600.0
+_last_full: dict[str, float] = {}
 
 
 def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
-    """Heartbeat, and requeue unacked messages of workers whose heartbeat is older than the
-    timeout, on each of ``queues`` and their delay queues (dramatiq's own dispatch script)."""
+    """Heartbeat (one ZADD), then, only when some worker's heartbeat is older than the
+    timeout (or every ``FULL_MAINTENANCE_S``), requeue its unacked messages on each of
+    ``queues`` and their delay queues with dramatiq's own dispatch script and ring their
+    doorbell (``core/doorbell.py``).  An idle healthy pool writes its heartbeat, nothing else."""
     from dramatiq.common import current_millis, dq_name
 
+    now = current_millis()
+    beats = f"{broker.namespace}:__heartbeats__"
+    pipe = broker.client.pipeline(transaction=False)
+    pipe.zadd(beats, {broker.broker_id: now})
+    pipe.zrangebyscore(beats, 0, now - broker.heartbeat_timeout, start=0, num=1)
+    _, dead = pipe.execute()
+    last = _last_full.get(broker.broker_id, 0.0)
+    if not dead and time.monotonic() - last < FULL_MAINTENANCE_S:
+        return
+    _last_full[broker.broker_id] = time.monotonic()
     dispatch = broker.scripts["dispatch"]
-    for q in queues:
-        for name in (q, dq_name(q)) if not q.endswith(".DQ") else (q,):
-            dispatch(keys=[broker.namespace],
-                     args=["qsize", current_millis(), name, broker.broker_id,
-                           broker.heartbeat_timeout, broker.dead_message_ttl, 1,
-                           broker._max_unpack_size()])
+    names = [name for q in queues
+             for name in ((q, dq_name(q)) if not q.endswith(".DQ") else (q,))]
+    for name in names:
+        dispatch(keys=[broker.namespace],
+                 args=["qsize", current_millis(), name, broker.broker_id,
+                       broker.heartbeat_timeout, broker.dead_message_ttl, 1,
+                       broker._max_unpack_size()])
+    if dead and isinstance(broker, QuietBroker):
+        broker.announce(*names)  # what was requeued is fetched now, not at the idle poll
 
 
 def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
@@ -217,7 +247,7 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
     ]
     from core.observability import JobMetrics, JobTags, KeepTrace
 
-    middleware.append(KeepTrace())
+    middleware += [KeepTrace(), Doorbell()]
     if worker:
         middleware.append(Liveness(settings.maintenance_interval_s))
         middleware += [JobTags(), JobMetrics()]
@@ -228,6 +258,7 @@ def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:
         namespace=Keys(settings.namespace).broker_namespace(),
         middleware=middleware,
         heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
+        idle_poll_s=settings.idle_poll_s,
     )
     if worker:
         from core.observability.tracing import install
@@ -275,6 +306,8 @@ class Job:
     messages_key: str
     redis_id: str
     data: bytes
+    #: the channel that wakes the queue's consumers (core/doorbell.py)
+    doorbell: str
 
 
 def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -> Job:
@@ -288,9 +321,17 @@ def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -
     broker.emit_before("enqueue", message, None)
     full = f"{broker.namespace}:{queue_name}"
     return Job(message, full, full + ".msgs", message.options["redis_message_id"],
-               message.encode())
+               message.encode(), channel(broker))
 
 
 def enqueued(broker: RedisBroker, job: Job) -> None:
-    """The middleware's after-enqueue of a prepared job once it is written."""
-    broker.emit_after("enqueue", job.message, None)
+    """The middleware's after-enqueue of a prepared job once it is written (as ``emit_after``
+    runs it), but for the doorbell's: the script that wrote the job rang it already."""
+    for middleware in reversed(broker.middleware):
+        if isinstance(middleware, Doorbell):
+            continue
+        try:
+            middleware.after_enqueue(broker, job.message, None)  # type: ignore[arg-type]
+        except Exception:
+            broker.logger.critical("Unexpected failure in after_enqueue of %r.", middleware,
+                                   exc_info=True)

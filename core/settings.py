@@ -256,6 +256,9 @@ class Settings(_Strict):
     heartbeat_timeout_s: float = Field(10.0, gt=0)
     #: how often a worker heartbeats and runs queue maintenance (brings back dead workers' work)
     maintenance_interval_s: float = Field(2.0, gt=0)
+    #: an idle queue's consumer looks at it this often even without a doorbell ring
+    #: (core/doorbell.py: a ring lost costs at most this much latency, never a job)
+    idle_poll_s: float = Field(10.0, gt=0)
     #: how long a worker waits for in-flight work on SIGTERM
     drain_timeout_s: float = Field(60.0, gt=0)
     #: after an account problem (no funds, bad credentials...) its pool pauses this long, then

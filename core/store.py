@@ -306,6 +306,9 @@ class Submission:
     messages_key: str
     job_id: str
     job_data: bytes
+    #: the doorbell channel and queue name PUBLISHed with the job (core/doorbell.py)
+    doorbell: str
+    queue_name: str
     idempotency: tuple[str, int] | None = None
     duplicate: tuple[str, int] | None = None
     index: tuple[str, int, int | None] | None = None
@@ -344,7 +347,7 @@ class Store(RecordStore[Status]):
         index_key, score, trim = sub.index or ("", "", None)
         keys += [sub.queue_key, sub.messages_key, idem_key, dup_key, index_key]
         args = [*args[:5], idem_ttl, dup_ms, sub.job_id, sub.job_data, score,
-                "" if trim is None else trim, *args[5:]]
+                "" if trim is None else trim, sub.doorbell, sub.queue_name, *args[5:]]
         return self._submit(keys=keys, args=args, client=client)
 
     @staticmethod

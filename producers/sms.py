@@ -222,7 +222,8 @@ class Producer:
             msg_id=d.msg_id, fields=fields,
             next_check_ms=created + int(self.settings.reconcile_after_s * 1000),
             queue_key=job.queue_key, messages_key=job.messages_key, job_id=job.redis_id,
-            job_data=job.data, idempotency=idem,
+            job_data=job.data, doorbell=job.doorbell, queue_name=job.message.queue_name,
+            idempotency=idem,
             duplicate=duplicates.claim(self.store, d.account, d.producer, d.phone,
                                        d.dup_sender, d.text, scope=d.scope),
             index=index)

@@ -38,6 +38,7 @@ def test_send_sms_is_one_redis_call_and_its_job_is_what_enqueue_writes(producer,
     # the client's own INFO is the only other command; everything else ran inside the script
     assert made.pop("info") == 1
     assert made.pop("evalsha") == 1
+    assert made.pop("publish") == 1  # the doorbell, rung by the script (core/doorbell.py)
     assert {k: n for k, n in made.items() if n and not k.startswith(("hset", "rpush", "xadd",
             "zadd", "hincrby", "hget", "get", "set", "exists"))} == {}
     rec = store.get(msg_id)

@@ -49,9 +49,9 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     set_record_reader(record_outcome)  # the outcome tag of each job's trace reads its record
     for q in queues:
         broker.declare_queue(q)
-    # idle queues are polled at least every 100 ms (dramatiq's default backs off to 1 s), so
-    # an urgent message on a quiet urgent queue is picked up at once
-    worker = Worker(broker, queues=set(queues), worker_threads=threads, worker_timeout=100)
+    # a message on a quiet queue is picked up at once: its enqueue rings the consumers'
+    # doorbell (core/doorbell.py), so idle threads wake once a second (dramatiq's default)
+    worker = Worker(broker, queues=set(queues), worker_threads=threads, worker_timeout=1000)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

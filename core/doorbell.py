@@ -1,0 +1,190 @@
+"""A doorbell for dramatiq's Redis consumers: an idle worker pool costs Redis nothing but its
+heartbeat, and still takes a new job at once.
+
+dramatiq's RedisBroker consumers poll: every consumer (a queue and its delay queue, three
+queues per pool) runs the dispatch script's ``fetch`` at least once per worker timeout, and
+every fetch writes the worker's heartbeat.  Six idle pools made ~500 script calls and ~1,000
+writes a second.  Here:
+
+* whoever enqueues PUBLISHes the queue's name on ``<ns>-q:wake`` (``core/lua/submit.lua`` in
+  the same script as the job; ``Doorbell.after_enqueue`` after any other enqueue; the liveness
+  thread after it requeued a dead worker's messages, a consumer after it gave messages back);
+* every worker process listens on that channel in one thread and rings the queue's bell;
+* a ``QuietConsumer`` fetches when its bell rang, while it has recently found work (dramatiq's
+  own backoff), or every ``IDLE_POLL_S`` as a safety net (a missed PUBLISH: a reconnect, a
+  message requeued by dramatiq's own random maintenance; ``Settings.idle_poll_s``), and
+  that idle poll first asks LLEN (a read), so an idle consumer writes nothing.
+
+Pub/sub is at-most-once: a bell lost costs at most ``IDLE_POLL_S`` of latency, never a job (the
+job is on its list whether or not anyone heard the bell).  The heartbeat is the liveness
+thread's one ZADD per process per interval (``core/broker.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+from dramatiq.middleware import Middleware
+
+#: an idle consumer looks at its queue (LLEN) this often even if no bell rang (the default of
+#: ``Settings.idle_poll_s``)
+IDLE_POLL_S = 10.0
+#: after finding work, keep polling on dramatiq's backoff (5 ms doubling) this many times
+RECENT_MISSES = 8
+
+
+def channel(broker: RedisBroker) -> str:
+    """The doorbell channel of a broker's namespace (``<ns>-q:wake``; a channel, not a key)."""
+    return f"{broker.namespace}:wake"
+
+
+class QuietBroker(RedisBroker):
+    """dramatiq's RedisBroker whose consumers wait for the doorbell instead of polling."""
+
+    def __init__(self, *, idle_poll_s: float = IDLE_POLL_S, **kw: Any) -> None:
+        super().__init__(**kw)  # type: ignore[no-untyped-call]
+        self.idle_poll_s = idle_poll_s
+        self.bells: dict[str, threading.Event] = {}
+        self._bells_lock = threading.Lock()
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return QuietConsumer
+
+    def bell(self, queue_name: str) -> threading.Event:
+        with self._bells_lock:
+            return self.bells.setdefault(queue_name, threading.Event())
+
+    def ring(self, queue_name: str | None = None) -> None:
+        """Ring one queue's bell (None: every bell)."""
+        with self._bells_lock:
+            bells = list(self.bells.values()) if queue_name is None else \
+                [b for q, b in self.bells.items() if q == queue_name]
+        for b in bells:
+            b.set()
+
+    def announce(self, *queue_names: str) -> None:
+        """Tell every worker process that these queues have work (PUBLISH, one round trip)."""
+        ch = channel(self)
+        if len(queue_names) == 1:
+            self.client.publish(ch, queue_names[0])
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for q in queue_names:
+            pipe.publish(ch, q)
+        pipe.execute()
+
+
+class QuietConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer, fetching only when there may be something to fetch."""
+
+    def __init__(self, broker: QuietBroker, queue_name: str, prefetch: int,
+                 timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self.bell = broker.bell(queue_name)
+        self.queue_key = f"{broker.namespace}:{queue_name}"
+        self.next_look = 0.0  # an idle poll at once: what was queued before we listened
+
+    def _fetch(self) -> list[bytes]:
+        rang = self.bell.is_set()
+        self.bell.clear()  # before the fetch: a ring during it is not lost
+        now = time.monotonic()
+        if not rang:
+            if self.misses >= RECENT_MISSES and now < self.next_look:
+                return []
+            self.next_look = now + self.broker.idle_poll_s
+            if not self.broker.client.llen(self.queue_key):
+                return []  # a read: an idle queue costs no write
+        fetched: list[bytes] = self.broker.do_fetch(
+            self.queue_name, self.prefetch - self.outstanding_message_count)
+        return fetched
+
+    def __next__(self) -> Any:
+        from dramatiq.broker import MessageProxy
+
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                if self.outstanding_message_count < self.prefetch:
+                    self.message_cache = self._fetch()
+                    if self.message_cache:
+                        continue
+                # nothing: wait for the bell (dramatiq's backoff, up to the worker timeout;
+                # the consumer thread needs None back now and then to handle delayed jobs)
+                self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                if self.outstanding_message_count < self.prefetch:
+                    self.bell.wait(backoff_ms / 1000)
+                else:  # full: a bell cannot be answered now (it stays rung)
+                    time.sleep(backoff_ms / 1000)
+                return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+
+    def requeue(self, messages: Any) -> None:
+        """Give prefetched messages back (shutdown) and ring for the other processes."""
+        super().requeue(messages)  # type: ignore[no-untyped-call]
+        if messages:
+            try:
+                self.broker.announce(self.queue_name)
+            except redis.RedisError:
+                pass  # their idle poll finds them
+
+
+class Doorbell(Middleware):
+    """Rings after every enqueue; in a worker process, listens for rings."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+        if isinstance(broker, QuietBroker):
+            try:
+                broker.announce(message.queue_name)
+            except redis.RedisError:
+                pass  # the job is queued: the consumers' idle poll finds it
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        if not isinstance(broker, QuietBroker):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._listen, args=(broker,),
+                                        name="gonets-doorbell", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self._stop.set()
+
+    def _listen(self, broker: QuietBroker) -> None:
+        while not self._stop.is_set():
+            ps = broker.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                ps.subscribe(channel(broker))
+                broker.ring()  # whatever came while we were not listening
+                while not self._stop.is_set():
+                    msg = ps.get_message(timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        data = msg["data"]
+                        broker.ring(data.decode() if isinstance(data, bytes) else str(data))
+            except (redis.RedisError, OSError):
+                broker.ring()  # meanwhile the consumers poll (idle poll, after a ring)
+                self._stop.wait(1.0)
+            finally:
+                try:
+                    ps.close()
+                except (redis.RedisError, OSError):
+                    pass
