@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,8 @@ from producers import consent, duplicates
 from producers import validation as v
 from producers.index import ProducerIndex
 
-#: scripts per pipeline in ``send_many`` (a reply of this many is a few hundred kB)
-BATCH_CHUNK = 1000
+#: scripts per pipeline in ``send_many`` (Redis runs one while the next is checked)
+BATCH_CHUNK = 500
 
 #: the keywords ``send_many``'s items may hold
 _SEND_ARGS = {"to", "text", "sender", "account", "lane", "kind", "validity", "idempotency_key",
@@ -115,22 +116,44 @@ class Producer:
         item order, what each accepted item did (``Queued``: its id, or the first message's
         for a duplicate) or the ``InvalidInput`` that refused it (an
         item refused queues nothing; the others are queued all the same).  The accepted ones
-        go to Redis in pipelines of ``BATCH_CHUNK`` scripts (a few round trips in all); each
+        go to Redis in pipelines of ``BATCH_CHUNK`` scripts (a few round trips in all), each
+        sent while the next chunk is checked; each
         message is accepted whole or not at all, so a batch that fails on a Redis error can
         be sent again: what was accepted comes back as the same ids (duplicate window)."""
         out: list[Queued | InvalidInput] = []
-        drafts: list[tuple[int, Draft]] = []
-        for i, item in enumerate(messages):
-            try:
-                drafts.append((i, self._check_item(item)))
-                out.append(Queued(""))
-            except InvalidInput as exc:
-                out.append(exc)
-        for start in range(0, len(drafts), BATCH_CHUNK):
-            chunk = drafts[start:start + BATCH_CHUNK]
-            for (i, _), got in zip(chunk, self._accept([d for _, d in chunk]), strict=True):
-                out[i] = got
+        pending: list[tuple[int, Draft]] = []
+        inflight: tuple[list[int], list[tuple[Submission, Job]], Future[list[Any]]] | None = None
+        # one pipeline at a time, in item order (a duplicate later in the batch finds the
+        # first's claim); the next chunk is checked while Redis runs the previous one
+        with ThreadPoolExecutor(1, thread_name_prefix="gonets-send-many") as redis_io:
+
+            def flush() -> None:
+                nonlocal pending, inflight
+                subs = [self._submission(d) for _, d in pending]
+                where = [i for i, _ in pending]
+                pending = []
+                if inflight is not None:
+                    self._finish(out, *inflight)
+                inflight = (where, subs, redis_io.submit(self._execute, subs))
+
+            for i, item in enumerate(messages):
+                try:
+                    pending.append((i, self._check_item(item)))
+                    out.append(Queued(""))
+                except InvalidInput as exc:
+                    out.append(exc)
+                if len(pending) >= BATCH_CHUNK:
+                    flush()
+            if pending:
+                flush()
+            if inflight is not None:
+                self._finish(out, *inflight)
         return out
+
+    def _finish(self, out: list[Queued | InvalidInput], where: list[int],
+                subs: list[tuple[Submission, Job]], replies: Future[list[Any]]) -> None:
+        for i, got in zip(where, self._answers(subs, replies.result()), strict=True):
+            out[i] = got
 
     def _check_item(self, item: Any) -> Draft:
         if not isinstance(item, Mapping):
@@ -232,13 +255,18 @@ class Producer:
     def _accept(self, drafts: list[Draft]) -> list[Queued]:
         """Run the submit script for each draft (one call, or one pipeline)."""
         subs = [self._submission(d) for d in drafts]
+        return self._answers(subs, self._execute(subs))
+
+    def _execute(self, subs: list[tuple[Submission, Job]]) -> list[Any]:
         if len(subs) == 1:
-            replies = [self.store.submit(subs[0][0])]
-        else:
-            pipe = self.store.r.pipeline(transaction=False)
-            for sub, _ in subs:
-                self.store.submit(sub, client=pipe)
-            replies = pipe.execute()
+            return [self.store.submit(subs[0][0])]
+        pipe = self.store.r.pipeline(transaction=False)
+        for sub, _ in subs:
+            self.store.submit(sub, client=pipe)
+        replies: list[Any] = pipe.execute()
+        return replies
+
+    def _answers(self, subs: list[tuple[Submission, Job]], replies: list[Any]) -> list[Queued]:
         ids: list[Queued] = []
         for (sub, job), reply in zip(subs, replies, strict=True):
             outcome, msg_id = Store.submitted(reply)
