@@ -38,6 +38,9 @@ from dramatiq.middleware import Middleware
 IDLE_POLL_S = 10.0
 #: after finding work, keep polling on dramatiq's backoff (5 ms doubling) this many times
 RECENT_MISSES = 8
+#: a delay queue's consumer holding delayed jobs returns at least this often (ms), so its
+#: thread enqueues each when it is due (the worker timeout, 1 s, would make them that late)
+DELAYED_TICK_MS = 50
 
 
 def channel(broker: RedisBroker) -> str:
@@ -91,6 +94,7 @@ class QuietConsumer(_RedisConsumer):
         self.bell = broker.bell(queue_name)
         self.queue_key = f"{broker.namespace}:{queue_name}"
         self.next_look = 0.0  # an idle poll at once: what was queued before we listened
+        self.holds_delayed = queue_name.endswith(".DQ")
 
     def _fetch(self) -> list[bytes]:
         rang = self.bell.is_set()
@@ -126,6 +130,9 @@ class QuietConsumer(_RedisConsumer):
                 # nothing: wait for the bell (dramatiq's backoff, up to the worker timeout;
                 # the consumer thread needs None back now and then to handle delayed jobs)
                 self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                if self.holds_delayed and self.outstanding_message_count:
+                    # its thread hands a delayed job on when this returns: keep its eta
+                    backoff_ms = min(backoff_ms, DELAYED_TICK_MS)
                 if self.outstanding_message_count < self.prefetch:
                     self.bell.wait(backoff_ms / 1000)
                 else:  # full: a bell cannot be answered now (it stays rung)
