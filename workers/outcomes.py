@@ -393,10 +393,11 @@ class Outcomes:
         """A try of a routed message failed with a retry-later error (no connection, 5xx, no
         answer): note the run of failures; once it has lasted the route's
         ``failover_after_s`` the account is paused (an ``unreachable`` incident: new messages
-        skip it, one alert) and True is returned. A slow-down is no failure."""
+        skip it, one alert) and True is returned. A slow-down, an account problem or a
+        permanent refusal (of a lookup) are answers, not failures to reach it."""
         route = self._route(rec)
-        if route is None or isinstance(exc, SlowDown):
-            return False
+        if route is None or isinstance(exc, (SlowDown, AccountProblem, Permanent)):
+            return False  # it answered: not unreachable (an account problem pauses anyway)
         lasted = routing.mark_unreachable(self.store.r, self.store.keys, account.name, now_ms())
         if lasted < route.failover_after_s:
             return False
