@@ -52,6 +52,10 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
 
     if _state["traces_rate"] > 0:
         options.setdefault("traces_sampler", tracing.traces_sampler)
+        # a transaction per job: sentry-sdk's queue of 100 envelopes is about a second of a
+        # busy worker, and a loaded host can hold the sending thread back longer (seen in
+        # make bench: a few dozen of 5,000 lost); 500 envelopes are a few MB at most
+        options.setdefault("transport_queue_size", 500)
     # the trace goes on through dramatiq messages, never in headers to the providers
     options.setdefault("trace_propagation_targets", [])
     from sentry_sdk.integrations.redis import RedisIntegration
