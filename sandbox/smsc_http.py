@@ -170,18 +170,23 @@ class SmscHttpSandbox:
             if forced and forced[1] > 0:
                 forced[1] -= 1
                 return self._error(command, fmt, forced[0], charset)
-            if command in ("send", "status"):
-                resp = (self._send if command == "send" else self._status)(p, fmt, charset)
-                raw = self.raw_answer.get(command)
-                if raw and raw[1] > 0:  # processed as always; the answer is replaced
-                    raw[1] -= 1
-                    return Response(200, str(raw[0]), "application/json")
-                return resp
-            self.counters["balance"] += 1
-            bal = f"{self.balance:.2f}"
-            if fmt == "3":
-                return Response.json({"balance": bal, "currency": "RUR"})
-            return self._text(bal, charset)
+            resp = self._command(command, p, fmt, charset)
+            raw = self.raw_answer.get(command)
+            if raw and raw[1] > 0:  # processed as always; the answer is replaced
+                raw[1] -= 1
+                return Response(200, str(raw[0]), "application/json")
+            return resp
+
+    def _command(self, command: str, p: dict[str, str], fmt: str, charset: str) -> Response:
+        if command == "send":
+            return self._send(p, fmt, charset)
+        if command == "status":
+            return self._status(p, fmt, charset)
+        self.counters["balance"] += 1
+        bal = f"{self.balance:.2f}"
+        if fmt == "3":
+            return Response.json({"balance": bal, "currency": "RUR"})
+        return self._text(bal, charset)
 
     def _authorised(self, p: dict[str, str]) -> bool:
         if "apikey" in p:

@@ -17,7 +17,7 @@ from core.settings import Account
 from core.smsc_status import STATUS_MAP
 from tests.support import control
 from workers.providers.base import Outgoing
-from workers.providers.smsc_http import SmscHttp, Unreadable, parse_answer
+from workers.providers.smsc_http import SmscHttp, Unreadable, money, parse_answer
 
 
 def account(urls, fmt=1, **creds):
@@ -178,6 +178,25 @@ def test_an_unreadable_send_answer_is_looked_up_not_a_crash(smsc, body: str) -> 
     control(smsc.urls[0], raw_answer={"status": [body, 2]})
     with pytest.raises(RetryLater):
         SmscHttp(account(smsc.urls[:1], fmt=3)).status(msg(31))
+
+
+@given(st.text(max_size=20) | st.floats() | st.integers() | st.none() | st.booleans())
+@hsettings(max_examples=300, deadline=None)
+def test_an_amount_is_a_finite_decimal_or_unreadable(v: object) -> None:
+    try:
+        d = money(v)
+    except Unreadable:
+        return
+    assert d.is_finite()
+
+
+@pytest.mark.parametrize("fmt, body", [(1, "NaN"), (1, "\u0663"), (3, '{"balance": NaN}'),
+                                       (3, '{"balance": true}'),
+                                       (3, '{"balance": [1]}')])
+def test_an_unreadable_balance_is_retried_never_a_nan(smsc, fmt: int, body: str) -> None:
+    control(smsc.urls[0], raw_answer={"balance": [body, 1]})
+    with pytest.raises(RetryLater):
+        SmscHttp(account(smsc.urls[:1], fmt=fmt)).balance()
 
 
 @given(st.integers(-10, 300), st.integers(0, 300))

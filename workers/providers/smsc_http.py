@@ -112,6 +112,21 @@ def number(v: Any) -> int:
     raise Unreadable(f"not a number: {str(v)[:20]!r}")
 
 
+def money(v: Any) -> Decimal:
+    """An amount SMSC wrote as a number or a decimal string; raises Unreadable for anything
+    else, NaN and infinities included (a balance check compares it)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) \
+            or not str(v).isascii():  # Decimal reads "٣" as 3: no digit SMSC writes
+        raise Unreadable(f"not an amount: {str(v)[:20]!r}")
+    try:
+        d = Decimal(str(v).strip())
+    except InvalidOperation:
+        raise Unreadable(f"not an amount: {str(v)[:20]!r}") from None
+    if not d.is_finite():
+        raise Unreadable("not a finite amount")
+    return d
+
+
 def _text(v: Any) -> str | None:
     return None if v is None or isinstance(v, (dict, list, bool)) else str(v)
 
@@ -332,9 +347,9 @@ class SmscHttp:
             _raise(SEND_ERRORS, ans.error)
         try:
             if self.opts.fmt == 3:
-                return Decimal(str(ans.data["cost"])), number(ans.data["cnt"])
-            return Decimal(ans.fields[0]), number(ans.fields[1])
-        except (KeyError, IndexError, ValueError, InvalidOperation) as exc:
+                return money(ans.data["cost"]), number(ans.data["cnt"])
+            return money(ans.fields[0]), number(ans.fields[1])
+        except (KeyError, IndexError, ValueError) as exc:
             raise RetryLater("unreadable cost answer", provider=PROVIDER) from exc
 
     def balance(self) -> Balance:
@@ -343,9 +358,10 @@ class SmscHttp:
             _raise(SEND_ERRORS, ans.error)
         try:
             if self.opts.fmt == 3:
-                return Balance(Decimal(str(ans.data["balance"])), ans.data.get("currency", "RUB"))
-            return Balance(Decimal(ans.fields[0]), "RUB")
-        except (KeyError, IndexError, InvalidOperation) as exc:
+                return Balance(money(ans.data["balance"]),
+                               _text(ans.data.get("currency")) or "RUB")
+            return Balance(money(ans.fields[0]), "RUB")
+        except (KeyError, IndexError, ValueError) as exc:
             raise RetryLater("unreadable balance answer", provider=PROVIDER) from exc
 
     def close(self) -> None:
