@@ -12,9 +12,9 @@ returned ids per account into poll jobs, ``status_sweep_batch`` ids each.
 send job; if the job is gone (the producer died between the record and the enqueue, Redis
 lost the queue but not the record, dramatiq dead-lettered the job) nothing else would ever
 move it.  So the sweep also returns the queued/deferred records unchanged for
-``reconcile_after_s``, and ``lua/jobless.lua`` looks, in one atomic step, for a send job of
-each in the account's queues (waiting, delayed, held or being processed: dramatiq keeps every
-unacked job in the queue's hash).  Whatever legitimately waits (a deferral until the flood or
+``reconcile_after_s``, and looks for a send job of each in the account's queues (waiting,
+delayed, held or being processed: dramatiq keeps every unacked job in the queue's hash;
+``_with_jobs``).  Whatever legitimately waits (a deferral until the flood or
 pacing hold ends or the sending window opens, a paused account, a retry's backoff, a validity
 that ends) waits as a delayed job, and is found.  A record with no job left gets its send job
 enqueued again: the send is idempotent by id, and a record whose last attempt has an unknown
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -52,7 +53,7 @@ from core.contracts import (
 from core.errors import UnknownMessage
 from core.facts import give_up
 from core.observability.metrics import reconciled
-from core.replies import maybe_text, scored
+from core.replies import maybe_text, scored, text
 from core.settings import Settings
 from core.store import Store
 from core.timing import CheckPlan, now_ms
@@ -96,6 +97,7 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     script = _script(store, "sweep")
     stats = SweepStats()
     pending: dict[str, list[str]] = {}  # account -> ids not yet enqueued (< batch)
+    stale: dict[str, list[str]] = {}  # account -> queued/deferred ids unchanged for long
     for account in accounts:  # first: a dead-lettered job's record is closed, not requeued
         close_dead_letters(store, account, now, stats)
     args = [now, store.msg_key(""), SCAN_BATCH, settings.status_give_up_s * 1000,
@@ -113,8 +115,8 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
         stats.skipped += skipped
         for k, i in enumerate(range(5, len(res), 2)):
             account, ids = res[i], res[i + 1].split(",")
-            if k >= npolls:  # queued/deferred and unchanged for long: is its job there?
-                requeue_jobless(store, broker, account, ids, now, stats)
+            if k >= npolls:  # queued/deferred and unchanged for long: looked at below
+                stale.setdefault(account, []).extend(ids)
                 continue
             buf = pending.setdefault(account, [])
             buf.extend(ids)
@@ -127,6 +129,8 @@ def status_sweep(store: Store, broker: Any, settings: Settings, *, now: int | No
     for account, ids in pending.items():
         if ids:
             _enqueue(broker, account, ids, stats)
+    for account, ids in stale.items():  # one look through the account's jobs per sweep
+        requeue_jobless(store, broker, account, ids, now, stats)
     stats.duration_s = time.perf_counter() - t0
     return stats
 
@@ -142,21 +146,43 @@ def _script(store: Store, name: str) -> Any:
     return script
 
 
-def _job_hashes(store: Store, account: str) -> list[str]:
-    """Where every send job of ``account`` is while it lives (``lua/jobless.lua``)."""
-    out = []
-    for lane in Lane:
-        q = send_queue(account, lane)
-        out += [store.keys.queue_messages(q), store.keys.delayed_messages(q)]
-    return out
+#: a send job's one argument, the message id, in dramatiq's JSON encoding of the job
+_JOB_ARG = re.compile(r'"args":\["([^"]+)"')
+
+
+def _with_jobs(store: Store, account: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` have a send job in ``account``'s queues: waiting, fetched by a worker,
+    being processed (``<queue>.msgs``) or delayed (``<queue>.DQ.msgs``); dramatiq keeps a job
+    in these hashes from its enqueue until it is acked.
+
+    Read with HSCAN, a page at a time (Redis is never blocked for long), so not in one instant:
+    a job that moves between the two hashes while they are read (a delayed one whose time came,
+    a retry) writes its new copy before the old one goes, and the delayed hashes are read
+    before and after the others, so a job is missed only if it moves three times during the
+    read. What that would cost: a second send job for the message, which finds it sent."""
+    wanted = set(ids)
+    found: set[str] = set()
+    queues = [send_queue(account, lane) for lane in Lane]
+    delayed = [store.keys.delayed_messages(q) for q in queues]
+    for key in [*delayed, *(store.keys.queue_messages(q) for q in queues), *delayed]:
+        for _, data in store.r.hscan_iter(key, count=1000):
+            m = _JOB_ARG.search(text(data))
+            if m and m.group(1) in wanted:
+                found.add(m.group(1))
+                if len(found) == len(wanted):
+                    return found
+    return found
 
 
 def _jobless(store: Store, account: str, ids: list[str], now: int,
              mark: bool) -> list[tuple[str, str, str]]:
     """(id, lane, inflight_ms) of the queued/deferred ``ids`` with no send job left."""
-    res = _script(store, "jobless")(keys=_job_hashes(store, account),
-                                    args=[store.msg_key(""), now, "mark" if mark else "look",
-                                          *ids])
+    with_jobs = _with_jobs(store, account, ids)
+    left = [i for i in ids if i not in with_jobs]
+    if not left:
+        return []
+    res = _script(store, "jobless")(args=[store.msg_key(""), now, "mark" if mark else "look",
+                                          *left])
     return [(res[i], res[i + 1], res[i + 2]) for i in range(0, len(res), 3)]
 
 
