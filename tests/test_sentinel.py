@@ -43,10 +43,7 @@ def cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
     c.stop()
 
 
-# "kill" (the master SIGKILLed: no master at all for ~2 s) waits for the worker-side recovery
-# from Redis errors of #20 part 2: today a consumer thread dies on the outage and jobs whose
-# actor failed on Redis are lost in dramatiq's Retries (see the README, "Redis outage")
-@pytest.mark.parametrize("how", ["failover"])
+@pytest.mark.parametrize("how", ["failover", "kill"])
 def test_a_master_failing_mid_batch_loses_nothing_and_doubles_nothing(
         how: str, cluster: SentinelCluster, gonets_env: dict[str, str], smsc: Any,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,7 +72,7 @@ def test_a_master_failing_mid_batch_loses_nothing_and_doubles_nothing(
         promoted_s = time.monotonic() - killed_at
 
         final = _statuses(store, ids)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # generous: a loaded host is slow, not wrong
         while time.monotonic() < deadline and not all(
                 s in FINAL for s in final.values()):
             time.sleep(0.5)
