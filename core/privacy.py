@@ -14,10 +14,10 @@ a phone number there:
 
 Digits inside an id are never touched: a hex id (``82ba6191234567a0...``) has letters around
 its digit runs, a stream id (``1795123456775-0``) and a dashed uuid have hyphens, a
-millisecond time (13 digits from 1…) is not a valid number, and a sequence number or SMSC id
-(at most 2**31, 10 digits) is shorter than any bare run read as a phone (every Belarus and
-Russia number has 11 or 12 digits; a shorter foreign number is masked where it is written
-with ``+`` or in a field known to hold a number).
+millisecond time (13 digits from 1 until 2033: never a valid +1 number) is not a number, and
+a sequence number or SMSC id (at most 2**31, 10 digits) is shorter than any bare run read as
+a phone (every Belarus and Russia number has 11 or 12 digits; a shorter foreign number is
+masked where it is written with ``+`` or in a field known to hold a number).
 """
 
 from __future__ import annotations
