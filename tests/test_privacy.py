@@ -137,3 +137,11 @@ def test_uuid4_hex_ids_never_need_luck() -> None:
     for _ in range(2000):
         ident = uuid.uuid4().hex
         assert scrub_text(f"payment {ident}") == f"payment {ident}"
+
+
+def test_id_fields_keep_all_digit_ids_that_read_as_numbers() -> None:
+    # an MTS or SMS2 id may be all digits and happen to be a valid number: by key it is an id
+    out = observability.scrub({"provider_id": "79161234567", "payment_id": "375291234567",
+                               "note": "to 79161234567"})
+    assert out["provider_id"] == "79161234567" and out["payment_id"] == "375291234567"
+    assert "79161234567" not in out["note"]

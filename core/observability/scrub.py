@@ -32,7 +32,8 @@ PHONE_KEYS = frozenset({"phone", "phones", "to", "msisdn", "destination_addr", "
 KEEP_KEYS = frozenset({
     "event_id", "trace_id", "span_id", "parent_span_id", "timestamp", "start_timestamp",
     "release", "check_in_id", "dramatiq_message_id", "message_id", "redis_message_id",
-    "msg_id", "sdk", "fire_ms", "eta", "message_timestamp", "thread_id", "lineno",
+    "msg_id", "provider_id", "payment_id", "seq", "sdk", "fire_ms", "eta",
+    "message_timestamp", "thread_id", "lineno",
     "thread.id", "sid", "did", "started", "sample_rand",
 })
 #: ``key=value`` pairs in free text (URLs, span data ``http.query``, error messages): SMSC puts
