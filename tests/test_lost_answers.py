@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from core.errors import AlreadyAccepted, Permanent
+from core.errors import AlreadyAccepted, NoLookup, Permanent
 from producers.http.sms import record_out
 from sandbox import mts_rest, sms2_http
 from tests.support import control, wait_final, write_config
 from workers.outcomes import lost_answer_policy
-from workers.providers.base import Outgoing
+from workers.providers.base import Outgoing, ProviderContext
+from workers.providers.mts_rest import MtsRest
 from workers.providers.sms2_http import Sms2Http
 
 ACCOUNTS = """
@@ -180,3 +181,19 @@ def test_sms2_duplication_means_taken_only_for_a_resend_after_a_lost_answer(
             gate.send(Outgoing(**{**first.__dict__, "inflight_ms": 1}))
     finally:
         gate.close()
+
+
+@pytest.mark.parametrize("policy", ["give_up"])
+def test_mts_lookup_says_it_cannot_be_asked_without_an_id(settings, store, mts,
+                                                          policy) -> None:
+    api = MtsRest(settings.account("mts"), ProviderContext(settings, store.r))
+    msg = Outgoing(id="a", seq=1, phone="375295550011", text="t", sender="Gonets", parts=1,
+                   encoding="gsm7", inflight_ms=1)
+    try:
+        with pytest.raises(NoLookup) as cannot:
+            api.lookup(msg)
+        assert cannot.value.on_lost_answer == "give_up"
+        # with an id MTS can be asked, and "no such message" is an answer: not found
+        assert api.lookup(Outgoing(**{**msg.__dict__, "provider_id": "nope"})) is None
+    finally:
+        api.close()

@@ -393,7 +393,12 @@ class MtsRest:
             raise NoLookup("MTS cannot be asked whether it took a message whose answer (and "
                            "id) was lost", provider=PROVIDER,
                            on_lost_answer=self.opts.on_lost_answer)
-        return self.status(msg)
+        try:
+            return self.status(msg)
+        except Permanent as exc:
+            if exc.code == "http 404":  # an answer: MTS has no such message
+                return None
+            raise
 
     def status(self, msg: Outgoing) -> StatusReport:
         if not msg.provider_id:
