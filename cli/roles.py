@@ -52,7 +52,9 @@ def cmd_worker(a: argparse.Namespace) -> int:
     if not debugging(a) and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # a retry is the expected wait of a paused account or a throttled provider; one line
         # per message per retry drowns the terminal (the outcome is logged by our actors)
-        logging.getLogger("dramatiq.middleware.retries.Retries").setLevel(logging.WARNING)
+        # (dramatiq names the logger after the middleware's class: ours is RedisRetries)
+        for name in ("Retries", "RedisRetries"):
+            logging.getLogger(f"dramatiq.middleware.retries.{name}").setLevel(logging.WARNING)
     if a.processes == 1:
         from core.observability import serve_metrics
         from core.settings import get_settings
