@@ -93,14 +93,15 @@ class QuietConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
         self.bell = broker.bell(queue_name)
         self.queue_key = f"{broker.namespace}:{queue_name}"
-        self.next_look = 0.0  # an idle poll at once: what was queued before we listened
+        self.next_look = 0.0  # an idle look at once: what was queued before we listened
+        self.misses = RECENT_MISSES  # idle until a fetch finds work (a look is a read)
         self.holds_delayed = queue_name.endswith(".DQ")
 
     def _fetch(self) -> list[bytes]:
         rang = self.bell.is_set()
         self.bell.clear()  # before the fetch: a ring during it is not lost
         now = time.monotonic()
-        if not rang:
+        if not rang and self.misses:  # (misses 0: the last fetch found work, fetch again)
             if self.misses >= RECENT_MISSES and now < self.next_look:
                 return []
             self.next_look = now + self.broker.idle_poll_s
@@ -159,7 +160,10 @@ class Doorbell(Middleware):
         self._thread: threading.Thread | None = None
 
     def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
-        if isinstance(broker, QuietBroker):
+        # a job due after the next idle look (a status poll in minutes) needs no ring: that
+        # look fetches it before it is due, and a busy worker saves a round trip per send
+        if isinstance(broker, QuietBroker) and \
+                (delay is None or delay < broker.idle_poll_s * 1000):
             try:
                 broker.announce(message.queue_name)
             except redis.RedisError:
