@@ -381,3 +381,44 @@ def test_consent_put_delete_gates_promotional_sms(api, client, tokens):
         _problem(c.put("/v1/consents/+375295550011", json={}), 422, "source")
     # transactional messages need no consent
     assert client.post("/v1/sms", json={**promo, "kind": "transactional"}).status_code == 202
+
+
+def test_the_dispatcher_waits_for_its_redis_and_makes_a_lost_group_again(
+        api_settings, tmp_path, caplog):
+    """A dispatcher that starts while Redis is away does not exit (it waits for it), and one
+    whose Redis came back without the consumer group (restarted without its data) makes it
+    again instead of failing every read for ever."""
+    import logging
+
+    import redis as redis_lib
+
+    from core.embedded_redis import RedisServer
+    from producers.http.callbacks import GROUP, Dispatcher
+
+    srv = RedisServer(tmp_path / "redis")  # not started yet
+    settings = api_settings.model_copy(update={"redis_url": srv.url})
+    d = Dispatcher(settings, threads=1)
+    caplog.set_level(logging.WARNING, logger="gonets.callbacks")
+    t = d.start_thread()
+    try:
+        poll_until(lambda: "Redis unavailable" in caplog.text, 20, "a failed first try")
+        assert t.is_alive()
+        srv.start()
+        r = redis_lib.Redis.from_url(srv.url, decode_responses=True)
+        stream = d.store.events_key
+
+        def has_group() -> bool:
+            try:
+                return any(g["name"] == GROUP for g in r.xinfo_groups(stream))
+            except redis_lib.ResponseError:  # no stream yet
+                return False
+
+        poll_until(has_group, 20, "the consumer group once Redis answers")
+        r.xgroup_destroy(stream, GROUP)  # what a restart without persistence leaves
+        poll_until(has_group, 20, "the consumer group made again")
+        assert t.is_alive()
+    finally:
+        d.stop()
+        t.join(10)
+        srv.stop()
+    assert not t.is_alive()

@@ -50,6 +50,7 @@ lock keeps each message to one deliverer; ordering is by event time in any case)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -333,7 +334,15 @@ class Dispatcher:
     # --- running
     def run(self) -> None:
         """Ingest and deliver until ``stop()``."""
-        self.ensure_group()
+        # Redis may be away at start (a pod starting during an outage, or Redis gone between
+        # the health server's start and here): wait for it, never exit on it
+        while not self._stop.is_set():
+            try:
+                self.ensure_group()
+                break
+            except redis.RedisError:
+                log.warning("Redis unavailable; retrying", exc_info=True)
+                self._stop.wait(1)
         ingest = threading.Thread(target=self._ingest_loop, name="callbacks-ingest",
                                   daemon=True)
         ingest.start()
@@ -370,6 +379,16 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 self.ingest_once(block_ms=500)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.exception("callback ingest failed; retrying")
+                    self._stop.wait(1)
+                    continue
+                # Redis came back without our group (restarted without its data): make it
+                # again, or no callback would ever be read
+                log.warning("callbacks: consumer group gone; creating it again")
+                with contextlib.suppress(redis.RedisError):
+                    self.ensure_group()
             except redis.RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
                 self._stop.wait(1)
