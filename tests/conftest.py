@@ -23,7 +23,7 @@ from producers.http.auth import NewToken, Tokens
 from producers.http.bepaid_webhook import make_app
 from producers.payments import Payments
 from sandbox import bepaid as bepaid_sandbox
-from sandbox import smsc_http
+from sandbox import mts_rest, sms2_http, smsc_http
 from tests.support import (
     BEPAID_SECRET,
     BEPAID_SHOP_ID,
@@ -63,6 +63,22 @@ def redis_url(redis_server: RedisServer) -> str:
 def smsc() -> Iterator[smsc_http.SmscHttpSandbox]:
     app, server = smsc_http.serve("127.0.0.1", [0, 0], progress_s=(0.05, 0.3))
     app.urls = server.urls()  # type: ignore[attr-defined]
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def mts() -> Iterator[mts_rest.MtsRestSandbox]:
+    app, server = mts_rest.serve("127.0.0.1", 0, progress_s=0.2)
+    app.url = server.urls()[0]  # type: ignore[attr-defined]
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def sms2() -> Iterator[sms2_http.Sms2HttpSandbox]:
+    app, server = sms2_http.serve("127.0.0.1", 0, progress_s=0.2)
+    app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
     server.stop()
 

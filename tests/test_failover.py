@@ -15,7 +15,6 @@ import pytest
 from core.settings import Settings, load_settings
 from core.store import Store
 from producers import Producer
-from sandbox import mts_rest
 from tests.support import WorkerProcess, control, poll_until, wait_final, write_config
 
 MTS_ACCOUNT = """
@@ -35,14 +34,6 @@ match = {{ prefix = "375" }}
 accounts = {order}
 failover_after_s = 1
 """
-
-
-@pytest.fixture
-def mts() -> Iterator[mts_rest.MtsRestSandbox]:
-    app, server = mts_rest.serve("127.0.0.1", 0, progress_s=0.2)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    yield app
-    server.stop()
 
 
 Route = Callable[[list[str]], tuple[Settings, Producer]]

@@ -7,14 +7,12 @@ sandbox (what the provider took) and the record (what a user sees)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from core.errors import AlreadyAccepted, NoLookup, Permanent
 from producers.http.sms import record_out
-from sandbox import mts_rest, sms2_http
 from tests.support import control, wait_final, write_config
 from workers.outcomes import lost_answer_policy
 from workers.providers.base import Outgoing, ProviderContext
@@ -40,22 +38,6 @@ options = {{ first_poll_s = 0.3, retry_delay_s = 0.3, on_lost_answer = "{policy}
 """
 SECRETS = {"TEST_MTS_CLIENT_ID": "gonets", "TEST_MTS_SECRET": "sandbox",
            "TEST_SMS2_USER": "gonets", "TEST_SMS2_PASS": "sandbox"}
-
-
-@pytest.fixture
-def mts() -> Iterator[mts_rest.MtsRestSandbox]:
-    app, server = mts_rest.serve("127.0.0.1", 0, progress_s=0.2)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def sms2() -> Iterator[sms2_http.Sms2HttpSandbox]:
-    app, server = sms2_http.serve("127.0.0.1", 0, progress_s=0.2)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    yield app
-    server.stop()
 
 
 @pytest.fixture(params=["auto", "resend", "give_up"])

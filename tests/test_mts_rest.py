@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ import pytest
 from core import usage
 from core.errors import AccountProblem
 from producers.consent import record_consent
-from sandbox import mts_rest
 from tests.support import control, poll_until, wait_final, write_config
 from workers.providers.base import Outgoing, ProviderContext
 from workers.providers.mts_rest import MtsRest
@@ -39,14 +37,6 @@ max_poll_interval_s = 1
 slow_down_delay_s = 0.3
 retry_delay_s = 0.3
 """
-
-
-@pytest.fixture
-def mts() -> Iterator[mts_rest.MtsRestSandbox]:
-    app, server = mts_rest.serve("127.0.0.1", 0, progress_s=0.2)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    yield app
-    server.stop()
 
 
 @pytest.fixture

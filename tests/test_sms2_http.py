@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from core.errors import AccountProblem, InvalidInput, OutcomeUnknown, Permanent
-from sandbox import sms2_http
 from tests.support import ROOT, control, wait_final, write_config
 from workers.providers.base import Outgoing
 from workers.providers.sms2_http import SEND_ERRORS, Sms2Http
@@ -29,14 +28,6 @@ timeout_s = 5
 options = {{ first_poll_s = 0.3, max_poll_interval_s = 1, retry_delay_s = 0.3 }}
 """
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(2000)
-
-
-@pytest.fixture
-def sms2() -> Iterator[sms2_http.Sms2HttpSandbox]:
-    app, server = sms2_http.serve("127.0.0.1", 0, progress_s=0.2)
-    app.url = server.urls()[0]  # type: ignore[attr-defined]
-    yield app
-    server.stop()
 
 
 @pytest.fixture
