@@ -15,8 +15,9 @@ stretches them):
 * lost answers: SMSC's first listener takes each request and drops the connection without an
   answer; MTS answers after the client's timeout (the request was processed);
 * 5xx: MTS 503 and SMS2 502 for a run of requests;
-* throttling: SMSC (error 9), MTS (code 5, limit exceeded) and SMPP (0x58) at two thirds of
-  the account's own rate for 8 s;
+* throttling: SMSC (error 9), MTS (code 5, limit exceeded) and SMPP (0x58) at
+  ``BENCH_TRUTH_THROTTLE_PER_S`` (4) for 8 s, under the account's 30/s and under what a
+  loaded host drains;
 * receipts before answers: the SMPP sandbox answers ``submit_sm`` 0.3 s late and sends the
   receipt after 0.05 s; then it drops the SMPP link after a few submits;
 * a killed worker: the SMSC and SMSC-SMPP workers are SIGKILLed mid-run and started again.
@@ -31,7 +32,7 @@ Figures (target 0, 0, 0):
   the accounts that cannot (MTS REST, SMS2) are reported beside it
   (``truth_doubles_no_lookup``), as their lost-answer policy allows.
 
-Size: ``BENCH_TRUTH_N`` (default 10,000) messages; ``BENCH_TRUTH_HORIZON_S`` (default 300)
+Size: ``BENCH_TRUTH_N`` (default 10,000) messages; ``BENCH_TRUTH_HORIZON_S`` (default 600)
 after the last send for everything to become final; the sweep runs every 5 s and reconciles a
 queued message unchanged for ``BENCH_TRUTH_RECONCILE_AFTER_S`` (120; the setting
 ``reconcile_after_s``, 600 by default).
@@ -62,9 +63,10 @@ from producers import Producer
 from sandbox import mts_rest, smpp_smsc, sms2_http, smsc_http
 
 N = int(os.environ.get("BENCH_TRUTH_N", "10000"))
-HORIZON_S = float(os.environ.get("BENCH_TRUTH_HORIZON_S", "300"))
+HORIZON_S = float(os.environ.get("BENCH_TRUTH_HORIZON_S", "600"))
 SCALE = float(os.environ.get("BENCH_TRUTH_SCALE", "1"))
 THREADS = int(os.environ.get("BENCH_TRUTH_THREADS", "8"))
+THROTTLE_PER_S = int(os.environ.get("BENCH_TRUTH_THROTTLE_PER_S", "4"))
 #: a queued message unchanged this long is reconciled by the sweep (600 s by default; shorter
 #: here so the horizon covers it: the sweep re-enqueues only a message with no job left)
 RECONCILE_AFTER_S = float(os.environ.get("BENCH_TRUTH_RECONCILE_AFTER_S", "120"))
@@ -148,10 +150,12 @@ class Faults(threading.Thread):
             (4, "SMPP receipts before answers",
              lambda: c("smpp", resp_delay_s=0.3, receipt_delay_s=0.05)),
             (10, "SMSC answers again", lambda: c("smsc", down=[])),
-            # two thirds of the accounts' 30/s: Gonets learns the lower limit and climbs back
-            # slowly (workers/traffic/pacing.py), so a deeper cut only lengthens the tail
-            (12, "throttling", lambda: (c("smsc", throttle_per_s=20), c("mts", max_per_s=20),
-                                        c("smpp", rate_per_s=20))),
+            # under what a loaded host drains per account (~5/s), so that it bites: Gonets
+            # learns the lower limit and climbs back slowly (workers/traffic/pacing.py), which
+            # lengthens the tail
+            (12, "throttling", lambda: (c("smsc", throttle_per_s=THROTTLE_PER_S),
+                                        c("mts", max_per_s=THROTTLE_PER_S),
+                                        c("smpp", rate_per_s=THROTTLE_PER_S))),
             (15, "SMSC worker killed", lambda: self.restart("smsc")),
             (18, "MTS lost answers", lambda: c("mts", delay_s=6)),
             (20, "throttling ends", lambda: (c("smsc", throttle_per_s=None),
