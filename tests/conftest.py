@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from core.broker import build_broker
+from core.broker import build_broker, reset_broker
 from core.embedded_redis import RedisServer
 from core.settings import Settings, load_settings
 from core.store import Store, redis_client
@@ -39,6 +39,7 @@ from tests.support import (
     wait_final,
     write_config,
 )
+from workers.runtime import Runtime
 
 # helpers test modules import from here (new code imports them from tests.support)
 __all__ = ["ROOT", "WorkerProcess", "control", "wait_final", "write_config"]
@@ -81,6 +82,14 @@ def sms2() -> Iterator[sms2_http.Sms2HttpSandbox]:
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
     server.stop()
+
+
+@pytest.fixture
+def rt(settings: Settings, store: Store) -> Iterator[Runtime]:
+    runtime = Runtime(settings, store)
+    yield runtime
+    runtime.close()
+    reset_broker()
 
 
 @pytest.fixture

@@ -7,29 +7,18 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
 import pytest
 
-from core.broker import reset_broker
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, RetryLater, SlowDown
 from core.facts import outcome_unknown
 from core.keys import LOOKUPS_FAILING
-from core.settings import Settings
 from core.store import Store, now_ms
 from tests.support import control, poll_until, wait_final, wait_status
 from workers.outcomes import LOOKUP_ALERT_AFTER
 from workers.runtime import Runtime
-
-
-@pytest.fixture
-def rt(settings: Settings, store: Store) -> Iterator[Runtime]:
-    runtime = Runtime(settings, store)
-    yield runtime
-    runtime.close()
-    reset_broker()
 
 
 def _in_flight(store: Store, n: int, **fields: Any) -> dict[str, str]:

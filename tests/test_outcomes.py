@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dramatiq
 import pytest
 
-from core.broker import reset_broker
 from core.contracts import Status
 from core.errors import (
     AccountProblem,
@@ -24,7 +22,6 @@ from core.errors import (
     SlowDown,
 )
 from core.facts import DeliveryReceipt, Resend, StatusReport, Submitted
-from core.settings import Settings
 from core.store import Store, now_ms
 from core.timing import CheckPlan
 from workers.outcomes import ERROR_ACTIONS, Action, action_for
@@ -58,14 +55,6 @@ def test_the_table_covers_the_whole_error_tree() -> None:
 
 
 # --- facts applied to records -------------------------------------------------------------
-
-
-@pytest.fixture
-def rt(settings: Settings, store: Store) -> Iterator[Runtime]:
-    runtime = Runtime(settings, store)
-    yield runtime
-    runtime.close()
-    reset_broker()
 
 
 def _msg(store: Store, n: int, **fields: Any) -> dict[str, str]:
