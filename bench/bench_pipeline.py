@@ -48,13 +48,18 @@ def _counters(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/_sandbox/counters", timeout=10).json()
 
 
-def _wait_accepted(url: str, n: int, timeout_s: float = 600) -> float:
+def _wait_counter(url: str, counter: str, n: int, timeout_s: float = 600) -> float:
+    """Wait until the sandbox's ``counter`` reaches ``n``; returns when it did."""
     deadline = time.monotonic() + timeout_s
-    while _counters(url)["accepted"] < n:
+    while _counters(url)[counter] < n:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {_counters(url)['accepted']} of {n} accepted")
+            raise RuntimeError(f"only {_counters(url)[counter]} of {n} {counter}")
         time.sleep(0.05)
     return time.monotonic()
+
+
+def _wait_accepted(url: str, n: int, timeout_s: float = 600) -> float:
+    return _wait_counter(url, "accepted", n, timeout_s)
 
 
 def direct_httpx(url: str, n: int, threads: int) -> float:

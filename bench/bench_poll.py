@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.bench_api import Commands
-from bench.bench_pipeline import CREDS, _config, _counters, _wait_accepted
+from bench.bench_pipeline import CREDS, _config, _counters, _wait_accepted, _wait_counter
 from bench.common import Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker, enqueue
 from core.contracts import POLL_STATUS_BATCH, status_queue
@@ -30,15 +30,6 @@ from producers import Producer
 
 N = int(os.environ.get("BENCH_POLL_N", "4000"))
 THREADS = 8
-
-
-def _wait_status(url: str, n: int, timeout_s: float = 600) -> float:
-    deadline = time.monotonic() + timeout_s
-    while _counters(url)["status"] < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {_counters(url)['status']} of {n} status requests")
-        time.sleep(0.05)
-    return time.monotonic()
 
 
 def direct(url: str, ids: list[tuple[str, str]], threads: int) -> float:
@@ -97,7 +88,7 @@ def run() -> list[dict[str, Any]]:
                 for k in range(0, len(ids), batch):
                     enqueue(broker, status_queue("smsc"), POLL_STATUS_BATCH, "smsc",
                             ids[k:k + batch])
-                t1 = _wait_status(urls[0], base + len(ids))
+                t1 = _wait_counter(urls[0], "status", base + len(ids))
                 time.sleep(0.5)  # the last answers' writes
             rss = worker.rss_mb()
             if spy is not None:
