@@ -35,6 +35,17 @@ local ids = redis.call("zrangebyscore", KEYS[1], "-inf", now, "LIMIT", 0, tonumb
 local removed, skipped = 0, 0
 local close, polls, order = {}, {}, {}
 local stale, stale_order = {}, {}
+
+-- add id to lists[account], noting the account in order the first time
+local function push(lists, seen, account, id)
+    local list = lists[account]
+    if not list then
+        list = {}
+        lists[account] = list
+        seen[#seen + 1] = account
+    end
+    list[#list + 1] = id
+end
 local later = {}
 local gone = {}
 for _, id in ipairs(ids) do
@@ -62,22 +73,10 @@ for _, id in ipairs(ids) do
             later[#later + 1] = now + wait
             later[#later + 1] = id
             if rank == 1 then
-                local list = polls[account]
-                if not list then
-                    list = {}
-                    polls[account] = list
-                    order[#order + 1] = account
-                end
-                list[#list + 1] = id
+                push(polls, order, account, id)
             elseif now - tonumber(f[5] or f[4] or now) >= stale_after then
                 -- queued or deferred, unchanged for long: is its send job still there?
-                local list = stale[account]
-                if not list then
-                    list = {}
-                    stale[account] = list
-                    stale_order[#stale_order + 1] = account
-                end
-                list[#list + 1] = id
+                push(stale, stale_order, account, id)
             else
                 skipped = skipped + 1  -- queued or deferred lately: its send job owns it
             end
