@@ -64,22 +64,11 @@ def cmd_send(a: argparse.Namespace) -> int:
                              kind=a.kind, validity=a.validity,
                              idempotency_key=a.idempotency_key,
                              options=_parse_options(a.option), producer=name)
-    _index(producer, name, [got.id])
     print(got.id)
     if got.duplicate:  # on stderr: stdout stays the id alone, for scripts
         print(f"duplicate of {got.id}: the same number, sender and text within the duplicate "
               "window (or the same idempotency key); nothing new was queued", file=sys.stderr)
     return 0
-
-
-def _index(producer: Any, name: str | None, ids: list[str]) -> None:
-    """List the messages in their producer's index, as the HTTP API does for its own: with
-    the demo producer's token, GET /v1/sms shows what the CLI sent."""
-    if not name or not ids:
-        return
-    from producers.index import ProducerIndex
-
-    ProducerIndex(producer.store).add(name, ids)
 
 
 def _demo(producer: Any, n: int, account: str | None, to: str | None,
@@ -94,7 +83,6 @@ def _demo(producer: Any, n: int, account: str | None, to: str | None,
         phone = to or f"+{base + 1000 + i}"
         ids.append(producer.send_sms(phone, f"Gonets demo message {i + 1} of {n}",
                                      account=account, producer=name))
-    _index(producer, name, ids)
     final: dict[str, str] = {}
     with tqdm(total=n, desc="final", unit="msg") as bar:
         while len(final) < n:

@@ -24,7 +24,6 @@ from producers.http.bitrix24_portal import (
 )
 from producers.http.framework import Api, Call, Reply
 from producers.http.problem import ApiError
-from producers.index import ProducerIndex
 
 log = logging.getLogger("gonets.bitrix24")
 
@@ -69,7 +68,6 @@ class Bitrix24Routes:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.installs = Installations(api.store)
-        self.index = ProducerIndex(api.store)  # lists the message with the producer's others
 
     def handle(self, call: Call) -> Reply:
         producer = call.path_params["producer"]
@@ -102,7 +100,6 @@ class Bitrix24Routes:
             # no record, so no status will follow: tell the portal now that it cannot go
             self._refused(inst, b24_id)
             raise
-        self.index.add(producer, [msg_id])
         return Reply(200, {"id": msg_id, "status": "queued"})
 
     def _refused(self, inst: Installation, b24_id: str) -> None:
