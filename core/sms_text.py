@@ -7,12 +7,12 @@ parts lose 6 octets to the UDH and hold 153 septets or 67 units.
 
 from __future__ import annotations
 
-from collections import Counter
+import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
+from gsm0338.charset import BASIC_CHARACTER_SET, BASIC_CHARACTER_SET_EXTENSION
 
 Encoding = Literal["gsm7", "ucs2"]
 
@@ -27,27 +27,31 @@ class TextInfo:
     parts: int
 
 
-@lru_cache(maxsize=4096)
-def _septets(char: str) -> int | None:
-    """Septets of one character in GSM 03.38 (1, or 2 for the extension table), None when it
-    has none. The ``gsm0338`` codec encodes character by character, so a text costs the sum of
-    its characters; asking it per distinct character keeps ``analyse`` linear (the codec's own
-    ``encode`` of a whole text grows a ``bytes`` by ``+=``: quadratic)."""
-    try:
-        return len(char.encode("gsm03.38"))
-    except UnicodeEncodeError:
-        return None
+def _gsm_table() -> tuple[dict[int, None], dict[int, None]]:
+    """Every character the ``gsm0338`` codec encodes: its character sets (the basic one and its
+    extension table, the tables the codec builds its map from), each character kept with the
+    septets the codec's own encoding of it takes. Returns two ``str.translate`` tables: one
+    deletes every such character, the other only the one-septet ones (an extension-table
+    character such as ``€`` costs two)."""
+    septets: dict[str, int] = {}
+    for name in (*BASIC_CHARACTER_SET.values(), *BASIC_CHARACTER_SET_EXTENSION.values()):
+        char = unicodedata.lookup(name)
+        septets[char] = len(char.encode("gsm03.38"))
+    return (dict.fromkeys(map(ord, septets)),
+            dict.fromkeys(ord(c) for c, n in septets.items() if n == 1))
+
+
+_DROP_GSM, _DROP_ONE_SEPTET = _gsm_table()
 
 
 def _gsm7_units(text: str) -> int | None:
-    """Septets of ``text`` in GSM 03.38, or None if a character has no GSM 03.38 form."""
-    units = 0
-    for char, count in Counter(text).items():
-        septets = _septets(char)
-        if septets is None:
-            return None
-        units += septets * count
-    return units
+    """Septets of ``text`` in GSM 03.38, or None if a character has no GSM 03.38 form: what the
+    ``gsm0338`` codec's encoding of ``text`` would measure (every character costs its own
+    septets), in two passes of ``str.translate`` (the codec's own ``encode`` of a whole text
+    grows a ``bytes`` by ``+=``: quadratic). ``tests/test_validation.py`` proves them equal."""
+    if text.translate(_DROP_GSM):
+        return None
+    return len(text) + len(text.translate(_DROP_ONE_SEPTET))
 
 
 def is_gsm7(text: str) -> bool:

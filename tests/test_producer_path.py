@@ -41,7 +41,8 @@ def test_send_sms_is_one_redis_call_and_its_job_is_what_enqueue_writes(producer,
     assert made.pop("publish") == 1  # the doorbell, rung by the script (core/doorbell.py)
     assert {k: n for k, n in made.items() if n and not k.startswith(("hset", "rpush", "xadd",
             "zadd", "hincrby", "hget", "get", "set", "exists",
-            "zremrangebyscore"))} == {}  # the index trim, run by the script on a random share of sends
+            # the index trim, run by the script on a random share of sends
+            "zremrangebyscore"))} == {}
     rec = store.get(msg_id)
     assert rec["status"] == "queued" and rec["producer"] == "shop"
     assert store.history(msg_id)[0]["status"] == "queued"

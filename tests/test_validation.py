@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -9,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.errors import InvalidInput
 from core.sms_text import analyse
-from producers.validation import MAX_TEXT_CHARS, check_sender, normalise_phone
+from producers.validation import MAX_TEXT_CHARS, _e164_fast, check_sender, normalise_phone
 
 
 @pytest.mark.parametrize("raw, e164", [
@@ -141,3 +144,96 @@ def test_long_texts_count_like_short_ones() -> None:
     """The septet count is per character (the GSM codec's own sum), whatever the length."""
     info = analyse("€" * 50_000 + "x")
     assert (info.encoding, info.units, info.parts) == ("gsm7", 100_001, -(-100_001 // 153))
+
+
+# --- the E.164 fast path agrees with phonenumbers ------------------------------------------
+
+
+def _by_phonenumbers(text: str) -> str | None:
+    """What ``normalise_phone`` answered before the fast path: phonenumbers' own reading."""
+    try:
+        num = phonenumbers.parse(text, "BY")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(num):
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+
+
+def _patterns() -> list[str]:
+    """Every number pattern phonenumbers has for Belarus, Russia and Kazakhstan (+7 too)."""
+    out = []
+    for region in ("BY", "RU", "KZ"):
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        for name in ("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate",
+                     "shared_cost", "personal_number", "voip", "pager", "uan", "voicemail"):
+            desc = getattr(meta, name)
+            if desc is not None and desc.national_number_pattern:
+                out.append(f"\\+{meta.country_code}(?:{desc.national_number_pattern})")
+    return out
+
+
+#: "+<code><digits>" near the served codes, numbers of their regions' every pattern, any text
+NUMBERS = st.one_of(
+    st.builds(lambda cc, d: f"+{cc}{d}",
+              st.sampled_from(["375", "7", "37", "3", "3750", "3758", "78", "77", "70", "380"]),
+              st.text("0123456789", max_size=18)),
+    st.one_of(*(st.from_regex(re.compile(p, re.ASCII), fullmatch=True) for p in _patterns())),
+    st.text(ANY_CHAR, max_size=40),
+)
+
+
+@given(NUMBERS)
+@hsettings(max_examples=3000, deadline=None)
+def test_the_e164_fast_path_answers_as_phonenumbers_does(text: str) -> None:
+    """Where the fast path answers, phonenumbers answers the same valid number; where it is
+    unsure, ``normalise_phone`` asks phonenumbers (so every answer is phonenumbers')."""
+    fast = _e164_fast(text)
+    if fast is not None:
+        assert fast == _by_phonenumbers(text), text
+    try:
+        assert normalise_phone(text, "BY") == _by_phonenumbers(text.strip()), text
+    except InvalidInput:
+        assert len(text.strip()) > 32 or _by_phonenumbers(text.strip()) is None, text
+
+
+@pytest.mark.parametrize("region", ["BY", "RU"])
+@pytest.mark.parametrize("kind", ["MOBILE", "FIXED_LINE"])
+def test_the_fast_path_takes_the_served_countries_numbers(region: str, kind: str) -> None:
+    """Mobile and landline numbers of Belarus and Russia in E.164 form take the fast path."""
+    num = phonenumbers.example_number_for_type(region, getattr(phonenumbers.PhoneNumberType,
+                                                               kind))
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    assert _e164_fast(e164) == e164[1:] == _by_phonenumbers(e164)
+
+
+# --- GSM 03.38 septets by translate agree with the codec -----------------------------------
+
+
+def _septets_by_codec(text: str) -> int | None:
+    """The septet count before: the ``gsm0338`` codec's encoding of each character, summed."""
+    total = 0
+    for char in text:
+        try:
+            total += len(char.encode("gsm03.38"))
+        except UnicodeEncodeError:
+            return None
+    return total
+
+
+#: GSM's own characters (both tables), a few just outside it, and any character at all
+GSM_HEAVY = st.text(st.one_of(
+    st.sampled_from("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+                    "ABCXYZÄÖÑÜ§¿abcxyzäöñüà^{}\\[~]|€\x0c"),
+    st.sampled_from("`çÀ\u00a0ÁЁё$€\u20ac\u2019"), ANY_CHAR), max_size=400)
+
+
+@given(st.one_of(GSM_HEAVY, st.text(ANY_CHAR, max_size=300)))
+@hsettings(max_examples=1500, deadline=None)
+def test_septets_are_what_the_gsm_codec_counts(text: str) -> None:
+    units = _septets_by_codec(text)
+    info = analyse(text)
+    if units is None:
+        assert info.encoding == "ucs2"
+    else:
+        assert (info.encoding, info.units) == ("gsm7", units)
