@@ -101,6 +101,9 @@ def init_sentry(dsn: str | None, *, role: str, environment: str = "development",
             sentry_sdk.set_tag("provider", _state["providers"][account])
     _state["sentry"] = True
     if _state["traces_rate"] > 0:
+        from core.observability import sdk
+
+        sdk.install()
         tracing.instrument_scripts()
         from sentry_sdk.scope import add_global_event_processor, global_event_processors
 
