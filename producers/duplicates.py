@@ -37,8 +37,12 @@ def tenant(producer: str | None) -> str:
     return producer or NO_PRODUCER
 
 
+#: ``json.dumps(..., ensure_ascii=False)``'s encoder, made once (the same text)
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def fingerprint(producer: str | None, phone: str, sender: str | None, text: str) -> str:
-    raw = json.dumps([tenant(producer), phone, sender or "", text], ensure_ascii=False)
+    raw = _JSON.encode([tenant(producer), phone, sender or "", text])
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from core import provider_checks, routing
 from core.broker import Job, enqueue, enqueued, get_broker, prepare
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
+from core.ids import uuid4_hex
 from core.provider_options import OPTIONS
 from core.redis_conn import raises_unavailable
 from core.settings import Account, Route, Settings, get_settings
@@ -34,7 +34,7 @@ _SEND_ARGS = {"to", "text", "sender", "account", "lane", "kind", "validity", "id
 
 
 def new_message_id() -> str:
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
@@ -14,26 +13,13 @@ _ALNUM_SENDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._&'-]{0,10}$")
 _NUMERIC_SENDER = re.compile(r"^\+?\d{3,15}$")
 
 
-class _Desc:
-    """One ``PhoneNumberDesc`` as phonenumbers matches it (``_is_number_matching_desc``): its
-    possible lengths when it lists any, then its pattern over the whole national number."""
-
-    __slots__ = ("lengths", "pattern")
-
-    def __init__(self, desc: Any) -> None:
-        self.lengths = frozenset(desc.possible_length)
-        self.pattern = re.compile(desc.national_number_pattern)
-
-    def matches(self, nsn: str) -> bool:
-        return (not self.lengths or len(nsn) in self.lengths) and (
-            self.pattern.fullmatch(nsn) is not None)
-
-
 class _Country:
     """What phonenumbers concludes about ``+<cc><nsn>`` (digits only) when ``nsn`` has no
     national prefix to strip, no leading zero and belongs to the code's main region: the
-    number is valid when ``_number_type_helper`` finds it a type, and reads as ``<cc><nsn>``.
-    Built from phonenumbers' own metadata for the region."""
+    number is valid when ``_number_type_helper`` finds it a type (it matches the general
+    description and one type's, each a pattern over the whole number, of one of its possible
+    lengths when it lists any), and reads as ``<cc><nsn>``. Built from phonenumbers' own
+    metadata for the region: per length, one pattern of the types that allow it."""
 
     #: the number types ``_number_type_helper`` tries, in its order
     TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
@@ -45,18 +31,31 @@ class _Country:
         prefix = meta.national_prefix_for_parsing
         self.national_prefix = re.compile(prefix) if prefix else None
         self.leading = re.compile(meta.leading_digits) if meta.leading_digits else None
-        self.general = _Desc(meta.general_desc)
         names = self.TYPES if meta.same_mobile_and_fixed_line_pattern else (*self.TYPES,
                                                                               "mobile")
-        self.types = [_Desc(d) for d in (getattr(meta, n) for n in names)
-                      if d is not None and d.national_number_pattern]
+        types = [d for d in (getattr(meta, n) for n in names)
+                 if d is not None and d.national_number_pattern]
+        general = meta.general_desc
+        #: nsn length -> (the general pattern, the types' patterns as one alternation)
+        self.by_length: dict[int, tuple[re.Pattern[str], re.Pattern[str]]] = {}
+        if general is None or not general.national_number_pattern:
+            return  # phonenumbers finds no number valid: nor does this
+        general_re = re.compile(general.national_number_pattern)
+        for n in range(1, 18):
+            if general.possible_length and n not in general.possible_length:
+                continue
+            of_n = [f"(?:{d.national_number_pattern})" for d in types
+                    if not d.possible_length or n in d.possible_length]
+            if of_n:
+                self.by_length[n] = (general_re, re.compile("|".join(of_n)))
 
     def valid(self, nsn: str) -> bool:
         if nsn[0] == "0" or (self.national_prefix and self.national_prefix.match(nsn)):
             return False  # parse would strip or keep zeros: phonenumbers decides
         if self.leading is not None and not self.leading.match(nsn):
             return False  # another region of the code may own it
-        return self.general.matches(nsn) and any(t.matches(nsn) for t in self.types)
+        patterns = self.by_length.get(len(nsn))
+        return patterns is not None and all(p.fullmatch(nsn) for p in patterns)
 
 
 def _fast_countries(codes: tuple[int, ...]) -> dict[str, _Country]:

@@ -8,8 +8,12 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.encoder import JSONEncoder
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from core.broker import enqueue
+from core.broker import _encode, enqueue
 from core.errors import InvalidInput
 from core.store import Store
 from producers import Producer
@@ -106,3 +110,25 @@ def test_send_many_in_several_pipelines_loses_and_doubles_nothing(producer, stor
     assert len(ids) == len(set(ids)) == 29 and isinstance(got[11], InvalidInput)
     assert sorted(j.args[0] for j in _queued(producer, "sms.smsc.bulk")) == sorted(ids)
     assert all(store.get(i)["status"] == "queued" for i in ids)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
+                                                                        allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(options=st.dictionaries(st.text(), JSON_VALUES, max_size=5), arg=st.text())
+@hsettings(max_examples=300, deadline=None)
+def test_a_job_encodes_to_what_dramatiq_decodes_as_its_own(options: dict[str, Any],
+                                                            arg: str) -> None:
+    """The job data the submit script writes (orjson) reads back through dramatiq's decoder
+    as the message dramatiq's own encoder would have written, whatever its options hold."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name="sms.smsc.bulk", actor_name="send_sms", args=(arg,), kwargs={},
+        options=options)
+    assert type(dramatiq.get_encoder()) is JSONEncoder  # so orjson writes it
+    decode = dramatiq.get_encoder().decode
+    assert decode(_encode(message)) == decode(message.encode())
