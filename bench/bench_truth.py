@@ -7,7 +7,8 @@ account and the scheduler (status sweeps every few seconds) as ``gonets`` proces
 shipped ``config/sandbox.toml`` unchanged.  Messages go round-robin over the accounts, each
 with a text of its own (so every copy a sandbox accepted is traced to its message); one in 40
 of each HTTP account's goes to a number the sandbox ends badly (SMSC status 20, MTS
-``EXPIRED``, SMS2 ``not_delivered``).
+``EXPIRED``, SMS2 ``not_delivered``); one in 10 is an urgent transactional message (a login
+code: ``on_lost_answer = "auto"`` sends it again where an answer was lost), the rest bulk.
 
 Faults, while the workers drain the batch (times from the first send; ``BENCH_TRUTH_SCALE``
 stretches them):
@@ -25,8 +26,14 @@ stretches them):
 Figures (target 0, 0, 0):
 
 * ``truth_not_final``: records not final once the batch and its sweep horizon are over;
-* ``truth_disagree``: final records whose status differs from the sandbox's own (a record
-  ``delivered`` that no sandbox accepted, or ``unknown`` where the sandbox delivered, counts);
+* ``truth_disagree``: contradictions only: a record that says ``delivered``, ``failed``,
+  ``rejected`` or ``expired`` while the sandbox's own log says otherwise (a different final
+  state of its first copy, or ``delivered`` where no sandbox took a copy);
+* ``truth_unknown`` (reported beside them, not a contradiction): records that end ``unknown``
+  because Gonets cannot know and says so (an answer lost where the provider has no lookup by
+  our reference and the account's ``on_lost_answer`` gives up, or SMS2 answering a resend
+  "message duplication"), with their reasons counted by account and ``error_code``, and what
+  the sandbox did with them (so an honest ``unknown`` is never taken for a wrong one);
 * ``truth_doubles``: extra copies a sandbox accepted, on the accounts whose provider can be
   asked whether it took a message (SMSC HTTP: by our id; SMPP: refused duplicate and receipt);
   the accounts that cannot (MTS REST, SMS2) are reported beside it
@@ -74,6 +81,8 @@ ACCOUNTS = ("smsc", "mts", "sms2", "smsc_smpp", "mts_smpp")
 #: accounts whose provider can say whether it took a message (no double is acceptable there)
 LOOKUP_ACCOUNTS = frozenset({"smsc", "smsc_smpp", "mts_smpp"})
 BAD_EVERY = 40
+#: one message in this many is urgent transactional (the rest bulk)
+URGENT_EVERY = 10
 #: what each sandbox's own final state means in Gonets' statuses
 SMSC_FINAL = {1: "delivered", 2: "delivered", 4: "delivered", 3: "expired", 20: "failed",
               22: "rejected", 23: "rejected", 24: "failed", 25: "failed"}
@@ -237,7 +246,9 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
             faults = Faults(sb, restart)
             items = [{"to": _phone(ACCOUNTS[i % len(ACCOUNTS)], i),
                       "text": f"Truth run {tag} message {i}",
-                      "account": ACCOUNTS[i % len(ACCOUNTS)]} for i in range(n)]
+                      "account": ACCOUNTS[i % len(ACCOUNTS)],
+                      "lane": "bulk" if (i // len(ACCOUNTS)) % URGENT_EVERY else "urgent"}
+                     for i in range(n)]
             t0 = time.monotonic()
             faults.start()
             ids: list[str] = []
@@ -281,9 +292,10 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
             sb.stop()
     notes += [f"faults: {', '.join(faults.done)}"] + \
         ([f"faults not set: {'; '.join(faults.errors)}"] if faults.errors else [])
-    not_final, disagree, doubles, doubles_nl = 0, 0, 0, 0
+    not_final, disagree, doubles, doubles_nl, unknown = 0, 0, 0, 0, 0
     by_status: Counter[str] = Counter()
     why: Counter[str] = Counter()
+    unknown_why: Counter[str] = Counter()
     for item, rec in zip(items, recs, strict=True):
         st = rec.get("status", "missing")
         by_status[st] += 1
@@ -298,12 +310,17 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
             why[f"{item['account']} {st}"] += 1
             continue
         truth = got[0] if got else None
-        if (truth is None and st == "delivered") or (truth is not None and st != truth):
+        if st == "unknown":  # we say we cannot know: counted apart, never a contradiction
+            unknown += 1
+            unknown_why[f"{item['account']} {item['lane']} {rec.get('error_code') or '-'}"
+                        f"/{rec.get('lost_answer') or '-'} (sandbox: {truth or 'no copy'})"] += 1
+        elif (truth is None and st == "delivered") or (truth is not None and st != truth):
             disagree += 1
             why[f"{item['account']} {st} vs sandbox {truth}"] += 1
     figures = {"n": n, "not_final": not_final, "disagree": disagree, "doubles": doubles,
-               "doubles_no_lookup": doubles_nl, "sent_s": sent_s, "drained_s": drained_s,
-               "statuses": dict(by_status), "why": dict(why.most_common(8))}
+               "doubles_no_lookup": doubles_nl, "unknown": unknown, "sent_s": sent_s,
+               "drained_s": drained_s, "statuses": dict(by_status),
+               "why": dict(why.most_common(8)), "unknown_why": dict(unknown_why.most_common(8))}
     return figures, notes
 
 
@@ -315,12 +332,21 @@ def run() -> list[dict[str, Any]]:
           f"{f['drained_s']:.1f} s; statuses {f['statuses']}")
     if f["why"]:
         print(f"  off the truth: {f['why']}")
+    print("  reading: truth_disagree counts contradictions only (we say delivered, failed, "
+          "rejected or expired and the sandbox's log says otherwise); an honest unknown (we "
+          "cannot know, and say so) is truth_unknown, apart")
+    if f["unknown_why"]:
+        print(f"  unknown, by account, lane, error_code/lost_answer: {f['unknown_why']}")
     size = f"{f['n']} messages over {len(ACCOUNTS)} accounts, faults on"
     return [
         result("truth_not_final", f["not_final"], "records", target="0",
                note=f"{size}; not final {HORIZON_S:.0f} s after the last send"),
         result("truth_disagree", f["disagree"], "records", target="0",
-               note=f"{size}; final status differs from the sandbox's own"),
+               note=f"{size}; contradictions: final status delivered/failed/rejected/expired "
+                    "that the sandbox's own log contradicts"),
+        result("truth_unknown", f["unknown"], "records",
+               note=f"{size}; honest unknown (cannot be known, said so), not a contradiction: "
+                    + ", ".join(f"{k} x{v}" for k, v in f["unknown_why"].items())),
         result("truth_doubles", f["doubles"], "copies", target="0",
                note=f"{size}; extra copies on accounts with a lookup "
                     f"({', '.join(sorted(LOOKUP_ACCOUNTS))})"),

@@ -194,10 +194,15 @@ class SmppAccountOptions(BaseModel):
     #: concatenate with SAR TLVs instead of a UDH
     sar: bool = False
     #: the server refuses an identical submit within this many seconds (SMSC: 60); 0: it
-    #: does not, so a submit of unknown outcome is never resent before ``receipt_wait_s``
+    #: does not, so a submit of unknown outcome is never resent within the window's safety
     duplicate_window_s: float = Field(60.0, ge=0)
-    #: after this long without a receipt a submit of unknown outcome is taken as never sent
-    receipt_wait_s: float = Field(6 * 3600.0, gt=0)
+    #: a submit whose answer was lost past the duplicate window waits this long for its
+    #: receipt (matched by number); then ``on_lost_answer`` decides (SMPP has no lookup by a
+    #: reference of ours, and a receipt may come a day late: SMSC err 245)
+    receipt_wait_s: float = Field(300.0, gt=0)
+    #: what such a submit becomes then: "resend" (it may arrive twice), "give_up" (ends
+    #: ``unknown``), "auto" (urgent transactional messages resend, others give up)
+    on_lost_answer: OnLostAnswer = "auto"
     #: after a receipt with a retryable error (err 220) the message is sent again this much
     #: later, at most ``resubmits`` times in all (251, the provider's flood rule, waits for
     #: the account's flood gap instead)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.store import Store
+from core.store import Store, now_ms
 from producers import Producer
 from sandbox import smpp_smsc
 from tests.support import control, wait_final, write_config
@@ -241,3 +241,26 @@ def test_the_providers_flood_answer_feeds_our_flood_rule(
     assert "deferred" in [e["status"] for e in store.history(second)]  # held by our rule
     got = [m for m in messages(smpp) if m["phone"] == "375291112255"]
     assert len(got) == 3  # "one" twice (251, then again after the gap), "two" once
+
+
+@pytest.mark.parametrize("smpp_extra", ["receipt_wait_s = 1"])
+def test_a_lost_answer_past_the_window_without_a_receipt_ends_by_the_account_policy(
+        producer: Producer, store: Store, smpp: Any, smpp_extra: str,
+        start_worker: Callable[..., Any]) -> None:
+    """A worker marked these in flight and was killed before its submits left (the server has
+    none), and the jobs came back after SMSC's one-minute duplicate window: no receipt can be
+    matched and nothing can be asked, so after ``receipt_wait_s`` the account's
+    ``on_lost_answer`` ("auto") decides, instead of the records waiting hours for a receipt:
+    the login code is sent again, the bulk notice ends ``unknown`` with the reason."""
+    bulk = producer.send_sms("+375291000001", "lost notice", account="smsc_smpp")
+    code = producer.send_sms("+375291000002", "lost code", account="smsc_smpp", lane="urgent")
+    for i in (bulk, code):
+        store.begin_attempt(i)
+        store.update(i, inflight_ms=str(now_ms() - 120_000))
+    start_worker("smsc_smpp")
+    assert wait_final(store, [bulk, code], 30) == {bulk: "unknown", code: "delivered"}
+    rec = store.get(bulk)
+    assert rec["error_code"] == "lost_answer" and rec["lost_answer"] == "gave_up"
+    assert "no receipt came within 1 s" in rec["reason"]
+    assert store.get(code)["lost_answer"] == "resent"
+    assert [m["text"] for m in messages(smpp)] == ["lost code"]  # the notice was never sent

@@ -9,9 +9,10 @@ Nothing here touches a message record.
 Unknown outcomes.  A submit written to a link that died before its answer may have been
 taken.  Within the server's duplicate window (SMSC: one identical request per minute) the
 identical PDU is sent again: the server either takes it (the first never arrived) or refuses
-it as a duplicate (the first arrived) — it cannot double.  Past that window nothing is resent
-until the receipt could no longer come (``receipt_wait_s``); meanwhile the message is an
-"orphan" (``correlation.py``) that a receipt for that number with an unknown id is matched to.
+it as a duplicate (the first arrived) — it cannot double.  Past that window the message is an
+"orphan" (``correlation.py``) that a receipt for that number with an unknown id is matched to,
+for ``receipt_wait_s``; then, with no receipt and nothing to ask, the account's
+``on_lost_answer`` decides (``NoLookup``: resend, or end ``unknown``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from core.contracts import Status
 from core.errors import (
     AccountProblem,
     ConfigError,
+    NoLookup,
     OutcomeUnknown,
     Permanent,
     ProviderError,
@@ -336,13 +338,20 @@ class SmppProvider:
             # an identical resend is refused if the first was taken: safe to try
             self.ctx.redis.set(self._resend_key(msg.id), "1", ex=300)  # its own key, as above
             return None
-        self.receipts.orphan(msg)
-        if age_s < self.opts.receipt_wait_s:
+        if self.receipts.orphan(msg) is not None:  # its receipt came already
+            return StatusReport(status=Status.SUBMITTED, raw="accepted")
+        wait_s = self.opts.receipt_wait_s
+        if age_s < wait_s:
             raise OutcomeUnknown("waiting for the receipt of a submit whose answer was lost",
-                                 provider=self.PROVIDER,
-                                 delay_s=min(60.0, self.opts.receipt_wait_s - age_s))
+                                 provider=self.PROVIDER, delay_s=min(30.0, wait_s - age_s))
+        # a receipt may still come (SMSC: up to a day, err 245), but a resend could now be a
+        # second copy and nothing can be asked: the account's policy decides
         self.receipts.forget_orphan(msg)
-        return None  # no receipt could still come: it was never taken
+        window = self.opts.duplicate_window_s
+        raise NoLookup(f"no receipt came within {wait_s:g} s"
+                       + (f", the server's {window:g} s duplicate window is over" if window else
+                          "") + ", and SMPP has no lookup by a reference of ours",
+                       provider=self.PROVIDER, on_lost_answer=self.opts.on_lost_answer)
 
     # --- status
     def _provider_id(self, msg: Outgoing) -> str | None:
