@@ -249,7 +249,7 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
                       "account": ACCOUNTS[i % len(ACCOUNTS)],
                       "lane": "bulk" if (i // len(ACCOUNTS)) % URGENT_EVERY else "urgent"}
                      for i in range(n)]
-            t0 = time.monotonic()
+            t0, t0_wall = time.monotonic(), time.time()
             faults.start()
             ids: list[str] = []
             for start in range(0, n, 500):
@@ -280,6 +280,16 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
                 notes.append(f"open {item['account']} {msg_id}: {rec.get('status')}, "
                              f"attempts {rec.get('attempts', 0)}, {more}, last "
                              f"{' '.join(events)}")
+            shown: Counter[str] = Counter()
+            for item, msg_id, rec in zip(items, ids, recs, strict=True):
+                if rec.get("status") != "unknown" or shown[item["account"]] >= 3:
+                    continue  # when a few unknown ones went out and were given up
+                shown[item["account"]] += 1
+                at = {k: f"{(int(rec[k]) / 1000 - t0_wall):.1f}s" for k in
+                      ("inflight_ms", "updated_ms", "submitted_ms") if rec.get(k)}
+                notes.append(f"unknown {item['account']} {msg_id}: attempts "
+                             f"{rec.get('attempts', 0)}, {at} after the first send; "
+                             f"{rec.get('reason', '')[:160]}")
             notes.append("sandbox counters: " + "; ".join(
                 f"{name} {dict(obj.counters)}" for name, obj in
                 (("smsc", sb.smsc), ("mts", sb.mts), ("sms2", sb.sms2), ("smpp", sb.smpp))))

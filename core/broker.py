@@ -211,8 +211,9 @@ _last_full: dict[str, float] = {}
 def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
     """Heartbeat (one ZADD), then, only when some worker's heartbeat is older than the
     timeout (or every ``FULL_MAINTENANCE_S``), requeue its unacked messages on each of
-    ``queues`` and their delay queues with dramatiq's own dispatch script and ring their
-    doorbell (``core/doorbell.py``).  An idle healthy pool writes its heartbeat, nothing else."""
+    ``queues`` (at their head: ``lua/requeue_dead.lua``) and their delay queues (dramatiq's
+    own dispatch script) and ring their doorbell (``core/doorbell.py``).  An idle healthy
+    pool writes its heartbeat, nothing else."""
     from dramatiq.common import current_millis, dq_name
 
     now = current_millis()
@@ -228,6 +229,9 @@ def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
     dispatch = broker.scripts["dispatch"]
     names = [name for q in queues
              for name in ((q, dq_name(q)) if not q.endswith(".DQ") else (q,))]
+    if dead:  # their started jobs first, ahead of the backlog (lua/requeue_dead.lua)
+        _requeue_dead(broker, now - broker.heartbeat_timeout,
+                      [q for q in queues if not q.endswith(".DQ")])
     for name in names:
         dispatch(keys=[broker.namespace],
                  args=["qsize", current_millis(), name, broker.broker_id,
@@ -235,6 +239,15 @@ def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
                        broker._max_unpack_size()])
     if dead and isinstance(broker, QuietBroker):
         broker.announce(*names)  # what was requeued is fetched now, not at the idle poll
+
+
+_REQUEUE_DEAD = resources.files("core").joinpath("lua", "requeue_dead.lua").read_text("utf-8")
+
+
+def _requeue_dead(broker: RedisBroker, dead_before_ms: int, queues: list[str]) -> int:
+    """Put dead workers' unacked jobs of ``queues`` back at the head of their queues."""
+    script = broker.client.register_script(_REQUEUE_DEAD)  # EVALSHA, loaded once per server
+    return int(script(args=[broker.namespace, dead_before_ms, *queues]))
 
 
 def build_broker(settings: Settings, *, worker: bool = False) -> RedisBroker:

@@ -53,3 +53,34 @@ def test_options_reach_the_provider(producer, store, smsc, start_worker):
     wait_final(store, [msg_id])
     sent = next(r["params"] for r in smsc.log.items() if r["path"] == "/sys/send.php")
     assert sent["flash"] == "1" and sent["translit"] == "1" and sent["sender"] == "Gonets"
+
+
+def test_a_dead_workers_jobs_go_back_ahead_of_the_backlog(settings):
+    """A job a SIGKILLed worker held may have been started (an SMPP submit on the wire, its
+    answer lost with the worker): it goes back to the head of its queue, so its retry comes
+    within the provider's duplicate window (SMSC: one identical request a minute, a safe
+    resend) instead of behind every message queued since, when only a receipt could tell."""
+    from dramatiq.common import current_millis
+
+    from core.broker import build_broker, enqueue, maintain
+
+    broker = build_broker(settings)
+    try:
+        queue = "lifecycle-requeue"
+        ids = [enqueue(broker, queue, "send_sms", f"m{i}").options["redis_message_id"]
+               for i in range(4)]
+        # a worker whose last heartbeat is long gone fetched the first job (dramatiq's own
+        # fetch: the job is in that worker's ack set)
+        old = current_millis() - 10 * broker.heartbeat_timeout
+        got = broker.scripts["dispatch"](
+            keys=[broker.namespace],
+            args=["fetch", old, queue, "dead-worker", broker.heartbeat_timeout,
+                  broker.dead_message_ttl, 0, broker._max_unpack_size(), 1])
+        assert len(got) == 1
+        for i in range(4, 6):  # more messages queued meanwhile
+            ids.append(enqueue(broker, queue, "send_sms", f"m{i}").options["redis_message_id"])
+        maintain(broker, [queue])
+        waiting = [x.decode() for x in broker.client.lrange(f"{broker.namespace}:{queue}", 0, -1)]
+        assert waiting == ids  # the dead worker's job first, then the rest in their order
+    finally:
+        broker.close()
