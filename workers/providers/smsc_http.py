@@ -17,6 +17,7 @@ import logging
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -178,6 +179,13 @@ class SmscHttp:
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(account.timeout_s, connect=min(5.0, account.timeout_s)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        # built once, not on every request: each command's URL on each server, the headers,
+        # the timeout (httpx's build_request merges all of these per call: ~0.1 CPU-ms)
+        self._endpoints = {(url, command): httpx.URL(f"{url}/sys/{command}.php")
+                           for url in self.urls for command in ("send", "status", "balance")}
+        self._headers = httpx.Headers({**self.client.headers,
+                                       "Content-Type": "application/x-www-form-urlencoded"})
+        self._timeout = self.client.timeout.as_dict()
 
     # --- plumbing
     def _auth(self) -> dict[str, str]:
@@ -188,8 +196,12 @@ class SmscHttp:
     def _post(self, url: str, command: str, params: dict[str, str],
               pace: Pacing | None = None) -> httpx.Response:
         data = {**self._auth(), "fmt": str(self.opts.fmt), "charset": "utf-8", **params}
-        return self.client.post(f"{url}/sys/{command}.php", data=data,
-                                extensions=wire_extensions(pace))
+        # the request as client.post would build it, from the parts built once (through
+        # client.send: its pool, and sentry-sdk's span of the call)
+        request = httpx.Request("POST", self._endpoints[url, command],
+                                content=urlencode(data).encode("ascii"), headers=self._headers,
+                                extensions={"timeout": self._timeout, **wire_extensions(pace)})
+        return self.client.send(request)
 
     def _decode(self, resp: httpx.Response) -> _Answer:
         ctype = resp.headers.get("content-type", "")
