@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.bench_api import Commands
 from bench.bench_pipeline import CREDS, _config, _counters, _wait_accepted, _wait_counter
@@ -32,7 +33,8 @@ N = int(os.environ.get("BENCH_POLL_N", "4000"))
 THREADS = 8
 
 
-def direct(url: str, ids: list[tuple[str, str]], threads: int) -> float:
+def direct(url: str, ids: list[tuple[str, str]], threads: int) -> tuple[float, float]:
+    """Requests/s, and CPU-ms per request of this process."""
     per = len(ids) // threads
 
     def loop(t: int) -> None:
@@ -42,13 +44,14 @@ def direct(url: str, ids: list[tuple[str, str]], threads: int) -> float:
                     "login": "gonets", "psw": "sandbox", "fmt": "3", "charset": "utf-8",
                     "phone": phone, "id": seq})
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     ts = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return per * threads / (time.monotonic() - t0)
+    n = per * threads
+    return n / (time.monotonic() - t0), (time.process_time() - c0) / n * 1000
 
 
 def run() -> list[dict[str, Any]]:
@@ -70,7 +73,7 @@ def run() -> list[dict[str, Any]]:
             _wait_accepted(urls[0], N)
             recs = [producer.store.get(i) for i in ids]
             pairs = [(r["seq"], r["phone"]) for r in recs]
-            baseline = direct(urls[0], pairs, THREADS)
+            baseline, base_cpu = direct(urls[0], pairs, THREADS)
             base = _counters(urls[0])["status"]
             batch = settings.status_sweep_batch
             spy = None
@@ -83,13 +86,16 @@ def run() -> list[dict[str, Any]]:
                                         "--nonblocking", "--gil"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
+            proc = psutil.Process(worker.proc.pid)
             with Commands(rs.url) as c:
+                cpu0 = sum(proc.cpu_times()[:2])
                 t0 = time.monotonic()
                 for k in range(0, len(ids), batch):
                     enqueue(broker, status_queue("smsc"), POLL_STATUS_BATCH, "smsc",
                             ids[k:k + batch])
                 t1 = _wait_counter(urls[0], "status", base + len(ids))
                 time.sleep(0.5)  # the last answers' writes
+                cpu = sum(proc.cpu_times()[:2]) - cpu0
             rss = worker.rss_mb()
             if spy is not None:
                 spy.send_signal(2)
@@ -101,8 +107,10 @@ def run() -> list[dict[str, Any]]:
     return [
         result("poll_msgs_per_s", rate, "msg/s", baseline=baseline, target=">= 300",
                note=f"{len(ids)} polls, 1 worker x {THREADS} threads, jobs of {batch} ids; "
-                    f"baseline: direct httpx status requests, same threads; worker RSS "
-                    f"{rss:.0f} MB"),
+                    f"worker CPU {cpu / len(ids) * 1000:.2f} ms/poll (its Redis reads and "
+                    f"writes included); baseline: direct httpx status requests only, same "
+                    f"threads, {base_cpu:.2f} CPU-ms/request; worker RSS {rss:.0f} MB; load "
+                    f"{os.getloadavg()[0]:.1f}"),
         result("redis_roundtrips_per_poll", c.top / len(ids), "calls",
                note=f"commands sent per poll, enqueue included (MONITOR); {c.all / len(ids):.1f} "
                     "commands run per poll, scripts' included (INFO commandstats)"),
