@@ -59,7 +59,10 @@ def _copy(v: Any, depth: int, fmt: Any) -> Any:
         if v.tzinfo is UTC and v.year >= 1000:  # sentry-sdk's spans: UTC
             return (f"{v.year}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
                     f"{v.second:02d}.{v.microsecond:06d}Z")
-        return fmt(v)
+        try:
+            return fmt(v)
+        except Exception:  # out of range once in UTC: the serializer writes null there
+            raise _NotPlain from None
     if isinstance(v, (int, float)):  # an IntEnum: as it is (a float one if finite)
         if isinstance(v, float) and v - v != 0.0:
             raise _NotPlain
