@@ -115,3 +115,29 @@ def test_a_job_transaction_is_plain_and_carries_no_dramatiq_context(redis_url: s
         >= datetime.fromisoformat(tx["start_timestamp"].replace("Z", "+00:00"))
     errors = standin.of_type("event")
     assert errors and errors[0]["contexts"]["dramatiq"]["type"] == "dramatiq"
+
+
+def test_the_transport_methods_gonets_replaces_are_the_ones_sentry_sdk_calls() -> None:
+    """``KeepAliveTransport`` (core/observability/transport.py) replaces how an envelope is
+    compressed and how its request goes out: sentry-sdk must still call both by name."""
+    import gzip
+    import inspect
+
+    from sentry_sdk.client import get_options
+    from sentry_sdk.envelope import Envelope
+    from sentry_sdk.transport import BaseHttpTransport, HttpTransportCore
+
+    from core.observability.transport import KeepAliveTransport
+
+    assert "self._serialize_envelope(envelope)" in inspect.getsource(
+        HttpTransportCore._prepare_envelope)
+    assert "self._request(" in inspect.getsource(BaseHttpTransport._send_request)
+    transport = KeepAliveTransport({**get_options("http://key@127.0.0.1:9/1"),
+                                    "transport_queue_size": 1})
+    try:
+        envelope = Envelope()
+        envelope.add_transaction({"type": "transaction", "transaction": "send_sms"})
+        encoding, body = transport._serialize_envelope(envelope)
+        assert encoding == "gzip" and gzip.decompress(body.getvalue()) == envelope.serialize()
+    finally:
+        transport.kill()

@@ -10,12 +10,15 @@ accounting, compression); a proxy or custom socket options go through its urllib
 before.
 
 Envelopes are gzipped at level 1, not sentry-sdk's default 9: a 4 KB transaction shrinks to
-1.36 KB instead of 1.25 KB for half the CPU.
+1.36 KB instead of 1.25 KB for half the CPU; in one ``gzip.compress`` call over the envelope's
+bytes, where sentry-sdk opens a ``GzipFile`` per envelope and writes it in six pieces.
 """
 
 from __future__ import annotations
 
+import gzip
 import http.client
+import io
 import os
 import ssl
 import threading
@@ -52,6 +55,11 @@ class KeepAliveTransport(HttpTransport):
         self._host = url.hostname or ""
         self._port = url.port
         self._direct = self._resolve_proxy() is None and options.get("socket_options") is None
+
+    def _serialize_envelope(self, envelope: Any) -> tuple[str | None, io.BytesIO]:
+        if self._compression_algo != "gzip" or not self._compression_level:
+            return super()._serialize_envelope(envelope)
+        return "gzip", io.BytesIO(gzip.compress(envelope.serialize(), self._compression_level))
 
     def _connect(self) -> http.client.HTTPConnection:
         if not self._https:
