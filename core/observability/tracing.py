@@ -102,7 +102,9 @@ class _Span:
         if tx is None or not tx.sampled:
             return None
         self.tx, self.t0 = tx, time.monotonic()
-        s = self.span = scope.start_span(op=self.op, name=self.name)
+        # a child of the running span (Span.start_child; Scope.start_span would fork the
+        # scope around the same call)
+        s = self.span = (scope.span or tx).start_child(op=self.op, name=self.name)
         s.__enter__()
         for k, v in self.data.items():
             s.set_data(k, v)
