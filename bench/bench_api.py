@@ -112,14 +112,16 @@ def _producer(env: dict[str, str]) -> Any:
     return Producer(settings, store=Store.from_settings(settings), broker=build_broker(settings))
 
 
-def python_send(env: dict[str, str], n: int) -> float:
+def python_send(env: dict[str, str], n: int) -> tuple[float, float]:
+    """send_sms in a loop: msg/s and this process's CPU µs per message."""
     p = _producer(env)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     for i in range(n):
         p.send_sms(_phone(i), f"python {i}")
     rate = n / (time.monotonic() - t0)
+    cpu_us = (time.process_time() - c0) / n * 1e6
     p.broker.close()
-    return rate
+    return rate, cpu_us
 
 
 def python_send_before(env: dict[str, str], n: int) -> float:
@@ -145,17 +147,19 @@ def python_send_before(env: dict[str, str], n: int) -> float:
     return rate
 
 
-def python_send_many(env: dict[str, str], n: int) -> float:
+def python_send_many(env: dict[str, str], n: int) -> tuple[float, float]:
+    """send_many in batches: msg/s and this process's CPU µs per message."""
     p = _producer(env)
     items = [{"to": _phone(i), "text": f"many {i}"} for i in range(n)]
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     for k in range(0, n, BATCH):
         got = p.send_many(items[k:k + BATCH])
         if any(isinstance(x, Exception) for x in got):
             raise RuntimeError(f"send_many refused items: {got[:3]}")
     rate = n / (time.monotonic() - t0)
+    cpu_us = (time.process_time() - c0) / n * 1e6
     p.broker.close()
-    return rate
+    return rate, cpu_us
 
 
 def roundtrips(env: dict[str, str], url: str, n: int) -> tuple[float, float]:
@@ -221,9 +225,10 @@ def run() -> list[dict[str, Any]]:
                        PYTHONPATH=str(ROOT), BENCH_SMSC_LOGIN="x", BENCH_SMSC_PASSWORD="y")
             before = python_send_before(env, N_PY)
             redis_client(srv.url).flushall()
-            py_rate = python_send(env, N_PY)
+            py_load = os.getloadavg()[0]
+            py_rate, py_cpu = python_send(env, N_PY)
             redis_client(srv.url).flushall()
-            many = python_send_many(env, N_BATCH)
+            many, many_cpu = python_send_many(env, N_BATCH)
             redis_client(srv.url).flushall()
             per_send, run_per_send = roundtrips(env, srv.url, 500)
             redis_client(srv.url).flushall()
@@ -261,12 +266,13 @@ def run() -> list[dict[str, Any]]:
             srv.stop()
     return [
         _result("python_send_msgs_per_s", py_rate, "msg/s", baseline=before, target=">= 3000",
-                note=f"Producer.send_sms in a loop, one thread, {N_PY} messages; baseline: "
-                     "the pre-#15 path (a Redis call per step), same checks, same run"),
+                note=f"Producer.send_sms in a loop, one thread, {N_PY} messages, "
+                     f"{py_cpu:.0f} CPU-µs per message; baseline: the pre-#15 path (a Redis "
+                     f"call per step), same checks, same run; host load {py_load:.1f}"),
         _result("python_send_many_msgs_per_s", many, "msg/s", baseline=py_rate,
                 target=">= 10000",
-                note=f"Producer.send_many, batches of {BATCH}, {N_BATCH} messages; "
-                     "baseline: send_sms in a loop"),
+                note=f"Producer.send_many, batches of {BATCH}, {N_BATCH} messages, "
+                     f"{many_cpu:.0f} CPU-µs per message; baseline: send_sms in a loop"),
         _result("redis_roundtrips_per_send", per_send, "calls", baseline=4.0, target="<= 2",
                 note=f"commands sent per send_sms (MONITOR); {run_per_send:.1f} commands run "
                      "per message inside the script (INFO commandstats); baseline: the "

@@ -55,7 +55,10 @@ class _Country:
         if self.leading is not None and not self.leading.match(nsn):
             return False  # another region of the code may own it
         patterns = self.by_length.get(len(nsn))
-        return patterns is not None and all(p.fullmatch(nsn) for p in patterns)
+        if patterns is None:
+            return False
+        general, types = patterns
+        return general.fullmatch(nsn) is not None and types.fullmatch(nsn) is not None
 
 
 def _fast_countries(codes: tuple[int, ...]) -> dict[str, _Country]:

@@ -132,3 +132,16 @@ def test_a_job_encodes_to_what_dramatiq_decodes_as_its_own(options: dict[str, An
     assert type(dramatiq.get_encoder()) is JSONEncoder  # so orjson writes it
     decode = dramatiq.get_encoder().decode
     assert decode(_encode(message)) == decode(message.encode())
+
+
+def test_the_record_reads_back_as_sent_through_the_scripts_json(producer, store) -> None:
+    """submit.lua takes the record as one JSON object: quotes, backslashes, control
+    characters, emoji and line separators come back unchanged, every field a string."""
+    text = "q\"b\\s\x01\x1f\ttab\nline €{} 😀 \u2028\u2029 Привет\x7f"
+    msg_id = producer.send_sms("+375291234567", text, sender="Shop", validity=30,
+                               idempotency_key="k\"1", producer="shop")
+    rec = store.get(msg_id)
+    assert rec["text"] == text and rec["sender"] == "Shop" and rec["validity_min"] == "30"
+    assert rec["idempotency_key"] == "k\"1" and rec["producer"] == "shop"
+    assert rec["account"] == "smsc" and rec["status"] == "queued" and rec["id"] == msg_id
+    assert store.r.hget(store.key("stats"), "smsc|queued|") == "1"

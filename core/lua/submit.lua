@@ -19,7 +19,7 @@
 --   0: no claim)  ARGV[8] dramatiq's redis message id  ARGV[9] the encoded dramatiq message
 --   ARGV[10] index score (ms, "": no index)  ARGV[11] trim the index below this score ("": no)
 --   ARGV[12] the doorbell channel (<ns>-q:wake, core/doorbell.py)  ARGV[13] the queue's name
---   ARGV[14..] field, value pairs of the record
+--   ARGV[14] the record: a JSON object of field -> text value
 -- The enqueue is what dramatiq's own dispatch.lua "enqueue" command does (HSET the message,
 -- RPUSH its id), so workers read it as any other dramatiq message; the PUBLISH wakes them.
 -- Returns {"new", id}, {"idem", bound id}, {"dup", first id} or {"exists", id}.
@@ -52,11 +52,17 @@ end
 if idem_ttl > 0 then
     redis.call("set", KEYS[8], id, "EX", idem_ttl)
 end
-redis.call("hset", KEYS[1], unpack(ARGV, 14))
+local record = cjson.decode(ARGV[14])
+local flat = {}
+for field, value in pairs(record) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = value
+end
+redis.call("hset", KEYS[1], unpack(flat))
 redis.call("rpush", KEYS[2], ARGV[4])
 redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[3], "*", "id", id, "status", ARGV[5], "event", ARGV[4])
 redis.call("zadd", KEYS[4], ARGV[2], id)
-local acct = redis.call("hget", KEYS[1], "account") or "-"
+local acct = record["account"] or "-"
 redis.call("hincrby", KEYS[5], acct .. "|" .. ARGV[5] .. "|", 1)
 redis.call("hset", KEYS[7], ARGV[8], ARGV[9])
 redis.call("rpush", KEYS[6], ARGV[8])
