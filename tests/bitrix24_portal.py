@@ -36,6 +36,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from tests.support import shut_down
+
 STATUSES = {"queued", "sent", "delivered", "undelivered", "failed"}
 
 
@@ -76,7 +78,7 @@ class Portal:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        shut_down(self.server)
         self.server.server_close()
 
     # --- switches

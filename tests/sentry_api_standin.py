@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support import shut_down
+
 DISPLAY_TYPES = {"line", "area", "stacked_area", "bar", "table", "big_number", "top_n"}
 WIDGET_TYPES = {"discover", "issue", "metrics", "error-events", "transaction-like", "spans",
                 "logs", "release-health"}
@@ -76,7 +78,7 @@ class SentryApiStandIn:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        shut_down(self.server)
         self.server.server_close()
 
     # --- routing

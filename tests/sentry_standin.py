@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support import shut_down
+
 
 class SentryStandIn:
     """Receives envelopes at ``/api/<project>/envelope/`` (HTTP/1.1, keep-alive, as Sentry's
@@ -93,7 +95,7 @@ class SentryStandIn:
             return b"".join(self.raw)
 
     def stop(self) -> None:
-        self.server.shutdown()
+        shut_down(self.server)
         self.server.server_close()
 
 
