@@ -241,6 +241,13 @@ class RecordStore(Generic[S]):
     def find(self, rec_id: str) -> dict[str, str] | None:
         return text_dict(self.r.hgetall(self.record_key(rec_id))) or None
 
+    def find_many(self, rec_ids: list[str]) -> list[dict[str, str] | None]:
+        """``find`` of each id, in one pipelined round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for rec_id in rec_ids:
+            pipe.hgetall(self.record_key(rec_id))
+        return [text_dict(raw) or None for raw in pipe.execute()]
+
     def history(self, rec_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.history_key(rec_id), 0, -1)]
 

@@ -300,6 +300,55 @@ def test_a_poll_past_the_give_up_age_closes_the_message_as_the_sweep_does(
     assert b["reason"] == "no final status from the provider within 72 h"
 
 
+def test_a_sweep_batch_asks_each_message_once_and_hands_back_only_the_ones_not_asked(
+        rt: Runtime, store: Store, smsc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's batch job reads its records ``BATCH_READ`` at a time (one round trip each)
+    and asks SMSC for each submitted message once, in order: not a final one, not one whose
+    record is gone. When SMSC asks it to wait midway (error 9 on status.php), the ids not yet
+    asked go back as one delayed job, the refused one first; none asked is asked again."""
+    from core.broker import get_broker
+    from core.contracts import POLL_STATUS_BATCH
+    from workers import actors
+
+    monkeypatch.setattr("workers.runtime._runtime", rt)  # the worker's runtime
+    get_broker(rt.settings)
+    provider = rt.provider(rt.settings.account("smsc"))
+    ids = []
+    for i in range(actors.BATCH_READ * 2 + 10):  # three reads
+        rec = _msg(store, 100 + i)
+        provider.send(outgoing(rec))  # SMSC has it, under its seq
+        store.transition(rec["id"], Status.SUBMITTED, submitted_ms=now_ms())
+        ids.append(rec["id"])
+    store.transition(ids[3], Status.DELIVERED)  # final already
+    ids.insert(5, "gone0000000000000000000000000001")  # its record expired
+    to_ask = [i for i in ids if i not in (ids[3], ids[5])]
+    refused_at = actors.BATCH_READ + 7  # the 57th request is refused: in the second read
+    asked: list[str] = []
+    real_status = provider.status
+
+    def status(msg: Outgoing) -> Any:
+        asked.append(msg.id)
+        if len(asked) == refused_at:
+            smsc.force_error["status"] = [9, 1]  # "too many requests", once
+        return real_status(msg)
+
+    monkeypatch.setattr(provider, "status", status)
+    actors.poll_status_batch("smsc", ids)
+
+    assert asked == to_ask[:refused_at]
+    # what SMSC received: one status request per message asked, the refused one included
+    received = [x["params"]["id"] for x in smsc.log.items() if x["path"] == "/sys/status.php"]
+    assert received == [store.get(i)["seq"] for i in to_ask[:refused_at]]
+    answered = to_ask[:refused_at - 1]
+    assert all(store.get(i).get("provider_status") for i in answered)
+    assert not any(store.get(i).get("provider_status") for i in to_ask[refused_at - 1:])
+    jobs = [j for j in _queued_jobs(store, "sms.smsc.status")
+            if j["actor_name"] == POLL_STATUS_BATCH]
+    assert len(jobs) == 1
+    assert jobs[0]["args"] == ["smsc", ids[ids.index(to_ask[refused_at - 1]):], 1]
+    assert jobs[0]["options"]["eta"] > now_ms()  # after the wait SMSC asked for
+
+
 # --- payments: the same table, for money -------------------------------------------------------
 # (the smsc account stands in for a bePaid one: what an outcome does depends on the error
 # class and the step, never on the provider)
