@@ -6,15 +6,18 @@ the SMPP sandbox playing SMSC and MTS) on real sockets in this process, one work
 account and the scheduler (status sweeps every few seconds) as ``gonets`` processes, the
 shipped ``config/sandbox.toml`` unchanged.  Messages go round-robin over the accounts, each
 with a text of its own (so every copy a sandbox accepted is traced to its message); one in 40
-of each HTTP account's goes to a number the sandbox ends badly (SMSC status 20, MTS
-``EXPIRED``, SMS2 ``not_delivered``); one in 10 is an urgent transactional message (a login
-code: ``on_lost_answer = "auto"`` sends it again where an answer was lost), the rest bulk.
+of each account's goes to a number the sandbox ends badly (SMSC status 20, MTS ``EXPIRED``,
+SMS2 ``not_delivered``, SMPP ``UNDELIV`` err 1); one in 10 is an urgent transactional message
+(a login code: ``on_lost_answer = "auto"`` sends it again where an answer was lost), the rest
+bulk.
 
 Faults, while the workers drain the batch (times from the first send; ``BENCH_TRUTH_SCALE``
 stretches them):
 
 * lost answers: SMSC's first listener takes each request and drops the connection without an
-  answer; MTS answers after the client's timeout (the request was processed);
+  answer; MTS answers after the client's timeout (the request was processed); SMS2 takes 20
+  sends and drops each connection unanswered (an urgent one's resend is then refused as
+  "message duplication": the first copy went, its status cannot be followed);
 * 5xx: MTS 503 and SMS2 502 for a run of requests;
 * throttling: SMSC (error 9), MTS (code 5, limit exceeded) and SMPP (0x58) at
   ``BENCH_TRUTH_THROTTLE_PER_S`` (4) for 8 s, under the account's 30/s and under what a
@@ -28,7 +31,8 @@ Figures (target 0, 0, 0):
 * ``truth_not_final``: records not final once the batch and its sweep horizon are over;
 * ``truth_disagree``: contradictions only: a record that says ``delivered``, ``failed``,
   ``rejected`` or ``expired`` while the sandbox's own log says otherwise (a different final
-  state of its first copy, or ``delivered`` where no sandbox took a copy);
+  state of the last copy it took, the one a resend's record follows, or ``delivered`` where
+  no sandbox took a copy);
 * ``truth_unknown`` (reported beside them, not a contradiction): records that end ``unknown``
   because Gonets cannot know and says so (an answer lost where the provider has no lookup by
   our reference and the account's ``on_lost_answer`` gives up, or SMS2 answering a resend
@@ -156,6 +160,7 @@ class Faults(threading.Thread):
             (2, "SMSC lost answers", lambda: c("smsc", down=[0], down_mode="accept_then_drop")),
             (3, "MTS 5xx", lambda: c("mts", fail_5xx=[503, 25])),
             (3, "SMS2 5xx", lambda: c("sms2", fail_5xx=[502, 25])),
+            (1, "SMS2 lost answers", lambda: c("sms2", lose_answers=20)),
             (4, "SMPP receipts before answers",
              lambda: c("smpp", resp_delay_s=0.3, receipt_delay_s=0.05)),
             (10, "SMSC answers again", lambda: c("smsc", down=[])),
@@ -223,6 +228,7 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
         sched: Scheduler | None = None
         notes: list[str] = []
         try:
+            smpp_bad: dict[str, int] = {}
             for i in range(n):  # the numbers each sandbox ends badly
                 if (i // len(ACCOUNTS)) % BAD_EVERY:
                     continue
@@ -234,6 +240,9 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
                     sb.control("mts", final_status={digits: "EXPIRED"})
                 elif acct == "sms2":
                     sb.control("sms2", final_status={digits: "not_delivered"})
+                else:  # err 1, "the subscriber does not exist"
+                    smpp_bad[digits] = 1
+            sb.control("smpp", phone_error=smpp_bad)
             for acct in ACCOUNTS:
                 workers[acct] = Worker(env, acct, THREADS)
             sched = Scheduler(env)
@@ -319,7 +328,8 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
             not_final += 1
             why[f"{item['account']} {st}"] += 1
             continue
-        truth = got[0] if got else None
+        # the copy Gonets follows: the last one a sandbox took (a resend's, where one was made)
+        truth = got[-1] if got else None
         if st == "unknown":  # we say we cannot know: counted apart, never a contradiction
             unknown += 1
             unknown_why[f"{item['account']} {item['lane']} {rec.get('error_code') or '-'}"
