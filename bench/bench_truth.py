@@ -299,6 +299,15 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
                 notes.append(f"unknown {item['account']} {msg_id}: attempts "
                              f"{rec.get('attempts', 0)}, {at} after the first send; "
                              f"{rec.get('reason', '')[:160]}")
+            for item, msg_id, rec in sorted(zip(items, ids, recs, strict=True),
+                                            key=lambda x: -int(x[2].get("updated_ms") or 0))[:3]:
+                events = [f"{e.get('status')}({(e.get('reason') or '')[:60]})"
+                          for e in store.history(msg_id)[-4:]]
+                ended_s = int(rec.get("updated_ms") or 0) / 1000 - t0_wall
+                notes.append(f"last to end: {item['account']} {item['lane']} {msg_id} "
+                             f"{rec.get('status')} at {ended_s:.1f} s, attempts "
+                             f"{rec.get('attempts', 0)}, "
+                             f"lost_answer {rec.get('lost_answer') or '-'}: {' '.join(events)}")
             notes.append("sandbox counters: " + "; ".join(
                 f"{name} {dict(obj.counters)}" for name, obj in
                 (("smsc", sb.smsc), ("mts", sb.mts), ("sms2", sb.sms2), ("smpp", sb.smpp))))
@@ -324,6 +333,9 @@ def truth_run(n: int = N) -> tuple[dict[str, Any], list[str]]:
             doubles += extra
         else:
             doubles_nl += extra
+        if extra:
+            why[f"{item['account']} {item['lane']} {extra} extra copies "
+                f"(lost_answer {rec.get('lost_answer') or '-'})"] += 1
         if st == "missing" or not Status(st).final:
             not_final += 1
             why[f"{item['account']} {st}"] += 1
