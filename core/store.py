@@ -120,6 +120,16 @@ class Transition(Generic[S]):
     status: S
 
 
+#: called with (record id, status, error code) whenever ``transition`` wrote a record (a
+#: worker's tracing notes where its job left the record: ``core.observability.tracing``)
+_on_transition: Callable[[str, str, str | None], None] | None = None
+
+
+def set_transition_listener(fn: Callable[[str, str, str | None], None] | None) -> None:
+    global _on_transition
+    _on_transition = fn
+
+
 class RecordStore(Generic[S]):
     """Records of one ``RecordModel`` in Redis: create, read, move through the status model.
 
@@ -294,6 +304,8 @@ class RecordStore(Generic[S]):
         if res == -1:
             raise UnknownMessage(rec_id)
         if res in (1, 2):
+            if _on_transition is not None:
+                _on_transition(rec_id, st.value, extra.get("error_code") or None)
             return Transition(changed=res == 1, status=st)
         current = self.r.hget(keys[0], "status") or st.value
         return Transition(changed=False, status=self.model.statuses(text(current)))

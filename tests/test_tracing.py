@@ -286,3 +286,57 @@ def test_tracing_is_off_by_default(sentry_server, redis_url):
         with observability.span("pacing.wait", "pace smsc") as s:
             assert s is None
 
+
+
+def test_a_job_that_moved_its_record_is_tagged_without_reading_it_back(sentry_server, settings,
+                                                                       store):
+    """The outcome tag is where the job left its record: the store reports each transition
+    to tracing (``note_status``), so only a job that moved nothing reads its record."""
+    import sentry_sdk
+    from dramatiq.middleware import CurrentMessage, default_middleware
+
+    from core.contracts import Status
+    from core.observability.tracing import note_status, set_record_reader
+    from core.store import set_transition_listener
+
+    reads: list[str] = []
+
+    def reader(actor: str, rec_id: str) -> tuple[object, object]:
+        reads.append(rec_id)
+        return tuple(store.r.hmget(store.record_key(rec_id), "status", "error_code"))
+
+    for rec in ("m-sent", "m-polled"):
+        store.create(rec, {"account": "smsc", "phone": PHONE, "text": "hi"}, next_check_ms=0)
+    with reporting_to(sentry_server, role="worker", account="smsc", environment="test",
+                      providers={"smsc": "smsc_http"}, traces_sample_rate=1.0):
+        broker = RedisBroker(url=settings.redis_url, namespace="outcome-test",
+                             middleware=[m() for m in default_middleware]
+                             + [CurrentMessage(), observability.JobTags()])
+        set_record_reader(reader)
+        set_transition_listener(note_status)
+        worker = None
+        try:
+            def send_sms(rec_id: str) -> None:
+                store.transition(rec_id, Status.FAILED, error_code="42")
+
+            def poll_status(rec_id: str) -> None:
+                pass
+
+            dramatiq.actor(send_sms, broker=broker, queue_name="sms.smsc.bulk").send("m-sent")
+            dramatiq.actor(poll_status, broker=broker, queue_name="sms.smsc.status").send(
+                "m-polled")
+            worker = Worker(broker, worker_threads=1)
+            worker.start()
+            poll_until(lambda: len(sentry_server.of_type("transaction")) == 2, 15,
+                       "both jobs' transactions")
+            sentry_sdk.flush(5)
+        finally:
+            set_transition_listener(None)
+            set_record_reader(None)
+            if worker is not None:
+                worker.stop()
+            broker.close()
+    tags = {t["transaction"]: t["tags"] for t in sentry_server.of_type("transaction")}
+    assert tags["send_sms"]["outcome"] == "failed" and tags["send_sms"]["error_code"] == "42"
+    assert tags["poll_status"]["outcome"] == "queued"
+    assert reads == ["m-polled"]

@@ -15,11 +15,12 @@ import threading
 
 from core.broker import get_broker
 from core.contracts import pool_queues
-from core.observability.tracing import set_record_reader
+from core.observability.tracing import note_status, set_record_reader
 from core.payments import payments_pool_queues
 from core.provider_options import check_account_options
 from core.settings import Settings, get_settings
 from core.signals import set_from_handler
+from core.store import set_transition_listener
 from workers import health
 from workers.consumers import Worker  # dramatiq's, with consumers that survive Redis outages
 
@@ -47,6 +48,7 @@ def run_pool(pool: str, *, threads: int = 8, processes: int = 1,
     actors.register(broker)
     payments.register(broker)
     set_record_reader(record_outcome)  # the outcome tag of each job's trace reads its record
+    set_transition_listener(note_status)  # ... unless the job itself just moved it
     for q in queues:
         broker.declare_queue(q)
     # a message on a quiet queue is picked up at once: its enqueue rings the consumers'
