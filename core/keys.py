@@ -274,6 +274,10 @@ class Keys:
     def tokens(self) -> str:
         return self.key("tokens")
 
+    def tokens_revoked(self) -> str:
+        """Pub/sub channel: the digest of each revoked token (API processes forget it)."""
+        return self.key("tokens", "revoked")
+
     def producer(self, name: str) -> str:
         return self.key("producer", name)
 

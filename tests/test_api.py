@@ -142,6 +142,40 @@ def test_every_auth_failure(api, tokens, token):
     assert token.token not in dump and token.token.encode().hex() not in dump
 
 
+def test_a_remembered_token_costs_no_redis_call_and_a_revocation_still_stops_it_at_once(
+        api, tokens, store):
+    """The API remembers a token it verified (no Redis lookup per call) and forgets it the
+    moment it is revoked, even when its subscription to revocations was cut just before."""
+
+    def lookups() -> int:
+        return int(store.r.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+
+    with httpx.Client(base_url=api.url) as c:
+        def send(token: str) -> httpx.Response:
+            return c.post("/v1/sms", json={"to": "+375291234567", "text": "remembered"},
+                          headers={"Authorization": f"Bearer {token}"})
+
+        def remembered(token: str) -> bool:
+            before = lookups()
+            return send(token).status_code == 202 and lookups() == before
+
+        first = tokens.create("shop", "send")
+        poll_until(lambda: remembered(first.token), 10, "the token remembered")
+        assert all(remembered(first.token) for _ in range(5))
+        assert tokens.revoke(first.id)
+        _problem(send(first.token), 401)
+
+        # the API's connection to the revocation channel cut, a revocation made before the
+        # API notices: it trusts nothing it remembered from before the cut
+        second = tokens.create("shop", "send")
+        poll_until(lambda: remembered(second.token), 10, "the second token remembered")
+        assert store.r.client_kill_filter(_type="pubsub") >= 1
+        assert tokens.revoke(second.id)
+        _problem(send(second.token), 401)
+        third = tokens.create("shop", "send")
+        poll_until(lambda: remembered(third.token), 10, "a token remembered after the cut")
+
+
 # --- idempotency and errors ------------------------------------------------------------------
 
 def test_idempotency_key_same_body_same_answer_other_body_409(client, store):

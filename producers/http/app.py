@@ -3,8 +3,8 @@
 Every call carries a producer token (``Authorization: Bearer gnt_…``, see ``auth.py``) with
 the scope the route needs; answers are JSON, errors ``application/problem+json`` naming the
 field that is wrong.  Bodies are read with a size cap (413 past it, checked on
-``Content-Length`` before anything is read).  Redis work runs in Starlette's thread pool;
-the event loop only parses and routes.
+``Content-Length`` before anything is read).  Redis work runs in Starlette's thread pool,
+but for sending one SMS, which is cheaper on the event loop (``framework.py`` says why).
 
 This module only assembles: the framework (``framework.py``: ``Call``, ``Reply``, the route
 wrapper that does auth, size, content type, ``Idempotency-Key`` and error translation once;

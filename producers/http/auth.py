@@ -14,6 +14,13 @@ A *producer* is who owns messages: it sees only its own.  It may hold several to
 
 Scopes: ``send`` (queue SMS), ``pay`` (payments), ``read`` (statuses and lists),
 ``consent`` (record and withdraw subscriber consent).
+
+An API process remembers the tokens it verified (``Tokens(..., remember=True)``), so a call
+costs no Redis round trip for its token.  A revocation reaches every API process at once:
+``revoke`` publishes the token's digest on ``ns:tokens:revoked`` in the transaction that
+deletes it, and the process reads that channel (without waiting) before it trusts anything it
+remembers.  While that subscription is not confirmed (at start, after a Redis reconnect) it
+remembers nothing; an entry is trusted for ``REMEMBER_S`` at most in any case.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -34,6 +44,9 @@ from core.store import now_ms
 SCOPES = ("send", "pay", "read", "consent")
 _PRODUCER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^gnt_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+#: the longest an API process trusts a token it verified without asking Redis again (a
+#: revocation normally reaches it at once, see the module docstring)
+REMEMBER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,11 +81,84 @@ def parse_scopes(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return scopes
 
 
+class Verified:
+    """The tokens one process verified lately, forgotten when ``ns:tokens:revoked`` names
+    them.  Thread-safe: the event loop and the thread pool both ask."""
+
+    def __init__(self, r: redis.Redis, channel: str, remember_s: float = REMEMBER_S) -> None:
+        self.r = r
+        self.channel = channel
+        self.remember_s = remember_s
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[float, Principal]] = {}
+        #: bumped by every revocation and subscription change: a lookup that started before
+        #: one may not store what it found
+        self.generation = 0
+        #: the subscription is confirmed: every revocation from then on reaches this process
+        self.live = False
+        self.ps: Any = None
+
+    def get(self, digest: str) -> tuple[Principal | None, int]:
+        """The remembered principal (None: ask Redis) and the generation to store under."""
+        with self.lock:
+            self._listen()
+            hit = self.entries.get(digest) if self.live else None
+            if hit is not None and hit[0] < time.monotonic():
+                del self.entries[digest]
+                hit = None
+            return (hit[1] if hit else None), self.generation
+
+    def put(self, digest: str, principal: Principal, generation: int) -> None:
+        with self.lock:
+            if self.live and generation == self.generation:
+                self.entries[digest] = (time.monotonic() + self.remember_s, principal)
+
+    def _listen(self) -> None:
+        """Apply the revocations waiting on the channel, without waiting for more."""
+        try:
+            if self.ps is None:
+                self.ps = self.r.pubsub()
+                self.ps.subscribe(self.channel)  # confirmed by a later read
+                # a reconnect (redis-py resubscribes on its own) may have lost revocations
+                self.ps.connection.register_connect_callback(self._reconnected)
+            while (msg := self.ps.get_message(timeout=0)) is not None:
+                if msg["type"] == "message":
+                    data = msg["data"]
+                    self.entries.pop(data.decode() if isinstance(data, bytes) else data, None)
+                elif msg["type"] == "subscribe":
+                    self.live = True
+                self.generation += 1
+        except (redis.RedisError, OSError):
+            self._reconnected()
+            ps, self.ps = self.ps, None
+            if ps is not None:
+                try:
+                    ps.close()
+                except (redis.RedisError, OSError):
+                    pass
+
+    def _reconnected(self, *_: object) -> None:
+        self.live = False
+        self.entries.clear()
+        self.generation += 1
+
+    def close(self) -> None:
+        with self.lock:
+            if self.ps is not None:
+                self.ps.close()
+                self.ps = None
+            self._reconnected()
+
+
 class Tokens:
-    def __init__(self, r: redis.Redis, namespace: str = "gonets") -> None:
+    def __init__(self, r: redis.Redis, namespace: str = "gonets", *,
+                 remember: bool = False) -> None:
+        """``remember``: keep verified tokens in this process (the API; see the module
+        docstring)."""
         self.r = r
         self.ns = namespace
         self.keys = Keys(namespace)
+        self.verified = Verified(r, self.keys.tokens_revoked()) if remember else None
 
     def create(self, producer: str, scopes: str | list[str] | tuple[str, ...]) -> NewToken:
         if not _PRODUCER.match(producer or ""):
@@ -103,6 +189,7 @@ class Tokens:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(self.keys.token(digest))
         pipe.hdel(self.keys.tokens(), token_id)
+        pipe.publish(self.keys.tokens_revoked(), digest)  # every API process forgets it
         pipe.execute()
         return True
 
@@ -120,12 +207,20 @@ class Tokens:
         if not m:
             return None
         digest = _digest(token)
+        generation = 0
+        if self.verified is not None:
+            known, generation = self.verified.get(digest)
+            if known is not None:
+                return known
         rec = text_dict(self.r.hgetall(self.keys.token(digest)))
         # the hash is the lookup key already; compare ids anyway so a corrupt record never
         # authenticates a different token
         if not rec or not hmac.compare_digest(rec.get("id", ""), m.group(1)):
             return None
-        return Principal(rec["id"], rec["producer"], frozenset(rec["scopes"].split(",")))
+        principal = Principal(rec["id"], rec["producer"], frozenset(rec["scopes"].split(",")))
+        if self.verified is not None:
+            self.verified.put(digest, principal, generation)
+        return principal
 
     def callback_secret(self, producer: str) -> str | None:
         return maybe_text(self.r.hget(self.keys.producer(producer), "secret"))

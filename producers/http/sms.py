@@ -238,7 +238,7 @@ def routes(api: Api) -> list[Route]:
     s = SmsRoutes(api)
     return [
         api.route("/v1/sms", s.send_one, methods=["POST"], scope="send", idempotent=True,
-                  name="send_sms"),
+                  name="send_sms", inline=True),
         api.route("/v1/sms/batch", s.send_batch, methods=["POST"], scope="send",
                   idempotent=True, max_body=MAX_BATCH_BODY_BYTES, name="send_sms_batch"),
         api.route("/v1/sms", s.list, methods=["GET"], scope="read", name="list_sms"),
