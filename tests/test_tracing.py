@@ -38,12 +38,13 @@ def sentry_server() -> Iterator[SentryStandIn]:
 class ApiProcess:
     """``gonets api`` as its own process (so ``setup('api')`` runs as in production)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "api", "--port", str(self.port)],
+            [sys.executable, "-m", "cli.main", "api", "--port", str(self.port),
+             "--workers", str(workers)],
             env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
@@ -143,6 +144,28 @@ def test_an_api_request_and_its_send_job_are_one_trace_with_tags_spans_and_no_pi
     assert len(ended) >= 2, sessions
     assert all(s["attrs"]["release"] == "gonets@9.9.9-test"
                and s["attrs"]["environment"] == "ci" for s in sessions)
+
+
+def test_each_worker_of_gonets_api_workers_n_reports_to_sentry(gonets_env, sentry_server,
+                                                                store, tmp_path):
+    """``gonets api --workers 2``: the requests are served by processes uvicorn spawned, and
+    their traces still reach Sentry, tagged and scrubbed as the one-process API's."""
+    env = dict(gonets_env, GONETS_SENTRY_DSN=sentry_server.dsn, GONETS_ENVIRONMENT="ci",
+               GONETS_SENTRY_TRACES_SAMPLE_RATE="1.0")
+    token = Tokens(store.r, store.ns).create("shop", "send")
+    api = ApiProcess(env, tmp_path / "api.log", workers=2)
+    try:
+        resp = httpx.post(f"{api.url}/v1/sms", json={"to": f"+{PHONE}", "text": TEXT},
+                          headers={"Authorization": f"Bearer {token.token}"}, timeout=30)
+        assert resp.status_code == 202, resp.text
+        txs = poll_until(lambda: [t for t in sentry_server.of_type("transaction")
+                                  if t.get("transaction") == "/v1/sms"], 20,
+                         "the request's transaction from a worker process")
+    finally:
+        assert api.stop() in (0, -15)
+    assert txs[0]["tags"]["role"] == "api" and txs[0]["environment"] == "ci"
+    raw = sentry_server.everything().decode()
+    assert PHONE[3:] not in raw and TEXT not in raw and token.token not in raw
 
 
 def test_a_failed_job_is_kept_at_a_sample_rate_of_one_in_a_hundred(sentry_server, redis_url):

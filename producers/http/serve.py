@@ -16,8 +16,17 @@ log = logging.getLogger("gonets.api")
 
 
 def app_factory() -> Starlette:
+    import multiprocessing
+
     from producers.http.app import create_app
 
+    if multiprocessing.parent_process() is not None:
+        # a worker of ``gonets api --workers N``: uvicorn spawned a fresh interpreter, which
+        # has not run ``cli.main``'s setup, so without this its errors and traces never reach
+        # Sentry and its logs are not JSON
+        from core.observability import setup
+
+        setup("api")
     return create_app(get_settings())
 
 
