@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +53,6 @@ log = logging.getLogger("gonets.api")
 MAX_BODY_BYTES = 64 * 1024
 #: body cap of ``POST /v1/sms/batch`` (10,000 messages of ~1 KB JSON each, with room)
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
-
-#: threads that send the items of one batch side by side
-BATCH_THREADS = 16
 
 Handler = Callable[["Call"], "Reply"]
 #: checks the caller's credentials in the request headers; raises ApiError (401/403/503)
@@ -239,11 +235,8 @@ class Api:
         # (ns:token*, ns:producer:*); verified tokens remembered until revoked (auth.py)
         self.tokens = Tokens(self.store.r, settings.namespace, remember=True)
         self.idem = idempotency.Idempotency(self.store.r, settings.namespace)  # ns:http-idem:*
-        #: runs the items of a batch side by side (each is Redis round trips, not CPU)
-        self.pool = ThreadPoolExecutor(BATCH_THREADS, thread_name_prefix="gonets-batch")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
         if self.tokens.verified is not None:
             self.tokens.verified.close()
         if self.broker is not None:
