@@ -28,6 +28,14 @@ class _Country:
     def __init__(self, region: str) -> None:
         meta = PhoneMetadata.metadata_for_region(region)
         assert meta is not None
+        self.region = region
+        self.code = str(meta.country_code)
+        #: how a number dialled abroad from the region starts ("810"): such digits are read
+        #: as that, not as a national number
+        self.idd = re.compile(meta.international_prefix) if meta.international_prefix else None
+        self.general = (re.compile(meta.general_desc.national_number_pattern)
+                        if meta.general_desc and meta.general_desc.national_number_pattern
+                        else None)
         prefix = meta.national_prefix_for_parsing
         self.national_prefix = re.compile(prefix) if prefix else None
         self.leading = re.compile(meta.leading_digits) if meta.leading_digits else None
@@ -48,6 +56,19 @@ class _Country:
                     if not d.possible_length or n in d.possible_length]
             if of_n:
                 self.by_length[n] = (general_re, re.compile("|".join(of_n)))
+
+    def valid_without_plus(self, digits: str) -> bool:
+        """``<cc><nsn>`` without its ``+``, as a caller in this region writes it: phonenumbers
+        takes the leading digits for the region's own code when they are not its
+        international prefix and the whole does not fit the region's general pattern while
+        the rest does (``_maybe_extract_country_code``); then ``nsn`` is read as above."""
+        if not digits.startswith(self.code) or len(digits) <= len(self.code):
+            return False
+        if self.idd is not None and self.idd.match(digits):
+            return False
+        if self.general is None or self.general.fullmatch(digits):
+            return False
+        return self.valid(digits[len(self.code):])
 
     def valid(self, nsn: str) -> bool:
         if nsn[0] == "0" or (self.national_prefix and self.national_prefix.match(nsn)):
@@ -72,16 +93,23 @@ def _fast_countries(codes: tuple[int, ...]) -> dict[str, _Country]:
 #: E.164 form there skips phonenumbers' general parser (the costliest step of a send)
 _FAST = _fast_countries((375, 7))
 _E164 = re.compile(r"\+(" + "|".join(_FAST) + r")([0-9]{2,17})", re.ASCII)
+#: the same countries by region, for digits written without the "+" (``375291234567``)
+_FAST_REGIONS = {c.region: c for c in _FAST.values()}
+_DIGITS = re.compile(r"[0-9]{3,20}", re.ASCII)
 
 
-def _e164_fast(text: str) -> str | None:
-    """``text``'s E.164 digits when it is ``+<cc><digits>`` of a served country and
+def _e164_fast(text: str, default_region: str = "BY") -> str | None:
+    """``text``'s E.164 digits when it is ``+<cc><digits>`` of a served country, or the same
+    digits without the ``+`` from a caller in that country (``default_region``), and
     phonenumbers would read it as exactly that valid number; None when unsure (phonenumbers
     then decides). ``tests/test_validation.py`` proves the two agree."""
     m = _E164.fullmatch(text)
-    if m is None or not _FAST[m[1]].valid(m[2]):
-        return None
-    return text[1:]
+    if m is not None:
+        return text[1:] if _FAST[m[1]].valid(m[2]) else None
+    country = _FAST_REGIONS.get(default_region)  # as phonenumbers: "by" is no region
+    if country is not None and _DIGITS.fullmatch(text) and country.valid_without_plus(text):
+        return text
+    return None
 
 
 def normalise_phone(raw: object, default_region: str) -> str:
@@ -91,7 +119,7 @@ def normalise_phone(raw: object, default_region: str) -> str:
     text = raw.strip()
     if len(text) > 32:
         raise InvalidInput("to", "too long to be a phone number")
-    fast = _e164_fast(text)
+    fast = _e164_fast(text, default_region)
     if fast is not None:
         return fast
     try:

@@ -149,10 +149,10 @@ def test_long_texts_count_like_short_ones() -> None:
 # --- the E.164 fast path agrees with phonenumbers ------------------------------------------
 
 
-def _by_phonenumbers(text: str) -> str | None:
+def _by_phonenumbers(text: str, region: str = "BY") -> str | None:
     """What ``normalise_phone`` answered before the fast path: phonenumbers' own reading."""
     try:
-        num = phonenumbers.parse(text, "BY")
+        num = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(num):
@@ -160,8 +160,9 @@ def _by_phonenumbers(text: str) -> str | None:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
 
 
-def _patterns() -> list[str]:
-    """Every number pattern phonenumbers has for Belarus, Russia and Kazakhstan (+7 too)."""
+def _patterns() -> list[tuple[int, str]]:
+    """Every number pattern phonenumbers has for Belarus, Russia and Kazakhstan (+7 too),
+    with its country code."""
     out = []
     for region in ("BY", "RU", "KZ"):
         meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
@@ -169,32 +170,45 @@ def _patterns() -> list[str]:
                      "shared_cost", "personal_number", "voip", "pager", "uan", "voicemail"):
             desc = getattr(meta, name)
             if desc is not None and desc.national_number_pattern:
-                out.append(f"\\+{meta.country_code}(?:{desc.national_number_pattern})")
+                out.append((meta.country_code, desc.national_number_pattern))
     return out
 
 
+#: national numbers of every pattern of those regions
+NATIONAL = st.one_of(*(st.from_regex(re.compile(p, re.ASCII), fullmatch=True)
+                       for _, p in _patterns()))
+
+
 #: "+<code><digits>" near the served codes, numbers of their regions' every pattern, any text
-NUMBERS = st.one_of(
+PLUS_NUMBERS = st.one_of(
     st.builds(lambda cc, d: f"+{cc}{d}",
-              st.sampled_from(["375", "7", "37", "3", "3750", "3758", "78", "77", "70", "380"]),
+              st.sampled_from(["375", "7", "37", "3", "3750", "3758", "78", "77", "70", "380",
+                               "810375", "8"]),
               st.text("0123456789", max_size=18)),
-    st.one_of(*(st.from_regex(re.compile(p, re.ASCII), fullmatch=True) for p in _patterns())),
-    st.text(ANY_CHAR, max_size=40),
+    st.one_of(*(st.from_regex(re.compile(f"\\+{cc}(?:{p})", re.ASCII), fullmatch=True)
+                for cc, p in _patterns())),
+    # any few digits (another code, an IDD, a national prefix) before a national number
+    st.builds(lambda pre, n: f"+{pre}{n}", st.text("0123456789", max_size=4), NATIONAL),
 )
+#: the same with and without the "+", and any text
+NUMBERS = st.one_of(PLUS_NUMBERS, PLUS_NUMBERS.map(lambda t: t.lstrip("+")),
+                    st.text(ANY_CHAR, max_size=40))
+#: callers in the served countries, in one they are not, in one that shares +7
+REGIONS = st.sampled_from(["BY", "RU", "by", "KZ", "DE"])
 
 
-@given(NUMBERS)
-@hsettings(max_examples=3000, deadline=None)
-def test_the_e164_fast_path_answers_as_phonenumbers_does(text: str) -> None:
+@given(NUMBERS, REGIONS)
+@hsettings(max_examples=4000, deadline=None)
+def test_the_e164_fast_path_answers_as_phonenumbers_does(text: str, region: str) -> None:
     """Where the fast path answers, phonenumbers answers the same valid number; where it is
     unsure, ``normalise_phone`` asks phonenumbers (so every answer is phonenumbers')."""
-    fast = _e164_fast(text)
+    fast = _e164_fast(text, region)
     if fast is not None:
-        assert fast == _by_phonenumbers(text), text
+        assert fast == _by_phonenumbers(text, region), (text, region)
     try:
-        assert normalise_phone(text, "BY") == _by_phonenumbers(text.strip()), text
+        assert normalise_phone(text, region) == _by_phonenumbers(text.strip(), region), text
     except InvalidInput:
-        assert len(text.strip()) > 32 or _by_phonenumbers(text.strip()) is None, text
+        assert len(text.strip()) > 32 or _by_phonenumbers(text.strip(), region) is None, text
 
 
 @pytest.mark.parametrize("region", ["BY", "RU"])
@@ -205,6 +219,8 @@ def test_the_fast_path_takes_the_served_countries_numbers(region: str, kind: str
                                                                kind))
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
     assert _e164_fast(e164) == e164[1:] == _by_phonenumbers(e164)
+    # and written without the "+" by a caller in that country
+    assert _e164_fast(e164[1:], region) == e164[1:] == _by_phonenumbers(e164[1:], region)
 
 
 # --- GSM 03.38 septets by translate agree with the codec -----------------------------------
@@ -237,3 +253,27 @@ def test_septets_are_what_the_gsm_codec_counts(text: str) -> None:
         assert info.encoding == "ucs2"
     else:
         assert (info.encoding, info.units) == ("gsm7", units)
+
+
+def _national_of(region: str) -> st.SearchStrategy[str]:
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return st.one_of(*(st.from_regex(re.compile(d.national_number_pattern, re.ASCII),
+                                     fullmatch=True)
+                       for d in (meta.fixed_line, meta.mobile, meta.toll_free, meta.voip)
+                       if d is not None and d.national_number_pattern))
+
+
+@given(st.sampled_from(["BY", "RU"]).flatmap(lambda region: st.tuples(
+    st.just(region),
+    st.one_of(st.text("0123456789", max_size=4), st.sampled_from(["375", "7", "8", "80", "810"])),
+    _national_of(region), st.booleans())))
+@hsettings(max_examples=1500, deadline=None)
+def test_a_national_number_behind_any_digits_reads_as_phonenumbers_reads_it(
+        case: tuple[str, str, str, bool]) -> None:
+    """A caller's own country's number behind its code, another code, a national or an
+    international prefix, with or without "+": the fast path agrees with phonenumbers."""
+    region, prefix, national, plus = case
+    text = ("+" if plus else "") + prefix + national
+    fast = _e164_fast(text, region)
+    if fast is not None:
+        assert fast == _by_phonenumbers(text, region), (text, region)
