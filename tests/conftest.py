@@ -256,8 +256,9 @@ def pay_worker(pay_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[],
         return w
 
     yield start
+    # killed like start_worker's: a test that needs a graceful stop makes it itself
     for w in started:
-        w.stop(timeout=10)
+        w.stop(signal.SIGKILL if w.proc.poll() is None else signal.SIGTERM, timeout=5)
 
 
 # --- `gonets run` as a user starts it ----------------------------------------------------------

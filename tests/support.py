@@ -118,7 +118,7 @@ def wait_final(store: Store, ids: list[str], timeout_s: float = 60) -> dict[str,
                 final[i] = st
         if len(final) == len(ids):
             return final
-        time.sleep(0.2)
+        time.sleep(0.05)
     missing = [i for i in ids if i not in final]
     raise AssertionError(f"{len(missing)} of {len(ids)} messages not final after {timeout_s}s; "
                          f"e.g. {store.find(missing[0])}")

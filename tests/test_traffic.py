@@ -95,20 +95,28 @@ def test_pacing_holds_the_cap_across_worker_processes_counting_every_part(
 
 
 def test_urgent_message_goes_before_waiting_bulk(configure, store, smsc, start_worker):
-    producer = configure(rate_per_s=4, pacing_jitter_ms=100)
-    bulk = [producer.send_sms(f"+37529{4000000 + i}", f"bulk {i}") for i in range(30)]
+    # one slot a second: long beside the time a loaded host may take to hand the code to a
+    # worker, which is not what this test is about
+    producer = configure(rate_per_s=1, pacing_jitter_ms=100)
+    bulk = [producer.send_sms(f"+37529{4000000 + i}", f"bulk {i}") for i in range(10)]
+    # 8 threads: the bulk waits for its slots in each of them and, fetched, in the queue
     start_workers(start_worker, 2, threads=4)
-    while len(accepted(smsc)) < 4:
+    while len(accepted(smsc)) < 2:
         time.sleep(0.05)
+    queued_at = time.time()  # the sandbox's receive times are on this clock
     code = producer.send_sms("+375297777777", "Your code 1234", lane="urgent")
     assert wait_final(store, [code], timeout_s=30)[code] == "delivered"
     got = accepted(smsc)
     at_urgent = next(i for i, (_, _, phone) in enumerate(got) if phone == "375297777777")
-    # it overtook the bulk waiting in the queue: at most a few bulk slots booked before it
-    assert at_urgent <= 4 + 4, [p for _, _, p in got][:12]
-    assert store.find(bulk[-1])["status"] in ("queued", "deferred")
+    before = sum(1 for at, _, _ in got if at < queued_at)  # at the provider before it was sent
+    # it overtook the bulk waiting in the queue and in the threads: after it was queued, at
+    # most the send of the thread that took it up, a slot booked ahead and one in flight
+    assert at_urgent - before <= 4, (before, [p for _, _, p in got][:12])
+    # the bulk was still going out when the code was delivered (which bulk message is last
+    # depends on which worker fetched it)
+    assert [b for b in bulk if store.find(b)["status"] in ("queued", "deferred")]
     wait_final(store, bulk, timeout_s=60)
-    assert max_parts_in_1s(accepted(smsc)) <= 4
+    assert max_parts_in_1s(accepted(smsc)) <= 1
 
 
 def test_flood_rule_holds_the_extra_messages_and_sends_them_after_the_gap(
