@@ -3,6 +3,7 @@ per session, the provider sandboxes on real sockets, workers as real processes."
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -130,9 +131,10 @@ def producer(settings: Settings, store: Store) -> Iterator[Producer]:
 def start_worker(gonets_env: dict[str, str],
                  tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
+    number = itertools.count()  # each its own log, also when started from several threads
 
     def start(pool: str = "smsc", threads: int = 8) -> WorkerProcess:
-        w = WorkerProcess(gonets_env, pool, threads, tmp_path / f"worker-{len(started)}.log")
+        w = WorkerProcess(gonets_env, pool, threads, tmp_path / f"worker-{next(number)}.log")
         started.append(w)
         return w
 
@@ -249,9 +251,10 @@ def payments(pay_settings: Settings) -> Iterator[Payments]:
 @pytest.fixture
 def pay_worker(pay_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
     started: list[WorkerProcess] = []
+    number = itertools.count()
 
     def start() -> WorkerProcess:
-        w = WorkerProcess(pay_env, "bepaid", 4, tmp_path / f"pay-worker-{len(started)}.log")
+        w = WorkerProcess(pay_env, "bepaid", 4, tmp_path / f"pay-worker-{next(number)}.log")
         started.append(w)
         return w
 

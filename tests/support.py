@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,14 @@ def poll_until(cond: Callable[[], T], timeout_s: float = 30, what: str = "condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(every_s)
+
+
+def together(*starts: Callable[[], T]) -> list[T]:
+    """Call every ``start`` at once, each from a thread of its own, and return what each
+    returned, in order: worker processes that take a second or more each to boot on a busy
+    host boot side by side (``together(lambda: start_worker("mts"), ...)``)."""
+    with ThreadPoolExecutor(len(starts)) as pool:
+        return list(pool.map(lambda start: start(), starts))
 
 
 def free_port() -> int:

@@ -15,7 +15,14 @@ import pytest
 from core.settings import Settings, load_settings
 from core.store import Store
 from producers import Producer
-from tests.support import WorkerProcess, control, poll_until, wait_final, write_config
+from tests.support import (
+    WorkerProcess,
+    control,
+    poll_until,
+    together,
+    wait_final,
+    write_config,
+)
 
 MTS_ACCOUNT = """
 [accounts.mts]
@@ -83,7 +90,8 @@ def alerts(w: WorkerProcess, kind: str) -> int:
 def test_out_of_funds_mid_batch_the_rest_go_through_the_next_account_once(
         route, smsc, mts, store, start_worker) -> None:
     _, p = route(["mts", "smsc"])
-    workers = [start_worker("mts", threads=4), start_worker("smsc", threads=4)]
+    workers = together(lambda: start_worker("mts", threads=4),
+                       lambda: start_worker("smsc", threads=4))
     # a permanent rejection (MTS code 1: invalid phone) is closed where it happened
     control(mts.url, phone_code={"375291000099": 1})
     bad = p.send_sms("+375291000099", "for a number MTS refuses")
@@ -128,8 +136,7 @@ def test_unreachable_past_failover_after_s_then_back_after_recovery(
     tokens = Tokens(store.r, store.ns)
     tokens.create("shop", "send,read")
     tokens.set_private_callbacks("shop", True)  # the receiver is on this host
-    start_worker("mts", threads=2)
-    start_worker("smsc", threads=2)
+    together(lambda: start_worker("mts", threads=2), lambda: start_worker("smsc", threads=2))
     control(mts.url, fail_5xx=[503, 1_000_000])  # MTS answers nothing but 503
     first = p.send_sms("+375291000201", "while MTS is down", producer="shop",
                        callback_url=receiver.url, allow_private_callback=True)
@@ -176,8 +183,7 @@ def test_a_lost_answer_is_never_sent_through_the_next_account(
     # paused, where a message with nothing in flight would move on
     gonets_env.update(GONETS_ACCOUNT_PAUSE_S="7", GONETS_LOOKUP_RETRY_S="1")
     _, p = route(["smsc", "mts"])
-    start_worker("smsc", threads=2)
-    start_worker("mts", threads=2)
+    together(lambda: start_worker("smsc", threads=2), lambda: start_worker("mts", threads=2))
     # SMSC takes the message but the answer never comes back (nor to the lookups)
     control(smsc.urls[0], down=[0, 1], down_mode="accept_then_drop")
     lost = p.send_sms("+375291000301", "answer lost")

@@ -16,7 +16,7 @@ import pytest
 from core import usage
 from core.errors import AccountProblem
 from producers.consent import record_consent
-from tests.support import control, poll_until, wait_final, write_config
+from tests.support import control, poll_until, together, wait_final, write_config
 from workers.providers.base import Outgoing, ProviderContext
 from workers.providers.mts_rest import MtsRest
 
@@ -197,8 +197,7 @@ def test_401_gets_a_new_token_and_exactly_one_retry(producer, store, mts, start_
 
 def test_two_worker_processes_share_one_token_request(
         producer, store, mts, start_worker):
-    start_worker("mts", threads=8)
-    start_worker("mts", threads=8)
+    together(lambda: start_worker("mts", threads=8), lambda: start_worker("mts", threads=8))
     ids = [producer.send_sms(f"+37529{2000000 + i}", f"bulk {i}", account="mts")
            for i in range(120)]  # 4 s at the account's 30/s: both processes send many
     final = wait_final(store, ids, timeout_s=120)

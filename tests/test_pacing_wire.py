@@ -18,7 +18,7 @@ from core.observability.metrics import StoreCollector
 from core.store import Store, redis_client
 from producers import Producer
 from sandbox import smpp_smsc
-from tests.support import control, stop_listeners, wait_final, write_config
+from tests.support import control, stop_listeners, together, wait_final, write_config
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
 from workers.smpp.session import Session, SessionConfig, SlotMissed
@@ -190,10 +190,8 @@ def test_stalled_workers_and_dropped_links_never_exceed_the_cap_at_the_provider(
         producer: Producer, store: Store, smpp: Any, smsc: Any,
         start_worker: Callable[..., Any]) -> None:
     control(smpp.control_url, drop_every_submits=7)
-    for _ in range(3):
-        start_worker("smsc_smpp", threads=4)
-    for _ in range(2):
-        start_worker("smsc", threads=4)
+    together(*[lambda: start_worker("smsc_smpp", threads=4)] * 3,
+             *[lambda: start_worker("smsc", threads=4)] * 2)
     smpp_ids = [producer.send_sms(f"+37529{2000000 + i}", LONG if i % 8 == 0 else f"smpp {i}",
                                   account="smsc_smpp") for i in range(50)]
     http_ids = [producer.send_sms(f"+37529{3000000 + i}", f"http {i}", account="smsc")

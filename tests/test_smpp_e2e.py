@@ -15,7 +15,7 @@ import pytest
 from core.store import Store, now_ms
 from producers import Producer
 from sandbox import smpp_smsc
-from tests.support import control, stop_listeners, wait_final, write_config
+from tests.support import control, stop_listeners, together, wait_final, write_config
 
 OPTIONS = ("lease_ttl_s = 2, backoff_min_s = 0.1, backoff_max_s = 1, response_timeout_s = 5, "
            "bind_wait_s = 10, first_poll_s = 1, max_poll_interval_s = 2")
@@ -157,8 +157,7 @@ def test_failover_to_the_backup_host(
 def test_mcon1_two_workers_hold_one_bind_and_the_standby_takes_over(
         producer: Producer, store: Store, smpp: Any, smpp_extra: str,
         start_worker: Callable[..., Any]) -> None:
-    a = start_worker("smsc_smpp")
-    b = start_worker("smsc_smpp")
+    a, b = together(lambda: start_worker("smsc_smpp"), lambda: start_worker("smsc_smpp"))
     deadline = time.monotonic() + 15
     while b"consuming" not in a.log.read_bytes() + b.log.read_bytes():
         assert time.monotonic() < deadline, "no worker got the bind lease"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from core.broker import build_broker
 from core.settings import load_settings
 from core.store import Store
 from producers import Producer
-from tests.support import control, wait_final, write_config
+from tests.support import control, together, wait_final, write_config
 from workers.traffic.pacing import Pacer
 
 LONG = "Long message that takes two SMS parts. " * 5  # 195 GSM characters: 2 parts
@@ -73,8 +72,7 @@ def max_parts_in_1s(arrivals: list[tuple[float, int, str]]) -> int:
 
 def start_workers(start_worker: Callable[..., Any], n: int, threads: int) -> None:
     """Start ``n`` worker processes at once (each takes a while to boot on a busy box)."""
-    with ThreadPoolExecutor(n) as pool:
-        list(pool.map(lambda _: start_worker(threads=threads), range(n)))
+    together(*[lambda: start_worker(threads=threads)] * n)
 
 
 def statuses_seen(store: Store, msg_id: str) -> list[str]:
