@@ -23,7 +23,7 @@ from core.payments import (
 )
 from core.settings import Account
 from sandbox import bepaid as bepaid_sandbox
-from tests.support import control, stop_listeners
+from tests.support import control, shut_down, stop_listeners
 from workers.providers.bepaid import Bepaid, PaymentRequest, parse_check
 
 SHOP_ID, SECRET = "361", "sandbox-secret-key"
@@ -326,7 +326,7 @@ def scripted() -> Iterator[tuple[_Scripted, dict[int, Bepaid]]]:
     yield app, clients
     for c in clients.values():
         c.close()
-    app.server.shutdown()
+    shut_down(app.server)
     app.server.server_close()
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from core.embedded_redis import RedisServer, free_port
+from tests.support import shut_down
 from workers import health
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ def server() -> Iterator[str]:
     health.clear_checks()
     srv = health.HealthServer(0, host="127.0.0.1").start()
     yield f"http://127.0.0.1:{srv.port}"
+    shut_down(srv.httpd)  # at once, not after its 0.5 s poll
     srv.stop()
     health.clear_checks()
 

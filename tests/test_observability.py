@@ -28,7 +28,7 @@ from core.privacy import mask_phone, scrub_text
 from core.store import Store, redis_client
 from producers import Producer
 from tests.sentry_standin import SentryStandIn
-from tests.support import WorkerProcess, control, poll_until, wait_final, write_config
+from tests.support import WorkerProcess, control, poll_until, shut_down, wait_final, write_config
 from tests.test_scheduler import SchedulerProcess
 
 PHONE = "375291234567"
@@ -244,7 +244,7 @@ def test_metrics_endpoint_serves_sweep_figures() -> None:
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
-        server.shutdown()
+        shut_down(server)
         server.server_close()
     assert 'gonets_sweep_checked_total{job="status_sweep"}' in text
     assert "gonets_sweep_duration_seconds_count" in text
