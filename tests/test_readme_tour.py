@@ -95,23 +95,27 @@ def test_the_tour_runs_as_written(tmp_path: Path, user_env: dict[str, str], runs
         return gonets("pay", "create", "--phone", phone, "--amount", "1050",
                       "--description", "README table", "--answer", "accept").strip()
 
+    def status_of(pay_id: str) -> str:
+        return str(json.loads(gonets("pay", "status", pay_id, "--json"))["status"])
+
     table = payment_table()
     with ThreadPoolExecutor(len(table)) as pool:
         pay_ids = list(pool.map(check_and_pay, [p for p, _, _ in table],
                                 [c for _, c, _ in table]))
-    waiting = {pay_id: (phone, final) for (phone, _, final), pay_id in zip(table, pay_ids,
-                                                                          strict=True)}
-    deadline = time.monotonic() + 60
-    while waiting:
-        for pay_id, (phone, final) in list(waiting.items()):
-            status = json.loads(gonets("pay", "status", pay_id, "--json"))["status"]
-            if status in ("successful", "failed", "expired", "declined", "rejected"):
-                assert status == final, (phone, status)
-                del waiting[pay_id]
-            else:
-                assert time.monotonic() < deadline, (phone, status)
-        if waiting:
-            time.sleep(0.5)
+        waiting = {pay_id: (phone, final) for (phone, _, final), pay_id in zip(table, pay_ids,
+                                                                              strict=True)}
+        deadline = time.monotonic() + 60
+        while waiting:
+            ids = list(waiting)
+            for pay_id, status in zip(ids, pool.map(status_of, ids), strict=True):
+                phone, final = waiting[pay_id]
+                if status in ("successful", "failed", "expired", "declined", "rejected"):
+                    assert status == final, (phone, status)
+                    del waiting[pay_id]
+                else:
+                    assert time.monotonic() < deadline, (phone, status)
+            if waiting:
+                time.sleep(0.5)
     procs = run.processes()
     run.ctrl_c()
     assert run.proc.returncode == 0 and "Traceback" not in run.out()
