@@ -91,6 +91,8 @@ TABLE: tuple[KeyDoc, ...] = tuple(KeyDoc(*row) for row in (
     # --- HTTP API: producers/http/ (auth, sms, idempotency, payments, callbacks)
     ("token:<sha256>", "hash", "-", "a producer token (id, producer, scopes)"),
     ("tokens", "hash", "-", "token id -> sha256"),
+    ("tokens:revoked", "pub/sub channel", "none (not stored)",
+     "the digest of each revoked token; API processes forget it"),
     ("producer:<name>", "hash", "-",
      "its callback secret; whether its callbacks may reach private addresses"),
     ("http-idem:<producer>:<sha256>", "string", "24 h", "an Idempotency-Key's answer"),
