@@ -406,13 +406,28 @@ class Dispatcher:
         return t
 
 
+def install_stop_signals(d: Dispatcher) -> None:
+    """SIGTERM/SIGINT stop ``d``. The handler runs in the main thread between two bytecodes,
+    possibly while that thread holds the lock of the very event it would set (waiting on it,
+    retrying after a Redis error): setting it there deadlocks the process for ever, so the
+    events are set from another thread (core.signals.set_from_handler)."""
+    import signal
+
+    from core.signals import set_from_handler
+
+    def on_signal(signum: int, frame: object) -> None:
+        set_from_handler(d._stop, d._wake)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
 def run_dispatcher(settings: Settings, threads: int = 16) -> int:
     """``gonets callbacks``: run until SIGTERM/SIGINT."""
     import signal
 
     d = Dispatcher(settings, threads=threads)
-    signal.signal(signal.SIGTERM, lambda *a: d.stop())
-    signal.signal(signal.SIGINT, lambda *a: d.stop())
+    install_stop_signals(d)
     log.info("callbacks dispatcher ready (consumer %s)", d.consumer)
     d.run()
     return 0
