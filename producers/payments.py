@@ -40,6 +40,7 @@ from core.payments import (
 from core.provider_options import BepaidOptions, bepaid_options
 from core.settings import Account, Settings, get_settings
 from core.store import Store, now_ms
+from producers import duplicates
 from producers import validation as v
 
 _SEPARATORS = re.compile(r"[\s()\-.]")
@@ -213,9 +214,12 @@ class Payments:
         check_fields = self._reuse_check(check_id, number, acct.name)
 
         pay_id = uuid.uuid4().hex
-        if idempotency_key is not None:
-            bound = self.store.claim_idempotency(acct.name, "pay:" + idempotency_key, pay_id,
-                                                 idempotency_ttl_s)
+        # the caller's key counts per producer, as a send's does: the same key from two
+        # producers binds two payments, and no producer is answered with another's id
+        idem = (None if idempotency_key is None
+                else "pay:" + duplicates.idempotency_key(producer, idempotency_key))
+        if idem is not None:
+            bound = self.store.claim_idempotency(acct.name, idem, pay_id, idempotency_ttl_s)
             if bound != pay_id:
                 return bound
         fields: dict[str, Any] = {
@@ -233,8 +237,8 @@ class Payments:
             enqueue(self.broker, payments_pay_queue(acct.name), PAY_MTS_MONEY, pay_id)
         except Exception:
             self.ps.delete_payment(pay_id, acct.name)
-            if idempotency_key is not None:
-                self.store.release_idempotency(acct.name, "pay:" + idempotency_key, pay_id)
+            if idem is not None:
+                self.store.release_idempotency(acct.name, idem, pay_id)
             raise
         return pay_id
 

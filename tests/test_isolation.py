@@ -214,3 +214,37 @@ def test_callback_url_check_raises_only_invalid_input(host, scheme):
         check_callback_url(f"{scheme}://{host}/hook")
     except InvalidInput as exc:
         assert exc.field == "callback_url"
+
+
+def test_payment_idempotency_keys_count_per_producer(pay_settings, payments, hook_socket):
+    """The same payment idempotency key from two producers binds two payments (the Python API
+    answered producer B with producer A's payment id); over HTTP a key of the documented
+    200 characters is taken as it is (the route prefixed the producer before the length check
+    and refused it)."""
+    from producers.http.app import create_app
+    from producers.http.auth import Tokens
+    from tests.support import serve_asgi
+
+    def pay(producer: str | None, key: str) -> str:
+        return payments.pay_mts_money("375295222222", 700, description="order 7",
+                                      idempotency_key=key, producer=producer)
+
+    a = pay("shop", "order-7")
+    assert pay("shop", "order-7") == a  # the producer's own repeat: the same payment
+    b = pay("other", "order-7")
+    none = pay(None, "order-7")
+    assert len({a, b, none}) == 3
+    assert pay("other", "order-7") == b and pay(None, "order-7") == none
+    shop = Tokens(payments.store.r, pay_settings.namespace).create("shop", "pay")
+    long_key = "k" * 200
+    with serve_asgi(create_app(pay_settings, store=payments.store), hook_socket) as url, \
+            httpx.Client(base_url=url, timeout=30,
+                         headers={"Authorization": f"Bearer {shop.token}"}) as c:
+        body = {"phone": "+375295222222", "amount": 700, "description": "order 8",
+                "idempotency_key": long_key}
+        first = c.post("/v1/payments/mts-money", json=body)
+        assert first.status_code == 202, first.text
+        again = c.post("/v1/payments/mts-money", json=body)
+        assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    # the HTTP producer's key and the Python API's same key of the same producer are one
+    assert pay("shop", long_key) == first.json()["id"]

@@ -100,12 +100,11 @@ class PaymentRoutes:
             raise from_validation(exc) from None
         if m.check_id is not None:
             self._own(call, "check", m.check_id, field="check_id")
-        key = f"{call.producer}:{m.idempotency_key}" if m.idempotency_key else None
         pay_id = self.payments.pay_mts_money(
             m.phone, m.amount, description=m.description, currency=m.currency,
             customer_answer=m.customer_answer, check_id=m.check_id, account=m.account,
             return_url=m.return_url, expired_at=m.expired_at, test=m.test,
-            idempotency_key=key, producer=call.producer, callback_url=m.callback_url,
+            idempotency_key=m.idempotency_key, producer=call.producer, callback_url=m.callback_url,
             allow_private_callback=bool(m.callback_url)
             and self.api.tokens.allows_private_callbacks(call.producer))
         self._claim(call, "payment", pay_id)
