@@ -6,8 +6,10 @@ fallback servers with the same data (as SMSC's www2, www3... are).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -86,6 +88,21 @@ DROP = object()
 App = Callable[[Request], "Response | object"]
 
 
+def shut_down(*servers: socketserver.BaseServer) -> None:
+    """``shutdown()`` several ``socketserver`` servers without sitting out each one's poll
+    interval (0.2-0.5 s) in turn: all are asked at once and each one's ``select`` is woken by a
+    connection, so that it sees the request at once. The caller closes the sockets."""
+    asked = [threading.Thread(target=s.shutdown, daemon=True) for s in servers]
+    for t in asked:
+        t.start()
+    for s, t in zip(servers, asked, strict=True):
+        deadline = time.monotonic() + 10
+        while t.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(s.server_address[:2], timeout=1).close()
+            t.join(0.01)
+
+
 class MultiPortServer:
     """Serve ``app`` on one or more ports of ``host`` from daemon threads."""
 
@@ -116,8 +133,8 @@ class MultiPortServer:
         return self
 
     def stop(self) -> None:
+        shut_down(*self.servers)  # all at once, each woken: milliseconds, not 0.2 s a port
         for srv in self.servers:
-            srv.shutdown()
             srv.server_close()
         self.servers.clear()
 

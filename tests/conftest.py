@@ -37,7 +37,6 @@ from tests.support import (
     control,
     free_socket,
     serve_asgi,
-    stop_listeners,
     wait_final,
     write_config,
 )
@@ -67,7 +66,7 @@ def smsc() -> Iterator[smsc_http.SmscHttpSandbox]:
     app, server = smsc_http.serve("127.0.0.1", [0, 0], progress_s=(0.05, 0.3))
     app.urls = server.urls()  # type: ignore[attr-defined]
     yield app
-    stop_listeners(server)
+    server.stop()
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ def mts() -> Iterator[mts_rest.MtsRestSandbox]:
     app, server = mts_rest.serve("127.0.0.1", 0, progress_s=0.2)
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
-    stop_listeners(server)
+    server.stop()
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def sms2() -> Iterator[sms2_http.Sms2HttpSandbox]:
     app, server = sms2_http.serve("127.0.0.1", 0, progress_s=0.2)
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
-    stop_listeners(server)
+    server.stop()
 
 
 @pytest.fixture
@@ -201,7 +200,7 @@ def bepaid() -> Iterator[bepaid_sandbox.BepaidSandbox]:
     control(app.url, webhook_retry_s=[0.1, 0.3])  # type: ignore[attr-defined]
     yield app
     app.stop()
-    stop_listeners(server)
+    server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import contextlib
 import json
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import uvicorn
 
 from core.settings import Settings
 from core.store import Store
+from sandbox._http import shut_down
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -64,27 +64,6 @@ def free_socket() -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
     return s
-
-
-def shut_down(*servers: socketserver.BaseServer) -> None:
-    """``shutdown()`` several ``socketserver`` servers without sitting out each one's poll
-    interval (0.2-0.5 s) in turn: all are asked at once and each one's ``select`` is woken by a
-    connection, so that it sees the request at once. The caller closes the sockets."""
-    asked = [threading.Thread(target=s.shutdown, daemon=True) for s in servers]
-    for t in asked:
-        t.start()
-    for s, t in zip(servers, asked, strict=True):
-        deadline = time.monotonic() + 10
-        while t.is_alive() and time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                socket.create_connection(s.server_address[:2], timeout=1).close()
-            t.join(0.01)
-
-
-def stop_listeners(server: Any) -> None:
-    """``server.stop()`` of a sandbox's ``MultiPortServer``, in milliseconds (``shut_down``)."""
-    shut_down(*server.servers)
-    server.stop()  # none of them serves any more: this closes the sockets
 
 
 def control(url: str, **body: Any) -> None:

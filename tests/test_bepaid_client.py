@@ -23,7 +23,7 @@ from core.payments import (
 )
 from core.settings import Account
 from sandbox import bepaid as bepaid_sandbox
-from tests.support import control, shut_down, stop_listeners
+from tests.support import control, shut_down
 from workers.providers.bepaid import Bepaid, PaymentRequest, parse_check
 
 SHOP_ID, SECRET = "361", "sandbox-secret-key"
@@ -36,7 +36,7 @@ def sandbox() -> Iterator[bepaid_sandbox.BepaidSandbox]:
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
     app.stop()
-    stop_listeners(server)
+    server.stop()
 
 
 def make_client(url: str, monkeypatch: pytest.MonkeyPatch, *, api_version: int = 2,

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from core.contracts import Status
 from core.errors import AccountProblem, OutcomeUnknown, Permanent, ProviderError, SlowDown
 from sandbox._http import MultiPortServer, Request, Response
-from tests.support import stop_listeners
 from workers.providers.base import Outgoing, ProviderContext
 from workers.providers.mts_rest import (
     SEND_ERRORS,
@@ -168,7 +167,7 @@ def canned() -> Iterator[Any]:
     server = MultiPortServer(app).start()
     app.url = server.urls()[0]  # type: ignore[attr-defined]
     yield app
-    stop_listeners(server)
+    server.stop()
 
 
 def test_any_answer_is_an_error_of_the_tree_or_a_submit(canned, settings, store, monkeypatch):

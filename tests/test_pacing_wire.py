@@ -18,7 +18,7 @@ from core.observability.metrics import StoreCollector
 from core.store import Store, redis_client
 from producers import Producer
 from sandbox import smpp_smsc
-from tests.support import control, stop_listeners, together, wait_final, write_config
+from tests.support import control, together, wait_final, write_config
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
 from workers.smpp.session import Session, SessionConfig, SlotMissed
@@ -63,7 +63,7 @@ def smpp() -> Iterator[Any]:
     sb.control_url = http.urls()[0]  # type: ignore[attr-defined]
     yield sb
     sb.stop()
-    stop_listeners(http)
+    http.stop()
 
 
 @pytest.fixture

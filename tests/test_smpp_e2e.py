@@ -15,7 +15,7 @@ import pytest
 from core.store import Store, now_ms
 from producers import Producer
 from sandbox import smpp_smsc
-from tests.support import control, stop_listeners, together, wait_final, write_config
+from tests.support import control, together, wait_final, write_config
 
 OPTIONS = ("lease_ttl_s = 2, backoff_min_s = 0.1, backoff_max_s = 1, response_timeout_s = 5, "
            "bind_wait_s = 10, first_poll_s = 1, max_poll_interval_s = 2")
@@ -47,7 +47,7 @@ def smpp(smpp_tls: bool) -> Iterator[smpp_smsc.SmppSandbox]:
     sb.control_url = http.urls()[0]  # type: ignore[attr-defined]
     yield sb
     sb.stop()
-    stop_listeners(http)
+    http.stop()
 
 
 @pytest.fixture

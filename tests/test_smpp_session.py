@@ -16,7 +16,7 @@ from core.errors import AccountProblem
 from core.settings import load_settings
 from core.store import Store, redis_client
 from sandbox import smpp_smsc
-from tests.support import control, poll_until, stop_listeners
+from tests.support import control, poll_until
 from workers.providers import build
 from workers.providers.base import Outgoing, ProviderContext
 from workers.runtime import Runtime
@@ -33,7 +33,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
     sb.control_url = http.urls()[0]
     yield sb
     sb.stop()
-    stop_listeners(http)
+    http.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from core.contracts import Status
 from core.errors import AccountProblem, InvalidInput, OutcomeUnknown, Permanent, ProviderError
 from core.settings import Account
 from sandbox import sms2_http
-from tests.support import stop_listeners
 from workers.providers.base import Outgoing
 from workers.providers.sms2_http import Sms2Http
 from workers.providers.sms2_protocol import (
@@ -171,7 +170,7 @@ def canned() -> Iterator[Any]:
     app, server = sms2_http.serve("127.0.0.1", 0)
     app.url = server.urls()[0]
     yield app
-    stop_listeners(server)
+    server.stop()
 
 
 def test_any_send_answer_is_an_error_of_the_tree_or_a_submit(canned, monkeypatch):
