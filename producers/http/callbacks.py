@@ -424,7 +424,6 @@ def install_stop_signals(d: Dispatcher) -> None:
 
 def run_dispatcher(settings: Settings, threads: int = 16) -> int:
     """``gonets callbacks``: run until SIGTERM/SIGINT."""
-
     d = Dispatcher(settings, threads=threads)
     install_stop_signals(d)
     log.info("callbacks dispatcher ready (consumer %s)", d.consumer)
