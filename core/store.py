@@ -27,7 +27,7 @@ step.  Final records expire after ``retention_s``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -369,23 +369,63 @@ class Store(RecordStore[Status]):
         bound to), ``dup`` (the first id of the same content) or ``exists``.  With a pipeline
         as ``client`` the call is queued on it and its reply comes from ``execute()``
         (``Store.submitted`` reads it)."""
-        keys, args, record = self._new_record(sub.msg_id, sub.fields,
-                                              next_check_ms=sub.next_check_ms)
-        idem_key, idem_ttl = sub.idempotency or ("", 0)
-        dup_key, dup_ms = sub.duplicate or ("", 0)
-        index_key, score, trim = sub.index or ("", "", None)
-        keys += [sub.queue_key, sub.messages_key, idem_key, dup_key, index_key]
-        # the record as one JSON object: 14 arguments, not 50-odd, for the client to pack
-        # (the producer's CPU is what limits a batch; Redis decodes it in a few µs)
-        args += [idem_ttl, dup_ms, sub.job_id, sub.job_data, score, "" if trim is None else trim,
-                 sub.doorbell, sub.queue_name, orjson.dumps(record)]
-        return self._submit(keys=keys, args=args, client=client)
+        return self.submit_many([sub], client=client)
+
+    def submit_many(self, subs: Sequence[Submission], *,
+                    client: redis.Redis | None = None) -> Any:
+        """``submit`` of each message, in order, in one script call (one round trip): each
+        message is accepted whole or not at all, and a message finds the claims of those
+        before it.  Returns the outcomes as one flat list, two items per message
+        (``Store.submitted_many`` reads it)."""
+        st = next(iter(self.model.statuses))  # a new record's status (``_new_record``'s)
+        keys: list[str] = [self.events_key, self.nonfinal_key, self.stats_key]
+        args: list[Any] = [self.events_maxlen, st.value, subs[0].doorbell if subs else ""]
+        rank = str(self.model.rank(st))
+        msg_key, history_key = self.record_key, self.history_key
+        for sub in subs:
+            if sub.doorbell != args[2]:
+                raise ValueError("one call rings one doorbell: submit each namespace apart")
+            rec_id = sub.msg_id
+            ts = now_ms()
+            record = {k: v if type(v) is str else _s(v)
+                      for k, v in sub.fields.items() if v is not None}
+            record.update(id=rec_id, status=st.value, status_rank=rank, created_ms=str(ts),
+                          updated_ms=str(ts), attempts=record.get("attempts", "0"))
+            idem_key, idem_ttl = sub.idempotency or ("", 0)
+            dup_key, dup_ms = sub.duplicate or ("", 0)
+            index_key, score, trim = sub.index or ("", "", None)
+            keys += (msg_key(rec_id), history_key(rec_id), sub.queue_key, sub.messages_key,
+                     idem_key, dup_key, index_key)
+            # the record as one JSON object: one argument, not 50-odd, for the client to pack
+            # (the producer's CPU is what limits a batch; Redis decodes it in a few µs)
+            args += (rec_id, sub.next_check_ms,
+                     orjson.dumps({"id": rec_id, "status": st.value, "at_ms": ts,
+                                   "reason": ""}),
+                     idem_ttl, dup_ms, sub.job_id, sub.job_data, score,
+                     "" if trim is None else trim, sub.queue_name, orjson.dumps(record))
+        return self._call_submit(keys, args, client)
+
+    def _call_submit(self, keys: list[str], args: list[Any], client: redis.Redis | None) -> Any:
+        """EVALSHA of ``lua/submit.lua`` (loaded first when Redis does not know it): redis-py's
+        ``Script`` call checks and copies every argument again, a fifth of a send's cost."""
+        if client is not None:
+            return self._submit(keys=keys, args=args, client=client)
+        try:
+            return self.r.execute_command("EVALSHA", self._submit.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self._submit(keys=keys, args=args)
 
     @staticmethod
     def submitted(reply: Any) -> tuple[str, str]:
         """``(outcome, id)`` of a ``submit`` reply."""
         outcome, msg_id = reply
         return text(outcome), text(msg_id)
+
+    @staticmethod
+    def submitted_many(reply: Any) -> list[tuple[str, str]]:
+        """``(outcome, id)`` of each message of a ``submit_many`` reply, in order."""
+        items = text_list(reply)
+        return list(zip(items[::2], items[1::2], strict=True))
 
     @property
     def nonfinal_key(self) -> str:

@@ -24,7 +24,7 @@ from producers import consent, duplicates
 from producers import validation as v
 from producers.index import ProducerIndex
 
-#: scripts per pipeline in ``send_many`` (Redis runs one while the next is checked)
+#: messages per submit-script call in ``send_many`` (Redis runs one while the next is checked)
 BATCH_CHUNK = 500
 
 #: the keywords ``send_many``'s items may hold
@@ -116,14 +116,15 @@ class Producer:
         item order, what each accepted item did (``Queued``: its id, or the first message's
         for a duplicate) or the ``InvalidInput`` that refused it (an
         item refused queues nothing; the others are queued all the same).  The accepted ones
-        go to Redis in pipelines of ``BATCH_CHUNK`` scripts (a few round trips in all), each
-        sent while the next chunk is checked; each
+        go to Redis in chunks of ``BATCH_CHUNK``, one script call each (a few round trips in
+        all), each sent while the next chunk is checked; each
         message is accepted whole or not at all, so a batch that fails on a Redis error can
         be sent again: what was accepted comes back as the same ids (duplicate window)."""
         out: list[Queued | InvalidInput] = []
         pending: list[tuple[int, Draft]] = []
-        inflight: tuple[list[int], list[tuple[Submission, Job]], Future[list[Any]]] | None = None
-        # one pipeline at a time, in item order (a duplicate later in the batch finds the
+        inflight: tuple[list[int], list[tuple[Submission, Job]],
+                        Future[list[tuple[str, str]]]] | None = None
+        # one chunk at a time, in item order (a duplicate later in the batch finds the
         # first's claim); the next chunk is checked while Redis runs the previous one
         with ThreadPoolExecutor(1, thread_name_prefix="gonets-send-many") as redis_io:
 
@@ -151,7 +152,8 @@ class Producer:
         return out
 
     def _finish(self, out: list[Queued | InvalidInput], where: list[int],
-                subs: list[tuple[Submission, Job]], replies: Future[list[Any]]) -> None:
+                subs: list[tuple[Submission, Job]],
+                replies: Future[list[tuple[str, str]]]) -> None:
         for i, got in zip(where, self._answers(subs, replies.result()), strict=True):
             out[i] = got
 
@@ -253,23 +255,17 @@ class Producer:
         return sub, job
 
     def _accept(self, drafts: list[Draft]) -> list[Queued]:
-        """Run the submit script for each draft (one call, or one pipeline)."""
+        """Run the submit script for the drafts (one call)."""
         subs = [self._submission(d) for d in drafts]
         return self._answers(subs, self._execute(subs))
 
-    def _execute(self, subs: list[tuple[Submission, Job]]) -> list[Any]:
-        if len(subs) == 1:
-            return [self.store.submit(subs[0][0])]
-        pipe = self.store.r.pipeline(transaction=False)
-        for sub, _ in subs:
-            self.store.submit(sub, client=pipe)
-        replies: list[Any] = pipe.execute()
-        return replies
+    def _execute(self, subs: list[tuple[Submission, Job]]) -> list[tuple[str, str]]:
+        return Store.submitted_many(self.store.submit_many([sub for sub, _ in subs]))
 
-    def _answers(self, subs: list[tuple[Submission, Job]], replies: list[Any]) -> list[Queued]:
+    def _answers(self, subs: list[tuple[Submission, Job]],
+                 replies: list[tuple[str, str]]) -> list[Queued]:
         ids: list[Queued] = []
-        for (sub, job), reply in zip(subs, replies, strict=True):
-            outcome, msg_id = Store.submitted(reply)
+        for (sub, job), (outcome, msg_id) in zip(subs, replies, strict=True):
             if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
                 raise RuntimeError(f"message id {sub.msg_id} exists already")
             if outcome == "new":

@@ -112,6 +112,26 @@ def test_send_many_in_several_pipelines_loses_and_doubles_nothing(producer, stor
     assert all(store.get(i)["status"] == "queued" for i in ids)
 
 
+def test_send_many_is_one_script_call_and_one_doorbell_per_chunk(producer, store,
+                                                                 monkeypatch) -> None:
+    """A chunk of messages goes to Redis as one call of the submit script, which rings each
+    queue's doorbell once: 20 messages to two queues in chunks of 8 are three calls."""
+    monkeypatch.setattr("producers.sms.BATCH_CHUNK", 8)
+    producer.send_sms("+375291234500", "warm up the script cache")
+    items = [{"to": f"+3752913{i:05d}", "text": f"chunked {i}",
+              "lane": "urgent" if i % 2 else "bulk"} for i in range(20)]
+    before = _calls(store)
+    got = producer.send_many(items)
+    after = _calls(store)
+    made = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert all(isinstance(x, Queued) and not x.duplicate for x in got)
+    assert made["evalsha"] == 3
+    assert made["publish"] == 3 * 2  # each call: the bulk queue's and the urgent queue's
+    assert made["xadd"] == made["hincrby"] == 20  # every message still its own event
+    assert producer.broker.do_qsize("sms.smsc.bulk") == 10 + 1
+    assert producer.broker.do_qsize("sms.smsc.urgent") == 10
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False,
                                                                         allow_infinity=False)

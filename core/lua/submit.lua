@@ -1,76 +1,103 @@
--- Gonets: accept one message in one step: idempotency key, duplicate claim, the record with its
--- first event, its send job on the dramatiq queue and the producer's index, atomically (a
--- producer that dies midway leaves nothing half-done: the script ran whole or not at all).
+-- Gonets: accept messages, each in one step: its idempotency key, duplicate claim, the record
+-- with its first event, its send job on the dramatiq queue and the producer's index.  One call
+-- takes one message (send_sms) or a chunk of them (send_many); they are handled one after the
+-- other, in order, each whole before the next begins (a message later in the call finds the
+-- claims of those before it), and a script runs whole or not at all: a producer that dies
+-- midway leaves nothing half-done.
 --
--- Keys:
---   KEYS[1]  <ns>:msg:<id>             hash: the record (must not exist)
---   KEYS[2]  <ns>:msg:<id>:history     list: JSON status events
---   KEYS[3]  <ns>:events               stream: every status change
---   KEYS[4]  <ns>:nonfinal             zset: id -> next status check (ms)
---   KEYS[5]  <ns>:stats                hash: "<account>|<status>|<code>" -> count
---   KEYS[6]  <ns>-q:<queue>            list: dramatiq's queue (its redis message ids)
---   KEYS[7]  <ns>-q:<queue>.msgs       hash: dramatiq's redis message id -> encoded message
---   KEYS[8]  <ns>:idem:<acct>:<key>    string: idempotency key -> message id (ARGV[6] > 0)
---   KEYS[9]  <ns>:dup:<acct>:<fp>      string: duplicate fingerprint -> first id (ARGV[7] > 0)
---   KEYS[10] <ns>:producer:<name>:sms  zset: the producer's index (ARGV[10] ~= "")
--- Args:
---   ARGV[1] id  ARGV[2] next check (ms)  ARGV[3] stream maxlen  ARGV[4] event JSON
---   ARGV[5] status  ARGV[6] idempotency ttl (s, 0: no key)  ARGV[7] duplicate window (ms,
---   0: no claim)  ARGV[8] dramatiq's redis message id  ARGV[9] the encoded dramatiq message
---   ARGV[10] index score (ms, "": no index)  ARGV[11] trim the index below this score ("": no)
---   ARGV[12] the doorbell channel (<ns>-q:wake, core/doorbell.py)  ARGV[13] the queue's name
---   ARGV[14] the record: a JSON object of field -> text value
+-- Keys (shared):
+--   KEYS[1]  <ns>:events               stream: every status change
+--   KEYS[2]  <ns>:nonfinal             zset: id -> next status check (ms)
+--   KEYS[3]  <ns>:stats                hash: "<account>|<status>|<code>" -> count
+-- then 7 per message, from k = 3 + 7 * (i - 1):
+--   KEYS[k+1] <ns>:msg:<id>            hash: the record (must not exist)
+--   KEYS[k+2] <ns>:msg:<id>:history    list: JSON status events
+--   KEYS[k+3] <ns>-q:<queue>           list: dramatiq's queue (its redis message ids)
+--   KEYS[k+4] <ns>-q:<queue>.msgs      hash: dramatiq's redis message id -> encoded message
+--   KEYS[k+5] <ns>:idem:<acct>:<key>   string: idempotency key -> message id (ttl > 0)
+--   KEYS[k+6] <ns>:dup:<acct>:<fp>     string: duplicate fingerprint -> first id (window > 0)
+--   KEYS[k+7] <ns>:producer:<name>:sms zset: the producer's index (score ~= "")
+-- Args (shared):
+--   ARGV[1] stream maxlen  ARGV[2] status  ARGV[3] the doorbell channel (<ns>-q:wake,
+--   core/doorbell.py)
+-- then 11 per message, from a = 3 + 11 * (i - 1):
+--   ARGV[a+1] id  ARGV[a+2] next check (ms)  ARGV[a+3] event JSON  ARGV[a+4] idempotency ttl
+--   (s, 0: no key)  ARGV[a+5] duplicate window (ms, 0: no claim)  ARGV[a+6] dramatiq's redis
+--   message id  ARGV[a+7] the encoded dramatiq message  ARGV[a+8] index score (ms, "": no
+--   index)  ARGV[a+9] trim the index below this score ("": no)  ARGV[a+10] the queue's name
+--   ARGV[a+11] the record: a JSON object of field -> text value
 -- The enqueue is what dramatiq's own dispatch.lua "enqueue" command does (HSET the message,
--- RPUSH its id), so workers read it as any other dramatiq message; the PUBLISH wakes them.
--- Returns {"new", id}, {"idem", bound id}, {"dup", first id} or {"exists", id}.
-local id = ARGV[1]
-local idem_ttl = tonumber(ARGV[6])
-local dup_ms = tonumber(ARGV[7])
+-- RPUSH its id), so workers read it as any other dramatiq message; the PUBLISH wakes them, once
+-- per queue and call (subscribers hear it when the script is over: one ring per queue wakes
+-- them as many did).
+-- Returns, per message in order, two items: "new", id | "idem", bound id | "dup", first id |
+-- "exists", id.
+local maxlen, status, doorbell = ARGV[1], ARGV[2], ARGV[3]
+local n = (#ARGV - 3) / 11
+local out = {}
+local rung = {}
 
-if idem_ttl > 0 then
-    local bound = redis.call("get", KEYS[8])
-    if bound then
-        return {"idem", bound}
-    end
-end
-if dup_ms > 0 then
-    local first = redis.call("get", KEYS[9])
-    if first then
-        -- the same content within the window: that message, not a new one
-        if idem_ttl > 0 then
-            redis.call("set", KEYS[8], first, "EX", idem_ttl)
+local function submit(k, a)
+    local id = ARGV[a + 1]
+    local idem_ttl = tonumber(ARGV[a + 4])
+    local dup_ms = tonumber(ARGV[a + 5])
+    if idem_ttl > 0 then
+        local bound = redis.call("get", KEYS[k + 5])
+        if bound then
+            return "idem", bound
         end
-        return {"dup", first}
     end
-end
-if redis.call("exists", KEYS[1]) == 1 then
-    return {"exists", id}
-end
-if dup_ms > 0 then
-    redis.call("set", KEYS[9], id, "PX", dup_ms)
-end
-if idem_ttl > 0 then
-    redis.call("set", KEYS[8], id, "EX", idem_ttl)
-end
-local record = cjson.decode(ARGV[14])
-local flat = {}
-for field, value in pairs(record) do
-    flat[#flat + 1] = field
-    flat[#flat + 1] = value
-end
-redis.call("hset", KEYS[1], unpack(flat))
-redis.call("rpush", KEYS[2], ARGV[4])
-redis.call("xadd", KEYS[3], "MAXLEN", "~", ARGV[3], "*", "id", id, "status", ARGV[5], "event", ARGV[4])
-redis.call("zadd", KEYS[4], ARGV[2], id)
-local acct = record["account"] or "-"
-redis.call("hincrby", KEYS[5], acct .. "|" .. ARGV[5] .. "|", 1)
-redis.call("hset", KEYS[7], ARGV[8], ARGV[9])
-redis.call("rpush", KEYS[6], ARGV[8])
-redis.call("publish", ARGV[12], ARGV[13])
-if ARGV[10] ~= "" then
-    redis.call("zadd", KEYS[10], "NX", ARGV[10], id)
-    if ARGV[11] ~= "" then
-        redis.call("zremrangebyscore", KEYS[10], "-inf", "(" .. ARGV[11])
+    if dup_ms > 0 then
+        local first = redis.call("get", KEYS[k + 6])
+        if first then
+            -- the same content within the window: that message, not a new one
+            if idem_ttl > 0 then
+                redis.call("set", KEYS[k + 5], first, "EX", idem_ttl)
+            end
+            return "dup", first
+        end
     end
+    if redis.call("exists", KEYS[k + 1]) == 1 then
+        return "exists", id
+    end
+    if dup_ms > 0 then
+        redis.call("set", KEYS[k + 6], id, "PX", dup_ms)
+    end
+    if idem_ttl > 0 then
+        redis.call("set", KEYS[k + 5], id, "EX", idem_ttl)
+    end
+    local record = cjson.decode(ARGV[a + 11])
+    local flat = {}
+    for field, value in pairs(record) do
+        flat[#flat + 1] = field
+        flat[#flat + 1] = value
+    end
+    local event = ARGV[a + 3]
+    redis.call("hset", KEYS[k + 1], unpack(flat))
+    redis.call("rpush", KEYS[k + 2], event)
+    redis.call("xadd", KEYS[1], "MAXLEN", "~", maxlen, "*", "id", id, "status", status,
+               "event", event)
+    redis.call("zadd", KEYS[2], ARGV[a + 2], id)
+    redis.call("hincrby", KEYS[3], (record["account"] or "-") .. "|" .. status .. "|", 1)
+    redis.call("hset", KEYS[k + 4], ARGV[a + 6], ARGV[a + 7])
+    redis.call("rpush", KEYS[k + 3], ARGV[a + 6])
+    local queue = ARGV[a + 10]
+    if not rung[queue] then
+        rung[queue] = true
+        redis.call("publish", doorbell, queue)
+    end
+    if ARGV[a + 8] ~= "" then
+        redis.call("zadd", KEYS[k + 7], "NX", ARGV[a + 8], id)
+        if ARGV[a + 9] ~= "" then
+            redis.call("zremrangebyscore", KEYS[k + 7], "-inf", "(" .. ARGV[a + 9])
+        end
+    end
+    return "new", id
 end
-return {"new", id}
+
+for i = 1, n do
+    local outcome, id = submit(3 + 7 * (i - 1), 3 + 11 * (i - 1))
+    out[#out + 1] = outcome
+    out[#out + 1] = id
+end
+return out
