@@ -151,12 +151,14 @@ class ApiServer:
 
     def __init__(self, settings: Settings) -> None:
         from producers.http.app import create_app
+        from producers.http.wire import Protocol
 
         self.app = create_app(settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the HTTP protocol gonets api serves with
         cfg = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                             access_log=False, lifespan="on")
+                             access_log=False, lifespan="on", http=Protocol)
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from core.settings import get_settings
+from producers.http.wire import Protocol
 
 log = logging.getLogger("gonets.api")
 
@@ -53,7 +54,7 @@ def serve(host: str, port: int, *, workers: int = 1) -> int:
     if workers == 1:
         config = uvicorn.Config("producers.http.serve:app_factory", factory=True,
                                 log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=10)
+                                timeout_graceful_shutdown=10, http=Protocol)
         uvicorn.Server(config).run(sockets=[sock])
     else:
         uvicorn.run("producers.http.serve:app_factory", factory=True, fd=sock.fileno(),
