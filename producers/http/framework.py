@@ -3,20 +3,22 @@ every route goes through.
 
 ``route(path, handler, ...)`` reads the body with a size cap (413 past it, checked on
 ``Content-Length`` before anything is read), checks the content type, runs the handler in
-Starlette's thread pool (or, for a route marked ``inline``, on the event loop itself) and
+Starlette's thread pool (or a route's ``on_loop`` handler on the event loop itself) and
 translates errors once:
 ``ApiError`` and the ``core.errors`` a handler lets through become
 ``application/problem+json`` (``problem.py``).  ``Api.route`` adds the producer token (the
 scope a route needs) and ``Idempotency-Key`` to it; a route with its own credentials (the bePaid
 receiver's HTTP Basic) uses ``route`` directly and checks them in its handler.
 
-``inline`` routes (sending one SMS) are one or two Redis round trips of well under a
-millisecond: handing them to a thread and back cost more CPU than the call itself (a fifth of
-a request's time in the profile), so they run where the request is parsed.  A request of such a
-route carrying ``Idempotency-Key`` still goes to a thread: a repeat of a key still running waits
-for the first answer, and the first may be running on this same loop.  Redis calls have
-their timeouts either way (``core.redis_conn``); ``gonets api --workers N`` runs several
-processes, so one waiting on Redis does not hold the others' requests.
+A route with an ``on_loop`` handler (sending one SMS) runs it on the event loop itself: the
+call is one Redis round trip of well under a millisecond, and handing it to a thread and back
+cost more CPU than the call itself (a fifth of a request's time in the profile).  Being async,
+it may wait for other requests' work to share a round trip with them (``sms.SendGroup``).  A
+request of such a route carrying ``Idempotency-Key`` still goes to a thread with the route's
+plain handler: a repeat of a key still running waits for the first answer, and the first may be
+running on this same loop.  Redis calls have their timeouts either way (``core.redis_conn``);
+``gonets api --workers N`` runs several processes, so one waiting on Redis does not hold the
+others' requests.
 
 Imports run one way: route modules (``sms.py``, ``payments.py``…) import this module,
 ``problem.py`` and ``render.py``; ``app.py`` imports the route modules and only assembles.
@@ -24,9 +26,10 @@ Imports run one way: route modules (``sms.py``, ``payments.py``…) import this 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +58,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
 
 Handler = Callable[["Call"], "Reply"]
+#: a handler run on the event loop (``route``'s ``on_loop``)
+LoopHandler = Callable[["Call"], Awaitable["Reply"]]
 #: checks the caller's credentials in the request headers; raises ApiError (401/403/503)
 Authenticate = Callable[[Headers], Principal]
 
@@ -100,13 +105,14 @@ def route(path: str, handler: Handler, *, methods: list[str],
           authenticate: Authenticate | None = None,
           idem: idempotency.Idempotency | None = None, idempotent: bool = False,
           max_body: int = MAX_BODY_BYTES, json_body: bool = True,
-          name: str | None = None, inline: bool = False) -> Route:
+          name: str | None = None, on_loop: LoopHandler | None = None) -> Route:
     """A Starlette route running ``handler`` the one way every route runs.
 
     ``authenticate``: the caller's credentials (None: the handler checks its own, or none);
     ``idempotent``: honour ``Idempotency-Key`` through ``idem``; ``json_body``: a body must be
-    sent as ``application/json`` (415 otherwise); ``inline``: run the handler on the event
-    loop unless the request has an ``Idempotency-Key`` (see the module docstring)."""
+    sent as ``application/json`` (415 otherwise); ``on_loop``: the same handler as a coroutine,
+    run on the event loop for a request without ``Idempotency-Key`` (see the module
+    docstring)."""
     key_idem = idem if idempotent else None
 
     async def endpoint(request: Request) -> Response:
@@ -122,8 +128,11 @@ def route(path: str, handler: Handler, *, methods: list[str],
                     if ctype != "application/json" and not ctype.endswith("+json"):
                         raise ApiError(415, "send the body as application/json",
                                        field="Content-Type")
-            if inline and "idempotency-key" not in request.headers:
-                reply = _handle(request, body, handler, authenticate, key_idem)
+            if on_loop is not None and "idempotency-key" not in request.headers:
+                principal = authenticate(request.headers) if authenticate is not None else None
+                call = _call(request, body, principal)
+                with _translated():
+                    reply = await on_loop(call)
             else:
                 reply = await run_in_threadpool(_handle, request, body, handler, authenticate,
                                                 key_idem)
@@ -135,12 +144,16 @@ def route(path: str, handler: Handler, *, methods: list[str],
     return Route(path, endpoint, methods=methods, name=name)
 
 
+def _call(request: Request, body: bytes, principal: Principal | None) -> Call:
+    return Call(principal, body, dict(request.path_params), request.query_params,
+                request.headers, request.client.host if request.client else "-")
+
+
 def _handle(request: Request, body: bytes, handler: Handler,
             authenticate: Authenticate | None,
             idem: idempotency.Idempotency | None) -> Reply:
     principal = authenticate(request.headers) if authenticate is not None else None
-    call = Call(principal, body, dict(request.path_params), request.query_params,
-                request.headers, request.client.host if request.client else "-")
+    call = _call(request, body, principal)
     key = request.headers.get("idempotency-key") if idem is not None else None
     if key is None or idem is None or principal is None:
         return _run(handler, call)
@@ -167,9 +180,15 @@ def _handle(request: Request, body: bytes, handler: Handler,
 
 
 def _run(handler: Handler, call: Call) -> Reply:
-    """The handler's errors, translated once."""
-    try:
+    with _translated():
         return handler(call)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """A handler's errors, translated once."""
+    try:
+        yield
     except InvalidInput as exc:  # worded for an HTTP client where the reason says how to fix it
         raise ApiError(422, getattr(exc, "http_reason", exc.reason), field=exc.field) from None
     except UnknownMessage:
@@ -246,7 +265,7 @@ class Api:
     def route(self, path: str, handler: Handler, *, methods: list[str],
               scope: str | tuple[str, ...] | None, idempotent: bool = False,
               max_body: int = MAX_BODY_BYTES, json_body: bool = True,
-              name: str | None = None, inline: bool = False) -> Route:
+              name: str | None = None, on_loop: LoopHandler | None = None) -> Route:
         """``route`` for a call with a producer token of ``scope`` (None: no token)."""
         authenticate: Authenticate | None = None
         if scope is not None:
@@ -257,7 +276,7 @@ class Api:
 
         return route(path, handler, methods=methods, authenticate=authenticate,
                      idem=self.idem, idempotent=idempotent, max_body=max_body,
-                     json_body=json_body, name=name, inline=inline)
+                     json_body=json_body, name=name, on_loop=on_loop)
 
     def authenticate(self, headers: Headers, scope: str | tuple[str, ...]) -> Principal:
         """The caller, if the token is valid and has ``scope`` (or one of them)."""
