@@ -26,13 +26,13 @@ Imports run one way: route modules (``sms.py``, ``payments.py``…) import this 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
@@ -97,8 +97,15 @@ class Reply:
     media_type: str = "application/json"
 
     def encode(self) -> str:
-        return self.body if isinstance(self.body, str) else json.dumps(self.body,
-                                                                      ensure_ascii=False)
+        """The body as JSON text: by orjson (a fifth of ``json.dumps``' time for a batch's
+        10,000 results), or ``json.dumps`` for what orjson does not take (keys that are not
+        strings, integers past 64 bits)."""
+        if isinstance(self.body, str):
+            return self.body
+        try:
+            return orjson.dumps(self.body).decode()
+        except TypeError:
+            return json.dumps(self.body, ensure_ascii=False)
 
 
 def route(path: str, handler: Handler, *, methods: list[str],
@@ -131,8 +138,10 @@ def route(path: str, handler: Handler, *, methods: list[str],
             if on_loop is not None and "idempotency-key" not in request.headers:
                 principal = authenticate(request.headers) if authenticate is not None else None
                 call = _call(request, body, principal)
-                with _translated():
+                try:
                     reply = await on_loop(call)
+                except _TRANSLATED as exc:
+                    raise _translate(exc) from (exc if isinstance(exc, _KEEP_CAUSE) else None)
             else:
                 reply = await run_in_threadpool(_handle, request, body, handler, authenticate,
                                                 key_idem)
@@ -180,27 +189,31 @@ def _handle(request: Request, body: bytes, handler: Handler,
 
 
 def _run(handler: Handler, call: Call) -> Reply:
-    with _translated():
-        return handler(call)
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """A handler's errors, translated once."""
     try:
-        yield
-    except InvalidInput as exc:  # worded for an HTTP client where the reason says how to fix it
-        raise ApiError(422, getattr(exc, "http_reason", exc.reason), field=exc.field) from None
-    except UnknownMessage:
-        raise ApiError(404, "no such message") from None
-    except ConfigError as exc:
-        raise ApiError(422, str(exc)) from None
-    except Unavailable as exc:  # the producer's own translation of a Redis outage
+        return handler(call)
+    except _TRANSLATED as exc:
+        raise _translate(exc) from (exc if isinstance(exc, _KEEP_CAUSE) else None)
+
+
+#: the errors a handler may let through, answered as problem+json by ``_translate``
+_TRANSLATED = (InvalidInput, UnknownMessage, ConfigError, Unavailable, redis.RedisError)
+_KEEP_CAUSE = (Unavailable, redis.RedisError)
+
+
+def _translate(exc: BaseException) -> ApiError:
+    """The answer to one of the ``_TRANSLATED`` errors a handler let through, translated once
+    (raise it ``from`` the error for Redis outages, from None for the rest)."""
+    if isinstance(exc, InvalidInput):  # worded for an HTTP client where the reason says how
+        return ApiError(422, getattr(exc, "http_reason", exc.reason), field=exc.field)
+    if isinstance(exc, UnknownMessage):
+        return ApiError(404, "no such message")
+    if isinstance(exc, ConfigError):
+        return ApiError(422, str(exc))
+    if isinstance(exc, Unavailable):  # the producer's own translation of a Redis outage
         log.error("%s", exc)
-        raise store_unavailable() from exc
-    except redis.RedisError as exc:
+    else:
         log.error("Redis unavailable: %s", type(exc).__name__)
-        raise store_unavailable() from exc
+    return store_unavailable()
 
 
 def store_unavailable() -> ApiError:

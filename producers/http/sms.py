@@ -10,7 +10,8 @@ that queued nothing new because this producer sent the same already says so: the
 whose id the answer carries.
 
 Single sends that arrive together share one Redis round trip (``SendGroup``): the API's
-costliest steps for one SMS were its Redis call and the system calls around it.
+costliest steps for one SMS were its Redis call and the system calls around it (profile of
+``make bench``'s ``api_single``).
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ def parse_since(raw: str) -> int:
 
 
 class SendGroup:
-    """``POST /v1/sms`` requests that arrive together, sent to Redis in one pipeline.
+    """``POST /v1/sms`` requests that arrive together, sent to Redis in one round trip.
 
     Each request is checked and its job prepared in its own task, on the event loop (its
     errors are its own; the job carries that request's trace), then waits.  The first to wait
     schedules the flush with ``call_soon``: it runs once the loop has handled every request it
-    read in this pass, and runs the waiting submissions in arrival order in one pipeline (one
-    alone: one script call), exactly the scripts ``Producer.queue_sms`` runs one by one.  A
-    request alone waits for nothing; under load, a pass of the loop holds a few to a few dozen.
-    A Redis error fails every request of the pipeline with 503 (a message it did accept is
-    found again by a retry: the duplicate window answers with its id, as for a batch)."""
+    read in this pass, and hands the waiting submissions, in arrival order, to the producer's
+    submit step (``Producer._execute``: one script call for them all, each message whole, as
+    for ``send_many``), the step ``Producer.queue_sms`` takes with one.  A request alone waits
+    for nothing; under load, a pass of the loop holds a few to a few dozen.  A Redis error
+    fails every request of the flush with 503 (a message it did accept is found again by a
+    retry: the duplicate window answers with its id, as for a batch)."""
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
@@ -152,7 +154,7 @@ class SmsRoutes:
         return self._accepted(got)
 
     async def send_one_on_loop(self, call: Call) -> Reply:
-        """``send_one`` on the event loop, in a pipeline with the requests beside it."""
+        """``send_one`` on the event loop, sent to Redis with the requests beside it."""
         kw = self._item(call, call.json())
         try:
             got = await self.group.send(kw)
