@@ -20,7 +20,9 @@ Settings that keep work from being lost:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import operator
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +41,7 @@ from dramatiq.middleware import (
     Callbacks,
     CurrentMessage,
     Middleware,
+    MiddlewareError,
     Retries,
     ShutdownNotifications,
     TimeLimit,
@@ -309,7 +312,8 @@ def enqueue(broker: dramatiq.Broker, queue_name: str, actor_name: str, *args: An
     return broker.enqueue(message, delay=delay_ms)
 
 
-@dataclass(frozen=True)
+#: slots, not frozen: one per message on the send path (as ``producers.sms.Draft``)
+@dataclass(slots=True)
 class Job:
     """A message as ``RedisBroker.enqueue`` would write it, not written yet: its queue's keys,
     its redis message id and its encoding (written by ``core/lua/submit.lua`` together with
@@ -324,18 +328,54 @@ class Job:
     doorbell: str
 
 
+_hooks_lock = threading.Lock()
+
+
+def _hooks(broker: dramatiq.Broker, signal: str) -> list[Any]:
+    """The ``signal`` methods (``before_enqueue``) of ``broker``'s middleware that do
+    something, in the order ``emit_before`` calls them (``emit_after``'s is reversed): those
+    ``Middleware`` itself leaves empty are skipped.  Found again whenever the middleware list
+    changed (sentry-sdk adds its own).  Kept on the broker: signal -> (the middleware list
+    they were found in, the hooks)."""
+    mw = broker.middleware
+    known: dict[str, tuple[list[Any], list[Any]]] | None = getattr(broker, "_gonets_hooks", None)
+    found = known.get(signal) if known is not None else None
+    if found is not None and found[0] == mw:
+        return found[1]
+    empty = getattr(Middleware, signal)
+    hooks = [fn for fn in (getattr(m, signal) for m in mw)
+             if getattr(fn, "__func__", None) is not empty]
+    with _hooks_lock:
+        known = {**(getattr(broker, "_gonets_hooks", None) or {}), signal: (list(mw), hooks)}
+        broker._gonets_hooks = known  # type: ignore[attr-defined]
+    return hooks
+
+
 def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -> Job:
     """What ``enqueue`` writes (no delay): the same message copy, the same middleware before
     it, the same encoding; dramatiq's dispatch.lua then HSETs ``data`` under ``redis_id`` in
     ``<ns>:<queue>.msgs`` and RPUSHes ``redis_id`` onto ``<ns>:<queue>``."""
     # enqueue copies the message with this one option added to none: the same message
+    redis_id = uuid4_str()
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={},
-        options={"redis_message_id": uuid4_str()}, message_id=uuid4_str())
-    broker.emit_before("enqueue", message, None)
+        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={},
+        options={"redis_message_id": redis_id}, message_id=uuid4_str())
+    # broker.emit_before("enqueue", message, None), without the calls that do nothing
+    for hook in _hooks(broker, "before_enqueue"):
+        try:
+            hook(broker, message, None)
+        except MiddlewareError:
+            raise
+        except Exception:
+            broker.logger.critical("Unexpected failure in before_enqueue of %r.",
+                                   getattr(hook, "__self__", hook), exc_info=True)
     full = f"{broker.namespace}:{queue_name}"
-    return Job(message, full, full + ".msgs", message.options["redis_message_id"],
-               _encode(message), channel(broker))
+    return Job(message, full, full + ".msgs", redis_id, _encode(message), channel(broker))
+
+
+#: the fields of a dramatiq message, in ``Message.asdict``'s order
+_FIELDS = tuple(f.name for f in dataclasses.fields(dramatiq.Message))
+_values = operator.attrgetter(*_FIELDS)
 
 
 def _encode(message: dramatiq.Message[Any]) -> bytes:
@@ -345,7 +385,7 @@ def _encode(message: dramatiq.Message[Any]) -> bytes:
     step after its checks); any other encoder, or a value orjson does not take, is dramatiq's."""
     if type(dramatiq.get_encoder()) is JSONEncoder:
         try:
-            return orjson.dumps(message.asdict())
+            return orjson.dumps(dict(zip(_FIELDS, _values(message), strict=True)))
         except TypeError:
             pass
     return message.encode()
@@ -354,11 +394,12 @@ def _encode(message: dramatiq.Message[Any]) -> bytes:
 def enqueued(broker: RedisBroker, job: Job) -> None:
     """The middleware's after-enqueue of a prepared job once it is written (as ``emit_after``
     runs it), but for the doorbell's: the script that wrote the job rang it already."""
-    for middleware in reversed(broker.middleware):
-        if isinstance(middleware, Doorbell):
+    for hook in reversed(_hooks(broker, "after_enqueue")):
+        owner = getattr(hook, "__self__", hook)
+        if isinstance(owner, Doorbell):
             continue
         try:
-            middleware.after_enqueue(broker, job.message, None)  # type: ignore[arg-type]
+            hook(broker, job.message, None)
         except Exception:
-            broker.logger.critical("Unexpected failure in after_enqueue of %r.", middleware,
+            broker.logger.critical("Unexpected failure in after_enqueue of %r.", owner,
                                    exc_info=True)

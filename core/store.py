@@ -321,7 +321,8 @@ class RecordStore(Generic[S]):
                                               num=limit))
 
 
-@dataclass(frozen=True)
+#: slots, not frozen: one per message on the send path (as ``producers.sms.Draft``)
+@dataclass(slots=True)
 class Submission:
     """One message for ``Store.submit``: its record, its dramatiq job (``core.broker.prepare``)
     and the keys it claims.  ``idempotency`` is (key, ttl s), ``duplicate`` (key, window ms),

@@ -33,6 +33,11 @@ _SEND_ARGS = {"to", "text", "sender", "account", "lane", "kind", "validity", "id
               "allow_private_callback"}
 
 
+#: ``Lane(x)`` and ``Kind(x)`` of a text, as a lookup
+_LANES = {m.value: m for m in Lane}
+_KINDS = {m.value: m for m in Kind}
+
+
 def new_message_id() -> str:
     return uuid4_hex()
 
@@ -47,7 +52,9 @@ class Queued:
     duplicate: bool = False
 
 
-@dataclass(frozen=True)
+#: slots, not frozen: one is built per message on the send path (a frozen dataclass sets
+#: each field through object.__setattr__, three times the cost); nothing changes one
+@dataclass(slots=True)
 class Draft:
     """A message that passed every check of ``send_sms``, not yet accepted."""
 
@@ -75,6 +82,11 @@ class Producer:
         self.settings = settings
         self.store = store or Store.from_settings(settings)
         self.broker = broker or get_broker(settings)
+        #: routes that do not depend on the message, per account named (None: the default
+        #: one), found for ``_routes_of`` (``_route``)
+        self._routes_of: Settings | None = None
+        self._routes: dict[str | None, Route] = {}
+        self._one_route = False
 
     def send_sms(self, to: str, text: str, **kw: Any) -> str:
         """Queue one SMS and return its id (a duplicate's: the first message's).
@@ -178,14 +190,12 @@ class Producer:
         phone = v.normalise_phone(to, self.settings.default_region)
         text = v.check_text(text)
         sender = v.check_sender(sender)
-        try:
-            lane_v = Lane(lane)
-        except ValueError:
-            raise InvalidInput("lane", "must be 'urgent' or 'bulk'") from None
-        try:
-            kind_v = Kind(kind)
-        except ValueError:
-            raise InvalidInput("kind", "must be 'transactional' or 'promotional'") from None
+        lane_v = _LANES.get(lane) if isinstance(lane, str) else None  # Lane(lane)
+        if lane_v is None:
+            raise InvalidInput("lane", "must be 'urgent' or 'bulk'")
+        kind_v = _KINDS.get(kind) if isinstance(kind, str) else None
+        if kind_v is None:
+            raise InvalidInput("kind", "must be 'transactional' or 'promotional'")
         if kind_v is Kind.PROMOTIONAL:
             consent.require_consent(self.store, phone)
         validity = v.check_validity(validity)
@@ -193,8 +203,7 @@ class Producer:
         # a private callback target only where the operator allows it (callback_targets.py)
         callback_url = v.check_callback_url(callback_url, allow_private=allow_private_callback)
         try:
-            route = (Route(accounts=[self.settings.account(account).name]) if account
-                     else self.settings.route_for(phone, kind=kind_v.value, lane=lane_v.value))
+            route = self._route(phone, account, kind_v, lane_v)
             acct = self.settings.account(
                 routing.choose(self.store.r, self.store.keys, self.settings, route))
         except ConfigError as exc:
@@ -228,6 +237,26 @@ class Producer:
                      sender=sender, text=text, fields=fields, validity_min=validity,
                      idempotency_key=idempotency_key, idempotency_ttl_s=idempotency_ttl_s,
                      producer=producer, scope=route.scope, dup_sender=dup_sender)
+
+    def _route(self, phone: str, account: str | None, kind: Kind, lane: Lane) -> Route:
+        """The message's route: the named account's, else ``Settings.route_for``'s.  Settings
+        are frozen, so where the answer cannot depend on the message (a named account; no
+        ``[[routes]]`` and no ``route_prefixes``: ``default_account`` or the only SMS account)
+        it is found once per settings object."""
+        settings = self.settings
+        if self._routes_of is not settings:
+            one_route = not settings.routes and not any(
+                a.route_prefixes for a in settings.sms_accounts())
+            self._routes, self._one_route, self._routes_of = {}, one_route, settings
+        key = account if account else None if self._one_route else ""
+        if key == "":
+            return settings.route_for(phone, kind=kind.value, lane=lane.value)
+        route = self._routes.get(key)
+        if route is None:
+            route = (Route(accounts=[settings.account(account).name]) if account
+                     else settings.route_for(phone, kind=kind.value, lane=lane.value))
+            self._routes[key] = route
+        return route
 
     def _submission(self, d: Draft) -> tuple[Submission, Job]:
         """Every key the message claims or writes, built in this one place."""

@@ -37,3 +37,15 @@ def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
     os.close(r)
     parent = [uuid4_hex() for _ in range(10)]
     assert len(child) == 10 and not set(child) & set(parent)
+
+
+def test_threads_make_ids_of_their_own() -> None:
+    """Each thread draws its own random bytes: ids made at once in several threads are still
+    version 4 UUIDs that never repeat."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [uuid4_str() for _ in range(5000)], range(8)))
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) == 40_000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids[::97])

@@ -4,6 +4,8 @@ claims the keys, writes the record and its dramatiq job; ``send_many`` checks ea
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import dramatiq
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from core.broker import _encode, enqueue
 from core.errors import InvalidInput
 from core.store import Store
-from producers import Producer
+from producers import Producer, duplicates
 from producers.index import ProducerIndex
 from producers.sms import Queued
 
@@ -165,3 +167,16 @@ def test_the_record_reads_back_as_sent_through_the_scripts_json(producer, store)
     assert rec["idempotency_key"] == "k\"1" and rec["producer"] == "shop"
     assert rec["account"] == "smsc" and rec["status"] == "queued" and rec["id"] == msg_id
     assert store.r.hget(store.key("stats"), "smsc|queued|") == "1"
+
+
+@given(producer=st.none() | st.text(), phone=st.text(), sender=st.none() | st.text(),
+       text=st.text())
+@hsettings(max_examples=500, deadline=None)
+def test_the_duplicate_fingerprint_is_the_json_encoders(producer: str | None, phone: str,
+                                                        sender: str | None, text: str) -> None:
+    """The duplicate key's fingerprint, its JSON written directly, is the hash of what
+    ``json.dumps`` writes for any text (quotes, backslashes, control characters, non-ASCII):
+    a key claimed before still matches."""
+    raw = json.dumps([producer or "-", phone, sender or "", text], ensure_ascii=False)
+    assert duplicates.fingerprint(producer, phone, sender, text) == \
+        hashlib.sha256(raw.encode("utf-8")).hexdigest()
