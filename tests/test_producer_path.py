@@ -180,3 +180,36 @@ def test_the_duplicate_fingerprint_is_the_json_encoders(producer: str | None, ph
     raw = json.dumps([producer or "-", phone, sender or "", text], ensure_ascii=False)
     assert duplicates.fingerprint(producer, phone, sender, text) == \
         hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def test_middleware_added_later_sees_every_send(producer, store) -> None:
+    """A middleware added after sends began (sentry-sdk adds its own) has its before- and
+    after-enqueue hooks called for each message as ``broker.enqueue`` would, its options
+    written into the job; one whose hook fails is logged, the send goes on."""
+    producer.send_sms("+375291234500", "before the middleware")
+    seen: list[str] = []
+
+    class Stamp(dramatiq.Middleware):
+        def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+            message.options["stamp"] = "yes"
+            seen.append("before")
+
+        def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+            seen.append("after")
+
+    class Broken(dramatiq.Middleware):
+        def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+            raise ValueError("a broken middleware")
+
+    producer.broker.add_middleware(Stamp())
+    producer.broker.add_middleware(Broken())
+    try:
+        got = producer.send_many([{"to": "+375291234501", "text": "a"},
+                                  {"to": "+375291234502", "text": "b"}])
+    finally:
+        producer.broker.middleware[:] = [m for m in producer.broker.middleware
+                                         if not isinstance(m, (Stamp, Broken))]
+    assert seen == ["before", "before", "after", "after"]
+    ids = {x.id for x in got if isinstance(x, Queued)}
+    jobs = [j for j in _queued(producer, "sms.smsc.bulk") if j.args[0] in ids]
+    assert len(jobs) == 2 and all(j.options["stamp"] == "yes" for j in jobs)
