@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from producers.http.models import BatchIn, SmsIn
 from producers.http.problem import ApiError, field_path, from_validation
 from producers.http.render import event_out, iso
 from producers.index import ProducerIndex
-from producers.sms import Producer, Queued
+from producers.sms import BATCH_CHUNK, Producer, Queued
 
 #: the header of an answer that queued nothing new: the id of the message it repeats
 DUPLICATE_HEADER = "Gonets-Duplicate-Of"
@@ -65,9 +66,10 @@ class SendGroup:
     errors are its own; the job carries that request's trace), then waits.  The first to wait
     schedules the flush with ``call_soon``: it runs once the loop has handled every request it
     read in this pass, and hands the waiting submissions, in arrival order, to the producer's
-    submit step (``Producer._execute``: one script call for them all, each message whole, as
-    for ``send_many``), the step ``Producer.queue_sms`` takes with one.  A request alone waits
-    for nothing; under load, a pass of the loop holds a few to a few dozen.  A Redis error
+    submit step (``Producer._execute``: one script call for up to ``BATCH_CHUNK`` of them,
+    each message whole, as for ``send_many``), the step ``Producer.queue_sms`` takes with one.
+    A request alone waits for nothing; under load, a pass of the loop holds a few to a few
+    dozen.  A Redis error
     fails every request of the flush with 503 (a message it did accept is found again by a
     retry: the duplicate window answers with its id, as for a batch)."""
 
@@ -86,11 +88,18 @@ class SendGroup:
         done: asyncio.Future[Queued] = loop.create_future()
         self.waiting.append((submission, done))
         if len(self.waiting) == 1:
-            loop.call_soon(self._flush)
+            self._schedule(loop)
         return await done
 
-    def _flush(self) -> None:
-        group, self.waiting = self.waiting, []
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # in a context of its own: the flush is every waiting request's, not the first's
+        loop.call_soon(self._flush, loop, context=contextvars.Context())
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        # no longer a script call than send_many's: Redis runs nothing else meanwhile
+        group, self.waiting = self.waiting[:BATCH_CHUNK], self.waiting[BATCH_CHUNK:]
+        if self.waiting:
+            self._schedule(loop)
         subs = [sub for sub, _ in group]
         p = self.producer
         try:
