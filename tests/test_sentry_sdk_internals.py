@@ -141,3 +141,71 @@ def test_the_transport_methods_gonets_replaces_are_the_ones_sentry_sdk_calls() -
         assert encoding == "gzip" and gzip.decompress(body.getvalue()) == envelope.serialize()
     finally:
         transport.kill()
+
+
+def test_the_sending_threads_hooks_quietworker_replaces_are_the_ones_sentry_sdk_uses() -> None:
+    """``QuietWorker`` (core/observability/transport.py) is sentry-sdk's ``BackgroundWorker``
+    with its own queue and loop: the transport must still build its worker by
+    ``_create_worker``, the worker hand envelopes over by ``put_nowait`` and stop on
+    ``_TERMINATOR``, its flush wait on the queue's ``unfinished_tasks``, and its thread run
+    ``_target``."""
+    import inspect
+
+    from sentry_sdk import worker as sdk_worker
+    from sentry_sdk.transport import HttpTransportCore
+
+    assert "self._create_worker(options)" in inspect.getsource(HttpTransportCore.__init__)
+    bw = sdk_worker.BackgroundWorker
+    assert "self._queue.put_nowait(callback)" in inspect.getsource(bw.submit)
+    assert "self._queue.put_nowait(_TERMINATOR)" in inspect.getsource(bw.kill)
+    assert "queue.unfinished_tasks" in inspect.getsource(bw._timed_queue_join)
+    assert "target=self._target" in inspect.getsource(bw.start)
+
+
+def test_envelopes_sent_by_the_quiet_worker_all_arrive_and_an_idle_one_is_woken() -> None:
+    """Transactions finished by eight threads at once all reach Sentry, in bursts the
+    sending thread sends back to back after its nap; once idle, the thread sleeps until the
+    next envelope, which still goes out at once (no flush); a flush sends what is queued, and
+    closing the client stops the thread."""
+    import threading
+
+    import sentry_sdk
+
+    from core.observability import transport
+
+    standin = SentryStandIn()
+    try:
+        with reporting_to(standin, role="worker", environment="test", traces_sample_rate=1.0):
+            worker = sentry_sdk.get_client().transport._worker  # type: ignore[union-attr]
+            assert isinstance(worker, transport.QuietWorker)
+
+            def jobs(t: int) -> None:
+                for i in range(40):
+                    with sentry_sdk.start_transaction(op="queue.task.dramatiq",
+                                                      name=f"job-{t}-{i}", sampled=True):
+                        pass
+
+            threads = [threading.Thread(target=jobs, args=(t,)) for t in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            sentry_sdk.flush(10)
+            assert len(standin.of_type("transaction")) == 320
+            poll_until(lambda: worker._queue.idle, 5, "the sending thread asleep")
+            with sentry_sdk.start_transaction(op="queue.task.dramatiq", name="after-idle",
+                                              sampled=True):
+                pass
+            poll_until(lambda: any(t["transaction"] == "after-idle"
+                                   for t in standin.of_type("transaction")),
+                       5, "the envelope that woke the thread")
+            with sentry_sdk.start_transaction(op="queue.task.dramatiq", name="flushed",
+                                              sampled=True):
+                pass
+            sentry_sdk.flush(10)
+            assert any(t["transaction"] == "flushed" for t in standin.of_type("transaction"))
+            thread = worker._thread
+            assert thread is not None and thread.is_alive()
+    finally:
+        standin.stop()
+    poll_until(lambda: not thread.is_alive(), 5, "the sending thread stopped")
