@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from core.embedded_redis import RedisServer
 from core.settings import load_settings
@@ -177,9 +178,11 @@ def roundtrips(env: dict[str, str], url: str, n: int) -> tuple[float, float]:
     return c.top / n, c.all / n
 
 
-def api_single(port: int, token: str, n: int, tag: str = "single") -> tuple[float, float]:
+def api_single(port: int, token: str, n: int, tag: str = "single",
+               ids: list[str] | None = None) -> tuple[float, float]:
     """``POST /v1/sms`` from ``CLIENTS`` keep-alive HTTP/1.1 connections at once, one request
-    in flight on each: (messages/s, this client's CPU ms per message).
+    in flight on each: (messages/s, this client's CPU ms per message); the ids answered are
+    appended to ``ids``.
 
     The client is one asyncio loop writing requests encoded beforehand and reading each
     answer's status line, headers and body (~0.1 ms of CPU a request): on a 2-core host a
@@ -213,6 +216,8 @@ def api_single(port: int, token: str, n: int, tag: str = "single") -> tuple[floa
             body = await reader.readexactly(length)
             if head[9:12] != b"202":
                 errors.append(head + body)
+            elif ids is not None:
+                ids.append(orjson.loads(body)["id"])
         writer.close()
         await writer.wait_closed()
 
@@ -228,7 +233,7 @@ def api_single(port: int, token: str, n: int, tag: str = "single") -> tuple[floa
     return rate, client_ms
 
 
-def api_batch(url: str, token: str, n: int) -> float:
+def api_batch(url: str, token: str, n: int, ids: list[str] | None = None) -> float:
     bodies = []
     for sent in range(0, n, BATCH):
         k = min(BATCH, n - sent)
@@ -241,9 +246,48 @@ def api_batch(url: str, token: str, n: int) -> float:
         for k, body in bodies:
             r = c.post("/v1/sms/batch", content=body)
             r.raise_for_status()
-            if r.json()["accepted"] != k:
-                raise RuntimeError(f"batch accepted {r.json()['accepted']} of {k}")
+            got = r.json()
+            if got["accepted"] != k:
+                raise RuntimeError(f"batch accepted {got['accepted']} of {k}")
+            if ids is not None:
+                ids.extend(item["id"] for item in got["results"])
     return n / (time.monotonic() - t0)
+
+
+class Accepted:
+    """What the API accepted around a block: the producer's index entries and the jobs on
+    its queue (no worker runs), against the ids it answered: lost and doubled messages."""
+
+    def __init__(self, env: dict[str, str], producer: str) -> None:
+        from core.contracts import send_queue
+        from core.keys import Keys
+
+        settings = load_settings(env)
+        self.store = Store.from_settings(settings)
+        self.producer = producer
+        self.queue = f"{Keys(settings.namespace).broker_namespace()}:{send_queue('smsc', 'bulk')}"
+        self.ids: list[str] = []
+
+    def _counts(self) -> tuple[int, int]:
+        from producers.index import ProducerIndex
+
+        return (ProducerIndex(self.store).size(self.producer),
+                int(self.store.r.llen(self.queue)))
+
+    def __enter__(self) -> Accepted:
+        self.before = self._counts()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        indexed, queued = (a - b for a, b in zip(self._counts(), self.before, strict=True))
+        distinct = len(set(self.ids))
+        #: answered but not written (or not queued), and written or queued more than answered
+        self.lost = max(0, distinct - min(indexed, queued))
+        self.doubled = len(self.ids) - distinct + max(0, max(indexed, queued) - distinct)
+        self.store.close()
+
+    def note(self) -> str:
+        return f"lost {self.lost}, doubled {self.doubled} (ids answered against index and queue)"
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -307,11 +351,13 @@ def run() -> list[dict[str, Any]]:
             api_single(port, token, 10 * CLIENTS, "warm-up")  # connections, the token
             load_single = os.getloadavg()[0]
             cpu0 = tree_cpu_s(api.pid)
-            single, client_ms = api_single(port, token, N_SINGLE)
+            with Accepted(env, "bench") as single_count:
+                single, client_ms = api_single(port, token, N_SINGLE, ids=single_count.ids)
             single_ms = (tree_cpu_s(api.pid) - cpu0) * 1000 / (N_SINGLE // CLIENTS * CLIENTS)
             load_batch = os.getloadavg()[0]
             cpu0 = tree_cpu_s(api.pid)
-            batch = api_batch(url, token, N_BATCH)
+            with Accepted(env, "bench") as batch_count:
+                batch = api_batch(url, token, N_BATCH, ids=batch_count.ids)
             batch_ms = (tree_cpu_s(api.pid) - cpu0) * 1000 / N_BATCH
         finally:
             if api is not None:
@@ -339,12 +385,12 @@ def run() -> list[dict[str, Any]]:
                 note=f"POST /v1/sms, one SMS a request, {CLIENTS} keep-alive connections at "
                      f"once, {N_SINGLE} messages; gonets api as make run starts it (1 "
                      f"process); API CPU {single_ms:.2f} ms/msg, client CPU {client_ms:.2f} "
-                     f"ms/msg (one asyncio loop); host load {load_single:.1f}; baseline: "
-                     "send_sms in a loop"),
+                     f"ms/msg (one asyncio loop); host load {load_single:.1f}; "
+                     f"{single_count.note()}; baseline: send_sms in a loop"),
         _result("api_batch_msgs_per_s", batch, "msg/s", baseline=py_rate, target=">= 5000",
                 note=f"POST /v1/sms/batch of {BATCH}, {N_BATCH} messages, bodies encoded "
                      f"beforehand; API CPU {batch_ms:.3f} ms/msg; host load {load_batch:.1f}; "
-                     "baseline: send_sms in a loop"),
+                     f"{batch_count.note()}; baseline: send_sms in a loop"),
     ]
 
 
