@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -60,10 +60,18 @@ class AccountState:
     def pause_state(self, account: str) -> tuple[float, bool]:
         """(seconds the pool stays paused, whether an incident is open), one round trip."""
         pipe = self.r.pipeline(transaction=False)
+        self.queue_pause_state(pipe, account)
+        return self.read_pause_state(*pipe.execute())
+
+    def queue_pause_state(self, pipe: Any, account: str) -> None:
+        """Queue ``pause_state``'s two reads on ``pipe`` (``read_pause_state`` reads their
+        replies): a send reads them with its record (``Runtime.find_for_send``)."""
         pipe.pttl(self.keys.pause(account))
         # a run of failed tries (core/routing.py) is closed by a send that works, as an incident
         pipe.exists(self.keys.incident(account), self.keys.unreach(account))
-        ttl, incident = pipe.execute()
+
+    @staticmethod
+    def read_pause_state(ttl: Any, incident: Any) -> tuple[float, bool]:
         return max(int(ttl), 0) / 1000.0, bool(incident)
 
     def resumed_after(self, account: str, started_ms: int) -> bool:

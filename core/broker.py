@@ -34,6 +34,7 @@ import dramatiq
 import orjson
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.middleware import (
@@ -217,7 +218,6 @@ def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
     ``queues`` (at their head: ``lua/requeue_dead.lua``) and their delay queues (dramatiq's
     own dispatch script) and ring their doorbell (``core/doorbell.py``).  An idle healthy
     pool writes its heartbeat, nothing else."""
-    from dramatiq.common import current_millis, dq_name
 
     now = current_millis()
     beats = f"{broker.namespace}:__heartbeats__"
@@ -378,6 +378,23 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(dramatiq.Message))
 _values = operator.attrgetter(*_FIELDS)
 
 
+def prepare_delayed(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any,
+                    delay_ms: int) -> Job:
+    """What ``enqueue(..., delay_ms=delay_ms)`` writes: as in ``RedisBroker.enqueue`` with a
+    delay, the message goes on the queue's delay queue (``<queue>.DQ``) with its ``eta``,
+    after the same middleware; a script then writes it as ``prepare`` says (a worker's poll
+    job, with the send's record: ``Store.mark_submitted``), and ``enqueued`` follows."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options={})
+    message = message.copy(queue_name=dq_name(queue_name),
+                           options={"redis_message_id": uuid4_str(),
+                                    "eta": current_millis() + delay_ms})
+    broker.emit_before("enqueue", message, delay_ms)
+    full = f"{broker.namespace}:{message.queue_name}"
+    return Job(message, full, full + ".msgs", message.options["redis_message_id"],
+               _encode(message), channel(broker))
+
+
 def _encode(message: dramatiq.Message[Any]) -> bytes:
     """``message.encode()``: with dramatiq's ``JSONEncoder`` (``build_broker`` sets no other),
     the same JSON document by orjson (UTF-8 where ``json.dumps`` writes ``\\u`` escapes), which
@@ -391,15 +408,16 @@ def _encode(message: dramatiq.Message[Any]) -> bytes:
     return message.encode()
 
 
-def enqueued(broker: RedisBroker, job: Job) -> None:
+def enqueued(broker: RedisBroker, job: Job, delay: int | None = None) -> None:
     """The middleware's after-enqueue of a prepared job once it is written (as ``emit_after``
-    runs it), but for the doorbell's: the script that wrote the job rang it already."""
+    runs it), but for the doorbell's: the script that wrote the job rang it already (if it
+    had to: ``core.doorbell.rings``). ``delay``: ``prepare_delayed``'s."""
     for hook in reversed(_hooks(broker, "after_enqueue")):
         owner = getattr(hook, "__self__", hook)
         if isinstance(owner, Doorbell):
             continue
         try:
-            hook(broker, job.message, None)
+            hook(broker, job.message, delay)
         except Exception:
             broker.logger.critical("Unexpected failure in after_enqueue of %r.", owner,
                                    exc_info=True)

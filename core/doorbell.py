@@ -48,6 +48,14 @@ def channel(broker: RedisBroker) -> str:
     return f"{broker.namespace}:wake"
 
 
+def rings(broker: Any, delay: int | None) -> bool:
+    """Whether a job enqueued with ``delay`` (ms) rings its queue's doorbell: a job due after
+    the next idle look (a status poll in minutes) needs no ring: that look fetches it before
+    it is due, and a busy worker saves a round trip per send."""
+    return isinstance(broker, QuietBroker) and \
+        (delay is None or delay < broker.idle_poll_s * 1000)
+
+
 class QuietBroker(RedisBroker):
     """dramatiq's RedisBroker whose consumers wait for the doorbell instead of polling."""
 
@@ -160,10 +168,7 @@ class Doorbell(Middleware):
         self._thread: threading.Thread | None = None
 
     def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
-        # a job due after the next idle look (a status poll in minutes) needs no ring: that
-        # look fetches it before it is due, and a busy worker saves a round trip per send
-        if isinstance(broker, QuietBroker) and \
-                (delay is None or delay < broker.idle_poll_s * 1000):
+        if rings(broker, delay):
             try:
                 broker.announce(message.queue_name)
             except redis.RedisError:

@@ -46,8 +46,24 @@ from core.settings import Settings
 from core.timing import now_ms as now_ms  # re-exported: the store's clock is the timing rules'
 
 
-def _lua(name: str) -> str:
+def lua_text(name: str) -> str:
+    """The text of ``core/lua/<name>``."""
     return resources.files("core").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+_lua = lua_text
+
+
+def composed_script(client: redis.Redis, name: str, main: str, **parts: str) -> Any:
+    """Register the script ``main`` (the text of the file ``name``) preceded by each of
+    ``parts`` (function name -> another script's text, which reads ``KEYS`` and ``ARGV``) as a
+    local Lua function ``fn(KEYS, ARGV)``: ``main`` runs those very scripts within its own
+    step. Its trace spans carry ``name`` (``core.observability.tracing.script_name``)."""
+    text = "".join(f"local function {fn}(KEYS, ARGV)\n{source}\nend\n"
+                   for fn, source in parts.items())
+    script = client.register_script(text + main)
+    script._gonets_name = name  # type: ignore[attr-defined]
+    return script
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -280,6 +296,20 @@ class RecordStore(Generic[S]):
                    account: str | None = None, **fields: Any) -> Transition[S]:
         """Move a record to ``status``, setting ``fields`` with it; refused if the record is
         final or the move goes backwards. ``account`` spares a read for a per-account index."""
+        st, keys, args, extra = self._transition_call(rec_id, status, reason=reason,
+                                                      account=account, fields=fields)
+        res = int(self._transition(keys=keys, args=args))
+        if res in (1, 2):
+            return self._transitioned(rec_id, st, res, extra)
+        if res == -1:
+            raise UnknownMessage(rec_id)
+        current = self.r.hget(keys[0], "status") or st.value
+        return Transition(changed=False, status=self.model.statuses(text(current)))
+
+    def _transition_call(self, rec_id: str, status: S | str, *, reason: str,
+                         account: str | None, fields: Mapping[str, Any]
+                         ) -> tuple[S, list[str], list[Any], dict[str, str]]:
+        """The status, keys and arguments of ``lua/transition.lua``, and the fields it sets."""
         st = self.model.statuses(status)
         ts = now_ms()
         extra = {k: _s(v) for k, v in fields.items() if v is not None}
@@ -296,19 +326,16 @@ class RecordStore(Generic[S]):
         if account is not None and "account" in self.model.event_fields:
             event["account"] = account  # the account it happened on (a route may move it)
         keys = self._keys(rec_id, self._index_key_of(rec_id, account))
-        res = int(self._transition(
-            keys=keys,
-            args=[st.value, self.model.rank(st), "1" if self.model.final(st) else "0", ts,
-                  self.retention_s, self.events_maxlen, rec_id, json.dumps(event),
-                  *_flat(extra)]))
-        if res == -1:
-            raise UnknownMessage(rec_id)
-        if res in (1, 2):
-            if _on_transition is not None:
-                _on_transition(rec_id, st.value, extra.get("error_code") or None)
-            return Transition(changed=res == 1, status=st)
-        current = self.r.hget(keys[0], "status") or st.value
-        return Transition(changed=False, status=self.model.statuses(text(current)))
+        args = [st.value, self.model.rank(st), "1" if self.model.final(st) else "0", ts,
+                self.retention_s, self.events_maxlen, rec_id, json.dumps(event), *_flat(extra)]
+        return st, keys, args, extra
+
+    @staticmethod
+    def _transitioned(rec_id: str, st: S, res: int, extra: Mapping[str, str]) -> Transition[S]:
+        """What ``transition.lua`` answered 1 (changed) or 2 (same status) means."""
+        if _on_transition is not None:
+            _on_transition(rec_id, st.value, extra.get("error_code") or None)
+        return Transition(changed=res == 1, status=st)
 
     def schedule(self, rec_id: str, at_ms: int, account: str | None = None) -> None:
         """When a non-final record is next due in the index (no-op once it left it)."""
@@ -343,6 +370,37 @@ class Submission:
     index: tuple[str, int, int | None] | None = None
 
 
+@dataclass
+class Attempt:
+    """One call of ``lua/attempt.lua`` (``Store.begin_attempt``): its keys and arguments, and
+    once a script ran it, ``begun`` and the seq it stored."""
+
+    keys: list[str]
+    args: list[Any]
+    begun: bool = False
+    seq: str | None = None
+
+    def done(self, answer: Any) -> str | None:
+        """The script ran it and answered ``answer``; returns the seq stored, if any."""
+        self.begun = True
+        self.seq = maybe_text(answer) or None
+        return self.seq
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A dramatiq job for a script to write as dispatch.lua "enqueue" does (HSET ``data``
+    under ``redis_id`` in ``messages_key``, RPUSH ``redis_id`` onto ``queue_key``), then
+    PUBLISH ``queue_name`` on ``doorbell`` ("": no ring; ``core/doorbell.py``)."""
+
+    queue_key: str
+    messages_key: str
+    redis_id: str
+    data: bytes
+    doorbell: str
+    queue_name: str
+
+
 class Store(RecordStore[Status]):
     """The Gonets store: message records (``MESSAGES``) and what belongs to messages only:
     resubmissions, send attempts, poll chains, provider ids, idempotency keys."""
@@ -354,6 +412,9 @@ class Store(RecordStore[Status]):
         self._resubmit = client.register_script(_lua("resubmit.lua"))
         self._submit = client.register_script(_lua("submit.lua"))
         self._move = client.register_script(_lua("move.lua"))
+        self._attempt = client.register_script(_lua("attempt.lua"))
+        self._mark_submitted = composed_script(client, "submitted.lua", _lua("submitted.lua"),
+                                               transition=_lua("transition.lua"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -464,16 +525,23 @@ class Store(RecordStore[Status]):
                                      json.dumps(tried, ensure_ascii=False), max_moves,
                                      to_sender or ""]))
 
-    def begin_attempt(self, msg_id: str, *, seq: str | None = None) -> None:
-        """Mark a send attempt as in flight (one round trip): until it is settled, a retry
-        must look the message up at the provider before sending it again."""
-        key = self.msg_key(msg_id)
-        pipe = self.r.pipeline(transaction=False)
-        if seq is not None:
-            pipe.hset(key, "seq", seq)
-        pipe.hset(key, "inflight_ms", str(now_ms()))
-        pipe.hincrby(key, "attempts", 1)
-        pipe.execute()
+    def begin_attempt(self, msg_id: str, *, seq: str | None = None,
+                      new_seq: str | None = None) -> str | None:
+        """Mark a send attempt as in flight (one round trip, ``lua/attempt.lua``): until it is
+        settled, a retry must look the message up at the provider before sending it again.
+        ``seq`` is stored with it; ``new_seq`` (an account) stores that account's next
+        ``next_seq`` instead, taken in the same step. Returns the seq stored, if any. (A send
+        begins its attempt in its pacing booking's step instead: ``attempt``.)"""
+        a = self.attempt(msg_id, seq=seq, new_seq=new_seq)
+        return a.done(self._attempt(keys=a.keys, args=a.args))
+
+    def attempt(self, msg_id: str, *, seq: str | None = None,
+                new_seq: str | None = None) -> Attempt:
+        """``begin_attempt``'s call of ``lua/attempt.lua``, for another script to make."""
+        keys = [self.msg_key(msg_id)]
+        if new_seq is not None:
+            keys.append(self.keys.seq(new_seq))
+        return Attempt(keys, [now_ms(), seq or ""])
 
     def set_poll(self, msg_id: str, token: str, at_ms: int) -> None:
         """Record the current poll chain's token and when the status is next asked for."""
@@ -481,6 +549,30 @@ class Store(RecordStore[Status]):
         pipe.hset(self.msg_key(msg_id), "poll_token", token)
         pipe.zadd(self.nonfinal_key, {msg_id: at_ms}, xx=True)
         pipe.execute()
+
+    def mark_submitted(self, msg_id: str, *, account: str, provider_id: str,
+                       fields: Mapping[str, Any], usage_key: str, usage_ttl_s: int, kind: str,
+                       parts: int, poll_token: str, poll_at_ms: int, job: QueuedJob) -> bool:
+        """The provider took a send (``lua/submitted.lua``, one round trip): bind
+        ``provider_id`` (``bind_provider_id``), ``transition`` to ``submitted`` with
+        ``fields`` (the event names ``account``), count it in ``usage_key`` (``core.usage``),
+        set its poll chain (``set_poll``) and write its poll ``job``, in this order; a record
+        that is gone raises ``UnknownMessage`` with only the binding written, as those calls
+        one after another would. True when the record is ``submitted`` now, False when the
+        transition was refused (final already)."""
+        st, tkeys, targs, extra = self._transition_call(msg_id, Status.SUBMITTED, reason="",
+                                                        account=account, fields=fields)
+        res = int(self._mark_submitted(
+            keys=[*tkeys, self.keys.pid(account, provider_id), usage_key, job.queue_key,
+                  job.messages_key],
+            args=[len(tkeys), len(targs), *targs, msg_id, self.retention_s, kind,
+                  max(1, parts), usage_ttl_s, poll_token, poll_at_ms, job.redis_id, job.data,
+                  job.doorbell, job.queue_name]))
+        if res == -1:
+            raise UnknownMessage(msg_id)
+        if res in (1, 2):
+            self._transitioned(msg_id, st, res, extra)
+        return res in (1, 2)
 
     def schedule_check(self, msg_id: str, at_ms: int) -> None:
         """Set when the status of a non-final record should next be asked for."""

@@ -24,9 +24,15 @@ def _day(at_s: float | None = None) -> str:
                                   tz=UTC).strftime("%Y-%m-%d")
 
 
+def today_key(store: Store, account: str) -> str:
+    """The hash that counts today's messages of ``account`` (``Store.mark_submitted`` counts a
+    send there in the script of its ``submitted`` transition, as ``count`` does)."""
+    return store.keys.usage(account, _day())
+
+
 def count(store: Store, account: str, kind: str, parts: int) -> None:
     """One accepted message of ``kind`` with ``parts`` SMS parts (one pipelined round trip)."""
-    key = store.keys.usage(account, _day())
+    key = today_key(store, account)
     pipe = store.r.pipeline(transaction=False)
     pipe.hincrby(key, f"{kind}:messages", 1)
     pipe.hincrby(key, f"{kind}:parts", max(1, parts))

@@ -125,7 +125,9 @@ def test_an_api_request_and_its_send_job_are_one_trace_with_tags_spans_and_no_pi
     assert http and all("/sys/send.php" in s["description"] for s in http), ops
     assert ("pacing.wait", "pace smsc") in ops, ops
     scripts = {d for o, d in ops if o == "db.redis.script"}
-    assert {"pacing.lua", "transition.lua"} <= scripts, ops
+    # (the send's attempt, pacing and flood count run in admit.lua; its transition with the
+    # poll in submitted.lua)
+    assert {"admit.lua", "submitted.lua"} <= scripts, ops
     # the follow-up status poll is a transaction of the same trace too (enqueued by the job)
     polls = [t for t in txs if t["transaction"] == "poll_status"]
     assert polls and polls[0]["contexts"]["trace"]["trace_id"] == trace

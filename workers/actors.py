@@ -11,6 +11,7 @@ the provider cannot be asked the account's ``on_lost_answer`` decides (``Outcome
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
 
 import dramatiq
@@ -43,7 +44,8 @@ log = logging.getLogger("gonets.worker")
 def send_sms(msg_id: str) -> None:
     rt = get_runtime()
     store, oc = rt.store, rt.outcomes
-    rec = store.find(msg_id)
+    # the record, and whether the pool's account is paused, in one round trip
+    rec, pause_left_s = rt.find_for_send(msg_id)
     if rec is None:
         log.warning("send %s: no such record (expired or deleted); nothing to send", msg_id)
         return
@@ -68,31 +70,41 @@ def send_sms(msg_id: str) -> None:
                 send_actor(rec["lane"]), msg_id)
         return
     account = rt.settings.account(rec["account"])
-    if rt.pause_left_s(account.name) > 0:
+    if pause_left_s is None or rec["account"] != rt.pool:
+        pause_left_s = rt.pause_left_s(account.name)
+    if pause_left_s > 0:
         if oc.paused_failover(rec, account):  # moved on along its route
             return
         raise oc.wait_for_pause(rec, account)
     provider = rt.provider(account)
-    new_seq = not rec.get("seq")
-    if new_seq:
-        rec["seq"] = str(store.next_seq(account.name))
-    out = outgoing(rec)
+    seq: str | None = None  # a number taken here, stored with the attempt
+    if in_flight and not rec.get("seq"):  # (an attempt stores its seq: never so in practice)
+        seq = rec["seq"] = str(store.next_seq(account.name))
+    # (a message without a number gets it with its attempt, below)
+    out = outgoing({**rec, "seq": rec.get("seq") or "0"})
     if in_flight and not _look_up(oc, rec, account, provider, out):
         return
     rules = traffic.get_traffic(store)
+    # in flight from its pacing booking's step on (a rule may hold it before: then it never
+    # was); a first attempt takes the account's next seq in that step too
+    attempt = store.attempt(msg_id, seq=seq, new_seq=None if rec.get("seq") else account.name)
     sent_ms: int | None = None
     try:
-        store.begin_attempt(msg_id, seq=rec["seq"] if new_seq else None)
         # window, flood rule, pacing slot (the provider's writer waits for it where the bytes
         # leave); may hold or expire it
-        ticket = rules.admit(account, rec)
+        ticket = rules.admit(account, rec, attempt)
+        if attempt.seq is not None and seq is None:
+            rec["seq"] = attempt.seq
+            out = replace(out, seq=int(attempt.seq))
         sent_ms = now_ms()
         sub = provider.send(out, ticket)
     except traffic.Hold as hold:
-        oc.not_sent(msg_id)
+        if attempt.begun:
+            oc.not_sent(msg_id)
         raise oc.defer(rec, hold.delay_s, hold.reason) from None
     except traffic.Expired as exc:
-        oc.not_sent(msg_id)
+        if attempt.begun:
+            oc.not_sent(msg_id)
         oc.expire(msg_id, str(exc))
         return
     except ProviderError as exc:

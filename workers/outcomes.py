@@ -50,8 +50,9 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from core import routing, usage
-from core.broker import enqueue, get_broker
+from core.broker import enqueue, enqueued, get_broker, prepare_delayed
 from core.contracts import POLL_STATUS, Status, send_actor, send_queue, status_queue
+from core.doorbell import rings
 from core.errors import (
     AccountProblem,
     AlreadyAccepted,
@@ -77,7 +78,7 @@ from core.keys import LOOKUPS_FAILING
 from core.payments import CheckStatus, PaymentStatus, Transaction
 from core.privacy import mask_phone
 from core.settings import Account, Route
-from core.store import Store
+from core.store import QueuedJob, Store
 from core.timing import CheckPlan, age_s, now_ms, within_validity_ms
 from workers import traffic
 from workers.providers.base import Outgoing
@@ -213,17 +214,29 @@ class Outcomes:
 
     def submitted(self, rec: dict[str, str], account: Account, out: Outgoing, sub: Submitted,
                   plan: CheckPlan) -> None:
-        """The provider took the message: it is ``submitted``; follow its status."""
+        """The provider took the message: it is ``submitted``; follow its status. One round
+        trip (``Store.mark_submitted``): its provider id, the transition, the usage count, the
+        poll chain's token and the first poll's job."""
         msg_id = rec["id"]
         self.rt.resume(account.name)
-        self.store.bind_provider_id(account.name, sub.provider_id, msg_id)
-        self._submitted(msg_id, "accepted", account.name, provider_id=sub.provider_id,
-                        parts_billed=sub.parts, cost=sub.cost)
-        usage.count(self.store, account.name, out.kind, sub.parts or out.parts)
+        broker = get_broker(self.rt.settings)
+        token, delay_ms = self._poll_token(), int(plan.first_s * 1000)
+        job = prepare_delayed(broker, status_queue(account.name), POLL_STATUS, msg_id, token,
+                              delay_ms=delay_ms)
+        self.store.mark_submitted(
+            msg_id, account=account.name, provider_id=sub.provider_id,
+            fields=self._submitted_fields("accepted", provider_id=sub.provider_id,
+                                          parts_billed=sub.parts, cost=sub.cost),
+            usage_key=usage.today_key(self.store, account.name), usage_ttl_s=usage.KEEP_S,
+            kind=out.kind, parts=sub.parts or out.parts, poll_token=token,
+            poll_at_ms=now_ms() + delay_ms,
+            job=QueuedJob(job.queue_key, job.messages_key, job.redis_id, job.data,
+                          job.doorbell if rings(broker, delay_ms) else "",
+                          job.message.queue_name))
+        enqueued(broker, job, delay_ms)
         if sub.cost and self._learns_price(account.name):  # for prefer = "cheapest"
             routing.record_price(self.store.r, self.store.keys, account.name, sub.cost,
                                  sub.parts or out.parts)
-        self.schedule_poll(msg_id, account.name, plan.first_s)
 
     def _learns_price(self, account: str) -> bool:
         if account not in self._learns:
@@ -242,8 +255,15 @@ class Outcomes:
 
     def _submitted(self, msg_id: str, raw: str, account: str, **fields: Any) -> None:
         # the event names the account that took it (callbacks and history show it)
-        self.store.transition(msg_id, Status.SUBMITTED, account=account, provider_status=raw,
-                              submitted_ms=now_ms(), inflight_ms="", waiting_reason="", **fields)
+        self.store.transition(msg_id, Status.SUBMITTED, account=account,
+                              **self._submitted_fields(raw, **fields))
+
+    @staticmethod
+    def _submitted_fields(raw: str, **fields: Any) -> dict[str, Any]:
+        """The fields a record gets with ``submitted``: the provider's status, when, nothing
+        in flight or waiting any more."""
+        return {"provider_status": raw, "submitted_ms": now_ms(), "inflight_ms": "",
+                "waiting_reason": "", **fields}
 
     def not_sent(self, msg_id: str) -> None:
         """A traffic rule stopped the message before it went out: no attempt, nothing in flight."""
@@ -448,10 +468,14 @@ class Outcomes:
     def schedule_poll(self, msg_id: str, account: str, delay_s: float) -> None:
         """Enqueue the next status poll. Each poll carries a token; only the newest token's poll
         runs, so a poll chain never forks into two."""
-        token = str(uuid.uuid4())[:8]
+        token = self._poll_token()
         self.store.set_poll(msg_id, token, now_ms() + int(delay_s * 1000))
         enqueue(get_broker(self.rt.settings), status_queue(account), POLL_STATUS, msg_id, token,
                 delay_ms=int(delay_s * 1000))
+
+    @staticmethod
+    def _poll_token() -> str:
+        return str(uuid.uuid4())[:8]
 
     def status(self, msg_id: str, rep: StatusReport, plan: CheckPlan, *, chain: bool) -> None:
         """Apply a status; ``chain``: the worker's own poll chain follows a non-final one.

@@ -18,6 +18,7 @@ from core.errors import AccountProblem
 from core.observability.logs import MESSAGE_ACTORS
 from core.observability.tracing import PAYMENT_ACTORS
 from core.payment_store import PaymentStore
+from core.replies import text_dict
 from core.settings import Account, Settings, get_settings
 from core.store import Store, redis_client
 from workers import providers
@@ -80,6 +81,18 @@ class Runtime:
         incident is open, so ``resume`` costs nothing in the common case."""
         left, self._incident[account] = self.accounts.pause_state(account)
         return left
+
+    def find_for_send(self, msg_id: str) -> tuple[dict[str, str] | None, float | None]:
+        """``store.find(msg_id)`` and, in a pool's process, ``pause_left_s`` of the pool's
+        account, in one round trip (``None`` for the pause elsewhere: ask for it)."""
+        if self.pool is None:
+            return self.store.find(msg_id), None
+        pipe = self.store.r.pipeline(transaction=False)
+        pipe.hgetall(self.store.record_key(msg_id))
+        self.accounts.queue_pause_state(pipe, self.pool)
+        raw, ttl, incident = pipe.execute()
+        left, self._incident[self.pool] = self.accounts.read_pause_state(ttl, incident)
+        return text_dict(raw) or None, left
 
     def pause_detail(self, account: str) -> str:
         """Why the account is paused, in words ("" if it is not)."""

@@ -8,6 +8,9 @@ One call before ``provider.send`` (``Traffic.admit``) applies them in this order
    the provider sees are between sends, however long a message waited for its slot; a
    message it holds leaves its slot unused).
 
+2 and 3 are one Redis round trip (``admit.lua``), which also begins the send's attempt (its
+in-flight marker, ``core/lua/attempt.lua``) before the booking when the actor hands one over.
+
 ``admit`` returns the send's pacing ``Ticket``; the actor hands it to ``provider.send``, whose
 writer waits for the slot where the bytes leave (and books a fresh slot for every further
 transmission of the message).
@@ -35,9 +38,9 @@ from core import timing
 from core.contracts import Kind, Lane
 from core.observability.tracing import span
 from core.settings import Account
-from core.store import Store
+from core.store import Attempt, Store
 from core.timing import expired
-from workers.traffic.flood import FloodGuard
+from workers.traffic.flood import FloodCount, FloodGuard, FloodHeld
 from workers.traffic.pacing import NoSlot, Pacer, Ticket
 from workers.traffic.window import SendWindow
 
@@ -84,9 +87,12 @@ class Traffic:
             w = self._windows[key] = SendWindow.parse(spec, account.limits.timezone)
         return w
 
-    def admit(self, account: Account, rec: dict[str, str]) -> Ticket:
+    def admit(self, account: Account, rec: dict[str, str],
+              attempt: Attempt | None = None) -> Ticket:
         """Apply every rule to the message ``rec``; returns its pacing ticket, its first slot
-        booked (the writer waits for it). Raises ``Hold`` or ``Expired``."""
+        booked (the writer waits for it). Raises ``Hold`` or ``Expired``. ``attempt``
+        (``Store.attempt``) begins in the step of the booking, before it; ``attempt.begun``
+        says whether it did (a rule may hold the message before)."""
         urgent = rec.get("lane") == Lane.URGENT.value
         if expired(rec):
             raise Expired("validity ended before it could be sent")
@@ -97,10 +103,11 @@ class Traffic:
                 raise Hold(wait, "outside the account's sending window")
         # its own span: "waiting for the rate" apart from "the provider is slow" (the booking;
         # the last bit of the wait, until the slot itself, is the writer's)
+        # the flood rule counts the send at its slot, in the booking's own step (one round trip)
         with span("pacing.wait", f"pace {account.name}", measure="pacing_wait"):
             return self.pace(account, rec, urgent=urgent, expires_ms=timing.expires_ms(rec),
-                             booked=lambda in_s: self.check_flood(account, rec["phone"], in_s,
-                                                                  rec.get("route")))
+                             count=self.flood.count(account, rec["phone"], rec.get("route")),
+                             attempt=attempt)
 
     def check_flood(self, account: Account, phone: str, in_s: float,
                     route: str | None = None) -> None:
@@ -108,19 +115,29 @@ class Traffic:
         a routed message counts across its route's accounts)."""
         wait = self.flood.admit(account, phone, in_s, route)
         if wait > 0:
-            raise Hold(wait + FLOOD_MARGIN_S,
-                       f"flood rule: {account.limits.flood_max_messages} messages to this number "
-                       f"with gaps under {account.limits.flood_gap_s:g} s")
+            raise self._flood_hold(account, wait)
+
+    @staticmethod
+    def _flood_hold(account: Account, wait_s: float) -> Hold:
+        return Hold(wait_s + FLOOD_MARGIN_S,
+                    f"flood rule: {account.limits.flood_max_messages} messages to this number "
+                    f"with gaps under {account.limits.flood_gap_s:g} s")
 
     def pace(self, account: Account, rec: dict[str, str], *, urgent: bool, expires_ms: int,
-             booked: Callable[[float], None] | None = None) -> Ticket:
+             booked: Callable[[float], None] | None = None,
+             count: FloodCount | None = None, attempt: Attempt | None = None) -> Ticket:
         """Book the account's next pacing slot (every part counts) in a ticket; ``booked`` is
-        called with the seconds until the slot (the flood rule counts there)."""
+        called with the seconds until the slot; ``count``: the flood rule counts the send at
+        its slot in the same step, and ``attempt`` begins there first (``Pacer.ticket``)."""
         deadline = time.time() + MAX_WAIT_S
         if expires_ms:
             deadline = min(deadline, expires_ms / 1000.0)
-        ticket = self.pacer.ticket(account, int(rec.get("parts") or 1), urgent=urgent,
-                                   deadline=deadline, booked=booked)
+        try:
+            ticket = self.pacer.ticket(account, int(rec.get("parts") or 1), urgent=urgent,
+                                       deadline=deadline, booked=booked, count=count,
+                                       attempt=attempt)
+        except FloodHeld as held:
+            raise self._flood_hold(account, held.wait_s) from None
         if ticket is not None:
             return ticket
         if expired(rec):

@@ -9,7 +9,9 @@ burst, whichever of its accounts each message went through."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import redis
 
@@ -24,17 +26,45 @@ FAMILY = {
 }
 
 
+def script_text() -> str:
+    return resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class FloodCount:
+    """One message's count under the rule: ``flood.lua``'s key and its first two arguments
+    (the third, when it reaches the provider, is the pacing slot's: ``Pacer.ticket``)."""
+
+    key: str
+    max_messages: int
+    gap_ms: int
+
+
+class FloodHeld(Exception):
+    """The rule holds the message: its number's burst ends ``wait_s`` from now (nothing was
+    counted; the pacing slot booked with the count is left unused)."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"flood rule: burst ends in {wait_s:.3f} s")
+        self.wait_s = wait_s
+
+
 class FloodGuard:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.ns = namespace
         self.keys = Keys(namespace)
         self._client = client
-        self._script = client.register_script(
-            resources.files("workers.traffic").joinpath("flood.lua").read_text(encoding="utf-8"))
+        self._script = client.register_script(script_text())
 
     def key(self, account: Account, phone: str, route: str | None = None) -> str:
         family = "@" + route if route else FAMILY.get(account.provider, account.provider)
         return self.keys.flood(family, phone)
+
+    def count(self, account: Account, phone: str, route: str | None = None) -> FloodCount:
+        """What ``admit`` asks ``flood.lua``, for the pacing script to ask in its own step."""
+        lim = account.limits
+        return FloodCount(self.key(account, phone, route), lim.flood_max_messages,
+                          int(lim.flood_gap_s * 1000))
 
     def saturate(self, account: Account, phone: str, route: str | None = None) -> None:
         """The provider said this number had too many messages (SMSC err 251): count the
@@ -52,8 +82,12 @@ class FloodGuard:
               route: str | None = None) -> float:
         """Count one message to ``phone`` that reaches the provider ``in_s`` from now; 0.0 if
         it may go, else the seconds from now until the burst is over (nothing counted then)."""
-        lim = account.limits
-        ok, value = self._script(keys=[self.key(account, phone, route)],
-                                 args=[lim.flood_max_messages, int(lim.flood_gap_s * 1000),
-                                       max(int(in_s * 1000), 0)])
-        return 0.0 if int(ok) else max(int(value), 0) / 1000.0
+        c = self.count(account, phone, route)
+        ok, value = self._script(keys=[c.key], args=[c.max_messages, c.gap_ms,
+                                                     max(int(in_s * 1000), 0)])
+        return wait_of(ok, value)
+
+
+def wait_of(ok: Any, value: Any) -> float:
+    """``flood.lua``'s answer as seconds until the message may go (0.0: counted, it goes)."""
+    return 0.0 if int(ok) else max(int(value), 0) / 1000.0

@@ -56,6 +56,9 @@ from core.keys import Keys
 from core.observability.tracing import span
 from core.settings import Account
 from core.stall import stall
+from core.store import Attempt, composed_script, lua_text
+from workers.traffic import flood
+from workers.traffic.flood import FloodCount, FloodHeld
 
 #: how far ahead a bulk send may book a slot
 BULK_HORIZON_S = 0.1
@@ -80,10 +83,13 @@ def _lua(name: str) -> str:
 @dataclass(frozen=True)
 class Slot:
     """A reserved slot: ``at`` is a ``time.time()`` instant (Redis clock mapped to this host's);
-    ``factor`` the share of the configured rate in force (below 1 after a slow-down)."""
+    ``factor`` the share of the configured rate in force (below 1 after a slow-down);
+    ``flood_wait_s`` what the flood rule said of a send booked with a ``FloodCount`` (0.0: it
+    was counted at the slot; else the seconds until its number's burst ends)."""
 
     at: float
     factor: float
+    flood_wait_s: float = 0.0
 
 
 class NoSlot(RetryLater):
@@ -101,6 +107,11 @@ class Pacer:
         self.hold_us = int(hold_s * 1e6)
         self.recover_ppm = int(recover_per_s * 1e6)
         self._script = client.register_script(_lua("pacing.lua"))
+        #: a send's attempt, pacing.lua's "reserve" and flood.lua in one step (``ticket`` with
+        #: a ``FloodCount``)
+        self._admit = composed_script(client, "admit.lua", _lua("admit.lua"),
+                                      attempt=lua_text("attempt.lua"), pace=_lua("pacing.lua"),
+                                      flood=flood.script_text())
         #: Redis clock minus this host's clock (s), from the quickest round trip seen lately:
         #: slots are instants on the Redis clock, shared by every pod
         self._offset = 0.0
@@ -122,20 +133,45 @@ class Pacer:
 
     def _timed_call(self, account: str, *args: str | int) -> tuple[int, int, float, float]:
         """The script's answer, plus the Redis ``now`` of the call on this host's clock."""
+        ok, wait_us, factor, now, _ = self._timed_answer(account, list(args))
+        return ok, wait_us, factor, now
+
+    def _timed_answer(self, account: str, args: list[str | int], count: FloodCount | None = None,
+                      max_wait_s: float = 0.0, attempt: Attempt | None = None
+                      ) -> tuple[int, int, float, float, float | None]:
+        """``_timed_call``; with ``count``, the reservation runs with the flood rule's count
+        (``admit.lua``: asked when the slot is granted within ``max_wait_s``), whose answer
+        (seconds to wait, 0.0: counted) is the last element (None: not asked), and begins
+        ``attempt`` first in the same step, if given and not begun yet."""
         sent = time.time()
-        res = self._script(keys=self.keys(account),
-                           args=[args[0], self.hold_us, self.recover_ppm, *args[1:]])
+        if count is None:
+            res = self._script(keys=self.keys(account),
+                               args=[args[0], self.hold_us, self.recover_ppm, *args[1:]])
+        else:
+            # a wait up to the deadline, less the quickest round trip: the slot's instant is
+            # told from the script's own clock, a little after ``sent``
+            rtt = self._offset_rtt if self._offset_rtt != float("inf") else 0.0
+            max_wait_us = int(min(max_wait_s - rtt, 1e12) * 1e6)
+            first = attempt if attempt is not None and not attempt.begun else None
+            res = self._admit(keys=[*self.keys(account), count.key,
+                                    *(first.keys if first else ())],
+                              args=[args[0], self.hold_us, self.recover_ppm, *args[1:],
+                                    max_wait_us, count.max_messages, count.gap_ms,
+                                    *(first.args if first else ())])
+            if first is not None:
+                first.done(res[6])
         got = time.time()
         ok, wait_us, factor = int(res[0]), int(res[1]), int(res[2]) / 1e6
+        counted = flood.wait_of(res[4], res[5]) if len(res) > 5 and res[4] != "" else None
         if len(res) < 4:
-            return ok, wait_us, factor, got
+            return ok, wait_us, factor, got, counted
         redis_now = int(res[3]) / 1e6
         rtt = got - sent
         if rtt <= self._offset_rtt or got - self._offset_since > 30:
             self._offset = redis_now - (sent + got) / 2
             self._offset_rtt = rtt
             self._offset_since = got
-        return ok, wait_us, factor, redis_now - self._offset
+        return ok, wait_us, factor, redis_now - self._offset, counted
 
     @staticmethod
     def interval_s(account: Account) -> float:
@@ -157,17 +193,37 @@ class Pacer:
 
     def _reserve(self, account: Account, parts: int, *, urgent: bool) -> tuple[bool, float, float]:
         """(granted, the ``time.time()`` instant to send or to ask again, factor)."""
+        ok, at, factor, _ = self._reserve_counted(account, parts, urgent=urgent)
+        return ok, at, factor
+
+    def _reserve_counted(self, account: Account, parts: int, *, urgent: bool,
+                         count: FloodCount | None = None, deadline: float = float("inf"),
+                         attempt: Attempt | None = None
+                         ) -> tuple[bool, float, float, float | None]:
+        """``_reserve``, with ``count``'s flood rule answer when the slot came before
+        ``deadline`` (None: not asked), beginning ``attempt`` first (``_timed_answer``)."""
         horizon = -1 if urgent else int(BULK_HORIZON_S * 1e6)
-        ok, wait_us, factor, now = self._timed_call(
-            account.name, "reserve", int(self.interval_s(account) * 1e6), max(parts, 1), horizon)
-        return bool(ok), now + wait_us / 1e6, factor
+        ok, wait_us, factor, now, counted = self._timed_answer(
+            account.name, ["reserve", int(self.interval_s(account) * 1e6), max(parts, 1),
+                           horizon], count, deadline - time.time(), attempt)
+        return bool(ok), now + wait_us / 1e6, factor, counted
 
     def book(self, account: Account, parts: int, *, urgent: bool,
-             deadline: float = float("inf")) -> Slot | None:
+             deadline: float = float("inf"), count: FloodCount | None = None,
+             attempt: Attempt | None = None) -> Slot | None:
         """Reserve the next slot (without waiting for it). Bulk waits until the next slot is
-        within its horizon. ``None`` when none could be had before ``deadline``."""
+        within its horizon. ``None`` when none could be had before ``deadline``. With
+        ``count`` the flood rule counts the send at its slot in the same step (its answer in
+        ``Slot.flood_wait_s``); the script, which asks the rule only for a slot before the
+        deadline, is then what says whether the slot came in time. ``attempt`` (with
+        ``count``) is begun in the first booking's step, before it."""
         while True:
-            ok, at, factor = self._reserve(account, parts, urgent=urgent)
+            ok, at, factor, counted = self._reserve_counted(account, parts, urgent=urgent,
+                                                            count=count, deadline=deadline,
+                                                            attempt=attempt)
+            if ok and count is not None:
+                return None if counted is None else Slot(at=at, factor=factor,
+                                                         flood_wait_s=counted)
             if ok:
                 return Slot(at=at, factor=factor) if at <= deadline else None
             # refused (bulk, the next slot is beyond the horizon): ask again when it is
@@ -203,12 +259,21 @@ class Pacer:
             return None
 
     def ticket(self, account: Account, parts: int, *, urgent: bool, deadline: float,
-               booked: Callable[[float], None] | None = None) -> Ticket | None:
+               booked: Callable[[float], None] | None = None,
+               count: FloodCount | None = None, attempt: Attempt | None = None
+               ) -> Ticket | None:
         """Book the send's first slot; ``booked(seconds until the slot)`` is called once it is
-        booked (if it raises, the slot is left unused). ``None``: no slot before ``deadline``."""
-        slot = self.book(account, parts, urgent=urgent, deadline=deadline)
+        booked (if it raises, the slot is left unused). ``None``: no slot before ``deadline``.
+        ``count``: the flood rule counts the send at its slot in the booking's own step;
+        ``FloodHeld`` when it holds it (the slot is left unused). ``attempt`` (with
+        ``count``): the send's attempt begins in that step too, before the booking
+        (``attempt.begun`` says whether it did)."""
+        slot = self.book(account, parts, urgent=urgent, deadline=deadline, count=count,
+                         attempt=attempt)
         if slot is None:
             return None
+        if slot.flood_wait_s > 0:
+            raise FloodHeld(slot.flood_wait_s)
         if booked is not None:
             booked(slot.at - time.time())
         return Ticket(self, account, parts, slot, deadline=deadline)
