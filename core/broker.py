@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import operator
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -373,9 +372,20 @@ def prepare(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any) -
     return Job(message, full, full + ".msgs", redis_id, _encode(message), channel(broker))
 
 
-#: the fields of a dramatiq message, in ``Message.asdict``'s order
-_FIELDS = tuple(f.name for f in dataclasses.fields(dramatiq.Message))
-_values = operator.attrgetter(*_FIELDS)
+#: the fields of a dramatiq message, in ``Message.asdict``'s order: those ``_asdict`` names
+#: (dramatiq 1.15 to 2.x); any others, and ``Message.asdict`` builds the dict
+_FIELDS = ("queue_name", "actor_name", "args", "kwargs", "options", "message_id",
+           "message_timestamp")
+_KNOWN_FIELDS = tuple(f.name for f in dataclasses.fields(dramatiq.Message)) == _FIELDS
+
+
+def _asdict(m: dramatiq.Message[Any]) -> dict[str, Any]:
+    """``m.asdict()`` (which asks ``dataclasses.fields`` each time)."""
+    if not _KNOWN_FIELDS:
+        return m.asdict()
+    return {"queue_name": m.queue_name, "actor_name": m.actor_name, "args": m.args,
+            "kwargs": m.kwargs, "options": m.options, "message_id": m.message_id,
+            "message_timestamp": m.message_timestamp}
 
 
 def prepare_delayed(broker: RedisBroker, queue_name: str, actor_name: str, *args: Any,
@@ -402,7 +412,7 @@ def _encode(message: dramatiq.Message[Any]) -> bytes:
     step after its checks); any other encoder, or a value orjson does not take, is dramatiq's."""
     if type(dramatiq.get_encoder()) is JSONEncoder:
         try:
-            return orjson.dumps(dict(zip(_FIELDS, _values(message), strict=True)))
+            return orjson.dumps(_asdict(message))
         except TypeError:
             pass
     return message.encode()

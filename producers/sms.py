@@ -87,6 +87,8 @@ class Producer:
         self._routes_of: Settings | None = None
         self._routes: dict[str | None, Route] = {}
         self._one_route = False
+        #: (account, lane) -> its send queue and actor
+        self._queues: dict[tuple[str, Lane], tuple[str, str]] = {}
 
     def send_sms(self, to: str, text: str, **kw: Any) -> str:
         """Queue one SMS and return its id (a duplicate's: the first message's).
@@ -260,8 +262,11 @@ class Producer:
 
     def _submission(self, d: Draft) -> tuple[Submission, Job]:
         """Every key the message claims or writes, built in this one place."""
-        job = prepare(self.broker, send_queue(d.account.name, d.lane), send_actor(d.lane),
-                      d.msg_id)
+        where = self._queues.get((d.account.name, d.lane))
+        if where is None:
+            where = self._queues[(d.account.name, d.lane)] = (send_queue(d.account.name, d.lane),
+                                                                send_actor(d.lane))
+        job = prepare(self.broker, *where, d.msg_id)
         created = now_ms()
         fields = d.fields
         if d.validity_min is not None:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from core.broker import _encode, enqueue
+from core.broker import _KNOWN_FIELDS, _asdict, _encode, enqueue
 from core.errors import InvalidInput
 from core.store import Store
 from producers import Producer, duplicates
@@ -154,6 +154,7 @@ def test_a_job_encodes_to_what_dramatiq_decodes_as_its_own(options: dict[str, An
     assert type(dramatiq.get_encoder()) is JSONEncoder  # so orjson writes it
     decode = dramatiq.get_encoder().decode
     assert decode(_encode(message)) == decode(message.encode())
+    assert _KNOWN_FIELDS and _asdict(message) == message.asdict()  # the fast path, in use
 
 
 def test_the_record_reads_back_as_sent_through_the_scripts_json(producer, store) -> None:
