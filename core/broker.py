@@ -418,16 +418,19 @@ def _encode(message: dramatiq.Message[Any]) -> bytes:
     return message.encode()
 
 
+def after_enqueue_hooks(broker: dramatiq.Broker) -> list[Any]:
+    """The after-enqueue hooks ``enqueued`` calls, in its order (empty: none to call)."""
+    return [hook for hook in reversed(_hooks(broker, "after_enqueue"))
+            if not isinstance(getattr(hook, "__self__", hook), Doorbell)]
+
+
 def enqueued(broker: RedisBroker, job: Job, delay: int | None = None) -> None:
     """The middleware's after-enqueue of a prepared job once it is written (as ``emit_after``
     runs it), but for the doorbell's: the script that wrote the job rang it already (if it
     had to: ``core.doorbell.rings``). ``delay``: ``prepare_delayed``'s."""
-    for hook in reversed(_hooks(broker, "after_enqueue")):
-        owner = getattr(hook, "__self__", hook)
-        if isinstance(owner, Doorbell):
-            continue
+    for hook in after_enqueue_hooks(broker):
         try:
             hook(broker, job.message, delay)
         except Exception:
-            broker.logger.critical("Unexpected failure in after_enqueue of %r.", owner,
-                                   exc_info=True)
+            broker.logger.critical("Unexpected failure in after_enqueue of %r.",
+                                   getattr(hook, "__self__", hook), exc_info=True)

@@ -439,33 +439,10 @@ class Store(RecordStore[Status]):
         message is accepted whole or not at all, and a message finds the claims of those
         before it.  Returns the outcomes as one flat list, two items per message
         (``Store.submitted_many`` reads it)."""
-        st = next(iter(self.model.statuses))  # a new record's status (``_new_record``'s)
-        keys: list[str] = [self.events_key, self.nonfinal_key, self.stats_key]
-        args: list[Any] = [self.events_maxlen, st.value, subs[0].doorbell if subs else ""]
-        rank = str(self.model.rank(st))
-        msg_key, history_key = self.record_key, self.history_key
+        call = SubmitCall(self, subs[0].doorbell if subs else "")
         for sub in subs:
-            if sub.doorbell != args[2]:
-                raise ValueError("one call rings one doorbell: submit each namespace apart")
-            rec_id = sub.msg_id
-            ts = now_ms()
-            record = {k: v if type(v) is str else _s(v)
-                      for k, v in sub.fields.items() if v is not None}
-            record.update(id=rec_id, status=st.value, status_rank=rank, created_ms=str(ts),
-                          updated_ms=str(ts), attempts=record.get("attempts", "0"))
-            idem_key, idem_ttl = sub.idempotency or ("", 0)
-            dup_key, dup_ms = sub.duplicate or ("", 0)
-            index_key, score, trim = sub.index or ("", "", None)
-            keys += (msg_key(rec_id), history_key(rec_id), sub.queue_key, sub.messages_key,
-                     idem_key, dup_key, index_key)
-            # the record as one JSON object: one argument, not 50-odd, for the client to pack
-            # (the producer's CPU is what limits a batch; Redis decodes it in a few µs)
-            args += (rec_id, sub.next_check_ms,
-                     orjson.dumps({"id": rec_id, "status": st.value, "at_ms": ts,
-                                   "reason": ""}),
-                     idem_ttl, dup_ms, sub.job_id, sub.job_data, score,
-                     "" if trim is None else trim, sub.queue_name, orjson.dumps(record))
-        return self._call_submit(keys, args, client)
+            call.add(sub)
+        return call.run(client)
 
     def _call_submit(self, keys: list[str], args: list[Any], client: redis.Redis | None) -> Any:
         """EVALSHA of ``lua/submit.lua`` (loaded first when Redis does not know it): redis-py's
@@ -623,6 +600,47 @@ class Store(RecordStore[Status]):
             last = batch[-1][0]
         return out
 
+
+
+class SubmitCall:
+    """One call of ``lua/submit.lua`` being built, a message at a time (``Store.submit_many``;
+    ``send_many`` adds each message as it is checked, so only its text arguments stay alive
+    until the call: a batch leaves the garbage collector next to nothing to look at)."""
+
+    def __init__(self, store: Store, doorbell: str) -> None:
+        self.store = store
+        self.status = next(iter(store.model.statuses))  # a new record's (``_new_record``'s)
+        self.rank = str(store.model.rank(self.status))
+        self.keys: list[str] = [store.events_key, store.nonfinal_key, store.stats_key]
+        self.args: list[Any] = [store.events_maxlen, self.status.value, doorbell]
+        self.size = 0
+
+    def add(self, sub: Submission) -> None:
+        if sub.doorbell != self.args[2]:
+            raise ValueError("one call rings one doorbell: submit each namespace apart")
+        store, status = self.store, self.status.value
+        rec_id = sub.msg_id
+        ts = now_ms()
+        record = {k: v if type(v) is str else _s(v)
+                  for k, v in sub.fields.items() if v is not None}
+        record.update(id=rec_id, status=status, status_rank=self.rank, created_ms=str(ts),
+                      updated_ms=str(ts), attempts=record.get("attempts", "0"))
+        idem_key, idem_ttl = sub.idempotency or ("", 0)
+        dup_key, dup_ms = sub.duplicate or ("", 0)
+        index_key, score, trim = sub.index or ("", "", None)
+        self.keys += (store.record_key(rec_id), store.history_key(rec_id), sub.queue_key,
+                      sub.messages_key, idem_key, dup_key, index_key)
+        # the record as one JSON object: one argument, not 50-odd, for the client to pack
+        # (the producer's CPU is what limits a batch; Redis decodes it in a few µs)
+        self.args += (rec_id, sub.next_check_ms,
+                      orjson.dumps({"id": rec_id, "status": status, "at_ms": ts, "reason": ""}),
+                      idem_ttl, dup_ms, sub.job_id, sub.job_data, score,
+                      "" if trim is None else trim, sub.queue_name, orjson.dumps(record))
+        self.size += 1
+
+    def run(self, client: redis.Redis | None = None) -> Any:
+        """Send the call (queue it on ``client``, a pipeline): two reply items per message."""
+        return self.store._call_submit(self.keys, self.args, client)
 
 def _flat(fields: Mapping[str, str]) -> list[str]:
     out: list[str] = []

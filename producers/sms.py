@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core import provider_checks, routing
-from core.broker import Job, enqueue, enqueued, get_broker, prepare
+from core.broker import Job, after_enqueue_hooks, enqueue, enqueued, get_broker, prepare
 from core.contracts import POLL_STATUS, Kind, Lane, send_actor, send_queue, status_queue
 from core.errors import ConfigError, InvalidInput
 from core.ids import uuid4_hex
@@ -19,7 +19,7 @@ from core.provider_options import OPTIONS
 from core.redis_conn import raises_unavailable
 from core.settings import Account, Route, Settings, get_settings
 from core.sms_text import analyse
-from core.store import Store, Submission, now_ms
+from core.store import Store, Submission, SubmitCall, now_ms
 from producers import consent, duplicates
 from producers import validation as v
 from producers.index import ProducerIndex
@@ -42,6 +42,17 @@ def new_message_id() -> str:
     return uuid4_hex()
 
 
+@dataclass
+class _Chunk:
+    """A chunk of ``send_many`` sent to Redis: where its messages are in the batch, their ids,
+    their jobs (only when middleware wants their after-enqueue) and the call's reply."""
+
+    where: list[int]
+    ids: list[str]
+    jobs: list[Job]
+    replies: Future[Any]
+
+
 @dataclass(frozen=True)
 class Queued:
     """What a send did: ``id`` is the message's; ``duplicate`` when nothing new was queued
@@ -50,6 +61,10 @@ class Queued:
 
     id: str
     duplicate: bool = False
+
+
+#: ``send_many``'s place holder of an accepted item until its chunk's reply is read
+_PENDING = Queued("")
 
 
 #: slots, not frozen: one is built per message on the send path (a frozen dataclass sets
@@ -135,41 +150,59 @@ class Producer:
         message is accepted whole or not at all, so a batch that fails on a Redis error can
         be sent again: what was accepted comes back as the same ids (duplicate window)."""
         out: list[Queued | InvalidInput] = []
-        pending: list[tuple[int, Draft]] = []
-        inflight: tuple[list[int], list[tuple[Submission, Job]],
-                        Future[list[tuple[str, str]]]] | None = None
+        # per chunk: the script call being built, and each message's item index, id and (for
+        # middleware that wants its after-enqueue) job; nothing else of a message is kept
+        call: SubmitCall | None = None
+        where: list[int] = []
+        ids: list[str] = []
+        jobs: list[Job] = []
+        after = after_enqueue_hooks(self.broker)
+        inflight: _Chunk | None = None
         # one chunk at a time, in item order (a duplicate later in the batch finds the
         # first's claim); the next chunk is checked while Redis runs the previous one
         with ThreadPoolExecutor(1, thread_name_prefix="gonets-send-many") as redis_io:
 
             def flush() -> None:
-                nonlocal pending, inflight
-                subs = [self._submission(d) for _, d in pending]
-                where = [i for i, _ in pending]
-                pending = []
+                nonlocal call, where, ids, jobs, inflight
+                assert call is not None
+                sent = redis_io.submit(call.run)
                 if inflight is not None:
-                    self._finish(out, *inflight)
-                inflight = (where, subs, redis_io.submit(self._execute, subs))
+                    self._finish(out, inflight)
+                inflight = _Chunk(where, ids, jobs, sent)
+                call, where, ids, jobs = None, [], [], []
 
             for i, item in enumerate(messages):
                 try:
-                    pending.append((i, self._check_item(item)))
-                    out.append(Queued(""))
+                    draft = self._check_item(item)
                 except InvalidInput as exc:
                     out.append(exc)
-                if len(pending) >= BATCH_CHUNK:
+                    continue
+                sub, job = self._submission(draft)
+                if call is None:
+                    call = SubmitCall(self.store, sub.doorbell)
+                call.add(sub)
+                where.append(i)
+                ids.append(sub.msg_id)
+                if after:
+                    jobs.append(job)
+                out.append(_PENDING)
+                if call.size >= BATCH_CHUNK:
                     flush()
-            if pending:
+            if call is not None:
                 flush()
             if inflight is not None:
-                self._finish(out, *inflight)
+                self._finish(out, inflight)
         return out
 
-    def _finish(self, out: list[Queued | InvalidInput], where: list[int],
-                subs: list[tuple[Submission, Job]],
-                replies: Future[list[tuple[str, str]]]) -> None:
-        for i, got in zip(where, self._answers(subs, replies.result()), strict=True):
-            out[i] = got
+    def _finish(self, out: list[Queued | InvalidInput], chunk: _Chunk) -> None:
+        replies = Store.submitted_many(chunk.replies.result())
+        for k, (i, msg_id, (outcome, got)) in enumerate(
+                zip(chunk.where, chunk.ids, replies, strict=True)):
+            if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
+                raise RuntimeError(f"message id {msg_id} exists already")
+            if outcome == "new" and chunk.jobs:
+                enqueued(self.broker, chunk.jobs[k])
+            out[i] = Queued(got, duplicate=outcome != "new")
 
     def _check_item(self, item: Any) -> Draft:
         if not isinstance(item, Mapping):
