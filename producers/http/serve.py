@@ -1,4 +1,5 @@
-"""``gonets api``: uvicorn serving ``create_app(get_settings())``."""
+"""``gonets api``: uvicorn serving ``create_app(get_settings())``, with its httptools protocol on
+uvloop (``wire.Protocol``: each answer in one ``send``)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def serve(host: str, port: int, *, workers: int = 1) -> int:
     else:
         uvicorn.run("producers.http.serve:app_factory", factory=True, fd=sock.fileno(),
                     workers=workers, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, http=Protocol)
     return 0
 
 
