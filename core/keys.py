@@ -145,11 +145,12 @@ class Keys:
         return None
 
     # --- message records
+    # three keys of every message a producer accepts: ``key``'s text, written directly
     def msg(self, msg_id: str) -> str:
-        return self.key("msg", msg_id)
+        return f"{self.ns}:msg:{msg_id}"
 
     def msg_history(self, msg_id: str) -> str:
-        return self.key("msg", msg_id, "history")
+        return f"{self.ns}:msg:{msg_id}:history"
 
     def events(self) -> str:
         return self.key("events")
@@ -261,7 +262,7 @@ class Keys:
 
     # --- producers
     def dup(self, account: str, fingerprint: str) -> str:
-        return self.key("dup", account, fingerprint)
+        return f"{self.ns}:dup:{account}:{fingerprint}"
 
     def consent(self, digits: str) -> str:
         return self.key("consent", digits)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.account_state import AccountState
 from core.keys import TABLE, Keys
@@ -68,3 +71,13 @@ def test_an_incident_cannot_be_opened_under_the_low_balance_alert(store):
     with pytest.raises(ValueError):
         AccountState.of(store).open_incident("smsc", "low_balance", "{}", 5)
     assert AccountState.of(store).open_alerts("smsc") == []
+
+
+@given(ns=st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True), a=st.text(), b=st.text())
+@hsettings(max_examples=300, deadline=None)
+def test_keys_written_directly_are_keys_own(ns: str, a: str, b: str) -> None:
+    """The keys every accepted message writes, spelled without ``Keys.key``, are its text."""
+    k = Keys(ns)
+    assert k.msg(a) == k.key("msg", a)
+    assert k.msg_history(a) == k.key("msg", a, "history")
+    assert k.dup(a, b) == k.key("dup", a, b)
