@@ -69,9 +69,8 @@ class SendGroup:
     submit step (``Producer._execute``: one script call for up to ``BATCH_CHUNK`` of them,
     each message whole, as for ``send_many``), the step ``Producer.queue_sms`` takes with one.
     A request alone waits for nothing; under load, a pass of the loop holds a few to a few
-    dozen.  A Redis error
-    fails every request of the flush with 503 (a message it did accept is found again by a
-    retry: the duplicate window answers with its id, as for a batch)."""
+    dozen.  A Redis error fails every request of the flush with 503 (a message it did accept
+    is found again by a retry: the duplicate window answers with its id, as for a batch)."""
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
