@@ -127,6 +127,9 @@ class _Consumer(QuietConsumer):
             self.put_back([message])
             self.queued_message_ids.discard(message.message_id)
             return
+        if getattr(message, "gonets_acked", False):  # a script of the job acked it already
+            self.queued_message_ids.discard(message.message_id)
+            return
         super().ack(message)  # type: ignore[no-untyped-call]
 
     def requeue(self, messages: Iterable[Any]) -> None:
@@ -158,6 +161,37 @@ class _Consumer(QuietConsumer):
             with contextlib.suppress(redis.exceptions.RedisError):
                 b.announce(self.queue_name)
         return int(back), int(restored)
+
+
+@dataclass(frozen=True)
+class JobAck:
+    """How a script acks a job as dispatch.lua's "ack" does: SREM ``redis_id`` from this
+    worker's ack set of the job's queue, and if it was there, HDEL its body."""
+
+    acks_key: str
+    messages_key: str
+    redis_id: str
+    message: Any
+
+    def done(self) -> None:
+        """The script acked it: the consumer does not ack it again (``_Consumer.ack``)."""
+        self.message.gonets_acked = True  # an attribute of the MessageProxy: never encoded
+
+
+def running_job_ack(broker: Any, actor_names: Iterable[str], first_arg: str) -> JobAck | None:
+    """The ack of the job this worker thread is running (dramatiq's ``CurrentMessage``), when
+    it is a job of one of ``actor_names`` for ``first_arg`` on a ``GonetsRedisBroker`` (a job's
+    last write can ack it in the same round trip: ``Store.mark_submitted``); else None."""
+    message = CurrentMessage.get_current_message()
+    if message is None or not isinstance(broker, GonetsRedisBroker) or \
+            message.actor_name not in actor_names or not message.args or \
+            message.args[0] != first_arg or "redis_message_id" not in message.options:
+        return None
+    # the ack set of the consumer that fetched it: worker threads hand a job back to the
+    # consumer of its queue (dramatiq's WorkerThread.process_message)
+    queue = f"{broker.namespace}:{message.queue_name}"
+    return JobAck(f"{broker.namespace}:__acks__.{broker.broker_id}.{message.queue_name}",
+                  queue + ".msgs", message.options["redis_message_id"], message)
 
 
 class GonetsRedisBroker(QuietBroker):

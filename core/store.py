@@ -529,22 +529,25 @@ class Store(RecordStore[Status]):
 
     def mark_submitted(self, msg_id: str, *, account: str, provider_id: str,
                        fields: Mapping[str, Any], usage_key: str, usage_ttl_s: int, kind: str,
-                       parts: int, poll_token: str, poll_at_ms: int, job: QueuedJob) -> bool:
+                       parts: int, poll_token: str, poll_at_ms: int, job: QueuedJob,
+                       ack: tuple[str, str, str] | None = None) -> bool:
         """The provider took a send (``lua/submitted.lua``, one round trip): bind
         ``provider_id`` (``bind_provider_id``), ``transition`` to ``submitted`` with
         ``fields`` (the event names ``account``), count it in ``usage_key`` (``core.usage``),
-        set its poll chain (``set_poll``) and write its poll ``job``, in this order; a record
-        that is gone raises ``UnknownMessage`` with only the binding written, as those calls
-        one after another would. True when the record is ``submitted`` now, False when the
-        transition was refused (final already)."""
+        set its poll chain (``set_poll``) and write its poll ``job``, in this order, then ack
+        the send job when ``ack`` (its ack set, body hash and redis message id:
+        ``core.broker.JobAck``) is given; a record that is gone raises ``UnknownMessage`` with
+        only the binding written, as those calls one after another would (the job unacked).
+        True when the record is ``submitted`` now, False when the transition was refused
+        (final already)."""
         st, tkeys, targs, extra = self._transition_call(msg_id, Status.SUBMITTED, reason="",
                                                         account=account, fields=fields)
         res = int(self._mark_submitted(
             keys=[*tkeys, self.keys.pid(account, provider_id), usage_key, job.queue_key,
-                  job.messages_key],
+                  job.messages_key, *(ack[:2] if ack else ())],
             args=[len(tkeys), len(targs), *targs, msg_id, self.retention_s, kind,
                   max(1, parts), usage_ttl_s, poll_token, poll_at_ms, job.redis_id, job.data,
-                  job.doorbell, job.queue_name]))
+                  job.doorbell, job.queue_name, *(ack[2:] if ack else ())]))
         if res == -1:
             raise UnknownMessage(msg_id)
         if res in (1, 2):

@@ -15,14 +15,16 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.middleware import CurrentMessage
 
 import workers.runtime
 from core import usage
+from core.broker import get_broker
 from core.errors import UnknownMessage
 from core.settings import load_settings
 from core.store import QueuedJob, Store, now_ms
 from producers import Producer
-from tests.support import write_config
+from tests.support import poll_until, write_config
 from workers import actors
 from workers.runtime import Runtime
 from workers.traffic.flood import FloodGuard
@@ -83,6 +85,31 @@ def test_a_send_leaves_its_record_submitted_numbered_counted_and_followed(
                                                                          abs=50)
 
 
+def test_the_submitted_step_acks_the_send_job_that_ran_it(pool: Any, store: Store,
+                                                          settings: Any) -> None:
+    producer = pool()
+    msg_id = producer.send_sms("+375291230006", "acked")
+    broker = get_broker(settings)
+    consumer = broker.consume("sms.smsc.bulk", prefetch=1, timeout=100)
+    proxy = poll_until(lambda: next(consumer), 10, "the send job fetched")
+    redis_id = proxy.options["redis_message_id"]
+    acks = f"gonets-q:__acks__.{broker.broker_id}.sms.smsc.bulk"
+    assert store.r.sismember(acks, redis_id)  # fetched: this worker holds it
+    token = CurrentMessage._MESSAGE.set(proxy)  # as dramatiq's middleware does for the job
+    try:
+        actors.send_sms(msg_id)
+    finally:
+        CurrentMessage._MESSAGE.reset(token)
+    assert store.get(msg_id)["status"] == "submitted"
+    # acked with the transition, as dispatch.lua's "ack" does
+    assert not store.r.sismember(acks, redis_id)
+    assert not store.r.hexists("gonets-q:sms.smsc.bulk.msgs", redis_id)
+    store.r.sadd(acks, redis_id)  # (a marker: the consumer's own ack must not touch Redis)
+    consumer.ack(proxy)
+    assert consumer.outstanding_message_count == 0 and store.r.sismember(acks, redis_id)
+    consumer.close()
+
+
 def test_a_message_held_by_the_sending_window_never_began_an_attempt(
         pool: Any, store: Store, smsc: Any) -> None:
     opens = datetime.now(UTC) + timedelta(hours=1)
@@ -119,14 +146,20 @@ def test_the_submitted_step_on_a_record_gone_meanwhile_writes_nothing_of_it(
                  next_check_ms=0)
     store.delete(msg_id)
     job = QueuedJob("gonets-q:poll.DQ", "gonets-q:poll.DQ.msgs", "j1", b"{}", "", "poll.DQ")
+    store.r.sadd("gonets-q:__acks__.w.send", "s1")
+    store.r.hset("gonets-q:send.msgs", "s1", "{}")
     with pytest.raises(UnknownMessage):
         store.mark_submitted(msg_id, account="smsc", provider_id="77", fields={},
                              usage_key="gonets:usage:smsc:test", usage_ttl_s=60,
                              kind="transactional", parts=1, poll_token="t", poll_at_ms=1,
-                             job=job)
+                             job=job, ack=("gonets-q:__acks__.w.send", "gonets-q:send.msgs",
+                                           "s1"))
     assert not store.r.exists(store.msg_key(msg_id))  # no fragment of a record
     assert not store.r.exists(job.queue_key, job.messages_key, "gonets:usage:smsc:test")
     assert store.by_provider_id("smsc", "77") == msg_id  # bound first, as before
+    # the send job is not acked: it fails, and dramatiq retries or acks it as before
+    assert store.r.sismember("gonets-q:__acks__.w.send", "s1")
+    assert store.r.hexists("gonets-q:send.msgs", "s1")
 
 
 def test_a_slot_past_the_deadline_is_not_counted_by_the_flood_rule(store: Store,

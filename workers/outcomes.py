@@ -50,8 +50,16 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from core import routing, usage
-from core.broker import enqueue, enqueued, get_broker, prepare_delayed
-from core.contracts import POLL_STATUS, Status, send_actor, send_queue, status_queue
+from core.broker import enqueue, enqueued, get_broker, prepare_delayed, running_job_ack
+from core.contracts import (
+    POLL_STATUS,
+    SEND_SMS,
+    SEND_SMS_URGENT,
+    Status,
+    send_actor,
+    send_queue,
+    status_queue,
+)
 from core.doorbell import rings
 from core.errors import (
     AccountProblem,
@@ -88,6 +96,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gonets.worker")
 
+#: the send actors (one per lane), whose job ``submitted`` acks with its last write
+SEND_ACTORS = (SEND_SMS, SEND_SMS_URGENT)
 #: how long to wait before retrying a transient SMS failure without a hint from the provider
 RETRY_DELAY_S = 5.0
 #: a paused account's message comes back this long after the pause ends
@@ -223,6 +233,8 @@ class Outcomes:
         token, delay_ms = self._poll_token(), int(plan.first_s * 1000)
         job = prepare_delayed(broker, status_queue(account.name), POLL_STATUS, msg_id, token,
                               delay_ms=delay_ms)
+        # the send job running this is acked in the same step (nothing of it is left to do)
+        ack = running_job_ack(broker, SEND_ACTORS, msg_id)
         self.store.mark_submitted(
             msg_id, account=account.name, provider_id=sub.provider_id,
             fields=self._submitted_fields("accepted", provider_id=sub.provider_id,
@@ -232,7 +244,10 @@ class Outcomes:
             poll_at_ms=now_ms() + delay_ms,
             job=QueuedJob(job.queue_key, job.messages_key, job.redis_id, job.data,
                           job.doorbell if rings(broker, delay_ms) else "",
-                          job.message.queue_name))
+                          job.message.queue_name),
+            ack=(ack.acks_key, ack.messages_key, ack.redis_id) if ack else None)
+        if ack is not None:
+            ack.done()
         enqueued(broker, job, delay_ms)
         if sub.cost and self._learns_price(account.name):  # for prefer = "cheapest"
             routing.record_price(self.store.r, self.store.keys, account.name, sub.cost,

@@ -6,7 +6,9 @@
 --   3. the day's usage of its kind is counted (``core.usage.count``);
 --   4. its status poll chain's token and due time are set (``Store.set_poll``);
 --   5. the poll job is put on its dramatiq delay queue (what dispatch.lua "enqueue" does for
---      ``RedisBroker.enqueue(message, delay=...)``), ringing the doorbell when asked.
+--      ``RedisBroker.enqueue(message, delay=...)``), ringing the doorbell when asked;
+--   6. when given, the send job that did all this is acked as dispatch.lua "ack" does (the
+--      worker then skips its own ack: ``core.broker.JobAck``).
 --
 -- Keys:
 --   KEYS[1..n]  transition.lua's keys (n = ARGV[1])
@@ -14,11 +16,14 @@
 --   KEYS[n+2]   <ns>:usage:<acct>:<day>         hash: "<kind>:messages", "<kind>:parts"
 --   KEYS[n+3]   <ns>-q:<queue>.DQ               list: the delay queue's redis message ids
 --   KEYS[n+4]   <ns>-q:<queue>.DQ.msgs          hash: redis message id -> encoded message
+--   KEYS[n+5]   <ns>-q:__acks__.<worker>.<queue>  set: the send job's ack set (optional)
+--   KEYS[n+6]   <ns>-q:<queue>.msgs             hash: the send job's body (optional)
 -- Args:
 --   ARGV[1] n   ARGV[2] m: how many arguments transition.lua takes (ARGV[3..m+2]); then
 --   message id, provider id ttl (s), usage kind, parts, usage ttl (s), poll token,
 --   poll due (ms), the job's redis message id, the encoded job, the doorbell channel ("": do
---   not ring) and the queue's name to ring.
+--   not ring), the queue's name to ring, and the send job's redis message id (with
+--   KEYS[n+5..n+6]).
 -- Returns transition.lua's answer.
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
@@ -43,5 +48,10 @@ redis.call("hset", KEYS[n + 4], ARGV[a + 8], ARGV[a + 9])
 redis.call("rpush", KEYS[n + 3], ARGV[a + 8])
 if ARGV[a + 10] ~= "" then
     redis.call("publish", ARGV[a + 10], ARGV[a + 11])
+end
+if KEYS[n + 5] then
+    if redis.call("srem", KEYS[n + 5], ARGV[a + 12]) > 0 then
+        redis.call("hdel", KEYS[n + 6], ARGV[a + 12])
+    end
 end
 return res
