@@ -412,6 +412,8 @@ class Store(RecordStore[Status]):
         self._resubmit = client.register_script(_lua("resubmit.lua"))
         self._submit = client.register_script(_lua("submit.lua"))
         self._move = client.register_script(_lua("move.lua"))
+        #: ``SubmitCall``'s: ((namespace, stream cap), shared keys, new status, its rank)
+        self._submit_head: tuple[tuple[str, int], tuple[str, str, str], str, str] | None = None
         self._attempt = client.register_script(_lua("attempt.lua"))
         self._mark_submitted = composed_script(client, "submitted.lua", _lua("submitted.lua"),
                                                transition=_lua("transition.lua"))
@@ -612,16 +614,24 @@ class SubmitCall:
 
     def __init__(self, store: Store, doorbell: str) -> None:
         self.store = store
-        self.status = next(iter(store.model.statuses))  # a new record's (``_new_record``'s)
-        self.rank = str(store.model.rank(self.status))
-        self.keys: list[str] = [store.events_key, store.nonfinal_key, store.stats_key]
-        self.args: list[Any] = [store.events_maxlen, self.status.value, doorbell]
+        # the keys every call names and a new record's status and rank (``_new_record``'s),
+        # found once per namespace and stream cap
+        head = store._submit_head
+        if head is None or head[0] != (store.ns, store.events_maxlen):
+            status = next(iter(store.model.statuses))
+            head = store._submit_head = (
+                (store.ns, store.events_maxlen),
+                (store.events_key, store.nonfinal_key, store.stats_key),
+                status.value, str(store.model.rank(status)))
+        _, keys, self.status, self.rank = head
+        self.keys: list[str] = list(keys)
+        self.args: list[Any] = [store.events_maxlen, self.status, doorbell]
         self.size = 0
 
     def add(self, sub: Submission) -> None:
         if sub.doorbell != self.args[2]:
             raise ValueError("one call rings one doorbell: submit each namespace apart")
-        store, status = self.store, self.status.value
+        store, status = self.store, self.status
         rec_id = sub.msg_id
         ts = now_ms()
         record = {k: v if type(v) is str else _s(v)

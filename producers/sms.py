@@ -332,10 +332,11 @@ class Producer:
     def _answers(self, subs: list[tuple[Submission, Job]],
                  replies: list[tuple[str, str]]) -> list[Queued]:
         ids: list[Queued] = []
+        after = after_enqueue_hooks(self.broker)
         for (sub, job), (outcome, msg_id) in zip(subs, replies, strict=True):
             if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
                 raise RuntimeError(f"message id {sub.msg_id} exists already")
-            if outcome == "new":
+            if outcome == "new" and after:
                 enqueued(self.broker, job)
             ids.append(Queued(msg_id, duplicate=outcome != "new"))
         return ids
