@@ -41,6 +41,14 @@ local function submit(k, a)
     local id = ARGV[a + 1]
     local idem_ttl = tonumber(ARGV[a + 4])
     local dup_ms = tonumber(ARGV[a + 5])
+    if redis.call("exists", KEYS[k + 1]) == 1 then
+        -- this very call ran before: redis-py sent it again after a reply lost with the
+        -- connection (the record's first event is this call's own); the same answer as then
+        if redis.call("lindex", KEYS[k + 2], 0) == ARGV[a + 3] then
+            return "new", id
+        end
+        return "exists", id
+    end
     if idem_ttl > 0 then
         local bound = redis.call("get", KEYS[k + 5])
         if bound then
@@ -56,9 +64,6 @@ local function submit(k, a)
             end
             return "dup", first
         end
-    end
-    if redis.call("exists", KEYS[k + 1]) == 1 then
-        return "exists", id
     end
     if dup_ms > 0 then
         redis.call("set", KEYS[k + 6], id, "PX", dup_ms)
