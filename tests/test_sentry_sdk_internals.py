@@ -209,3 +209,154 @@ def test_envelopes_sent_by_the_quiet_worker_all_arrive_and_an_idle_one_is_woken(
     finally:
         standin.stop()
     poll_until(lambda: not thread.is_alive(), 5, "the sending thread stopped")
+
+
+def test_sentry_sdks_ids_come_from_random_unique_well_formed_and_new_in_a_forked_child(
+) -> None:
+    """``sdk._ids`` (core/observability/sdk.py) stands in for the ``uuid`` module in the
+    sentry-sdk modules that make trace, span and event ids: they must use nothing of it but
+    ``uuid4``; the ids stay unique and of Sentry's form, and a forked worker process makes
+    other ids than its parent (``random`` reseeds in a forked child)."""
+    import importlib
+    import inspect
+    import os
+    import re
+
+    import sentry_sdk
+
+    for name in sdk.ID_MODULES:
+        src = inspect.getsource(importlib.import_module(name))
+        assert re.search(r"(?m)^import uuid$", src)
+        assert set(re.findall(r"\buuid\.(\w+)", src)) <= {"uuid4"}
+    standin = SentryStandIn()
+    try:
+        with reporting_to(standin, role="worker", environment="test", traces_sample_rate=1.0):
+            for name in sdk.ID_MODULES:
+                assert importlib.import_module(name).uuid is sdk._ids  # type: ignore[attr-defined]
+            for i in range(100):
+                with sentry_sdk.start_transaction(op="queue.task.dramatiq", name=f"job-{i}",
+                                                  sampled=True):
+                    with sentry_sdk.start_span(op="db.redis.script", name="book.lua"):
+                        pass
+            sentry_sdk.flush(10)
+            txs = standin.of_type("transaction")
+    finally:
+        standin.stop()
+    assert len(txs) == 100
+    events = {t["event_id"] for t in txs}
+    traces = {t["contexts"]["trace"]["trace_id"] for t in txs}
+    spans = {t["contexts"]["trace"]["span_id"] for t in txs} | \
+        {s["span_id"] for t in txs for s in t["spans"]}
+    assert len(events) == len(traces) == 100 and len(spans) == 200
+    assert all(re.fullmatch(r"[0-9a-f]{32}", x) for x in events | traces)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", x) for x in spans)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then out without any cleanup of the parent's
+        os.write(w, sdk._uuid4().hex.encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and child != sdk._uuid4().hex
+
+
+class _Scripted:
+    """A Sentry endpoint that answers each request with the next of ``answers`` (raw bytes,
+    ``None``: close the connection without answering) and, for an answer ending in
+    ``b"|close"``, closes the connection after it; it keeps each request's body."""
+
+    def __init__(self, answers: list[bytes | None]) -> None:
+        import socket
+        import threading
+
+        self.answers, self.bodies, self.connections = list(answers), [], 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.dsn = f"http://key@127.0.0.1:{self._sock.getsockname()[1]}/1"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        import re
+
+        buf = b""
+        with conn:
+            while self.answers:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                n = int(m.group(1)) if m else 0
+                while len(buf) < n:
+                    buf += conn.recv(65536)
+                self.bodies.append(buf[:n])
+                buf = buf[n:]
+                answer = self.answers.pop(0)
+                if answer is None:
+                    self.bodies.pop()
+                    return
+                close = answer.endswith(b"|close")
+                conn.sendall(answer.removesuffix(b"|close"))
+                if close:
+                    return
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
+def test_the_transport_reads_every_form_of_answer_http_allows_and_applies_rate_limits() -> None:
+    """``KeepAliveTransport``'s own HTTP/1.1 exchange: an interim ``100``, a chunked body, an
+    HTTP/1.0 answer read to the connection's end, a connection the server closed while idle
+    (the envelope is sent again on a new one) all deliver their envelope; a 429 with
+    ``X-Sentry-Rate-Limits`` for transactions stops the next transaction from being sent, as
+    with sentry-sdk's own transport."""
+    import gzip
+
+    from sentry_sdk.client import get_options
+    from sentry_sdk.envelope import Envelope
+
+    from core.observability.transport import KeepAliveTransport
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    server = _Scripted([
+        b"HTTP/1.1 100 Continue\r\n\r\n" + ok,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=y\r\n{\r\n1\r\n}\r\n0\r\n"
+        b"Trailer: t\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{}|close",
+        ok + b"|close",  # and the next request on it finds it closed
+        ok,
+        b"HTTP/1.1 429 Too Many Requests\r\nx-sentry-rate-limits: 60:transaction:key\r\n"
+        b"Retry-After: 60\r\nContent-Length: 0\r\n\r\n",
+        ok, ok, ok,  # sentry-sdk's client reports of what it dropped
+    ])
+    transport = KeepAliveTransport({**get_options(server.dsn), "transport_queue_size": 10})
+    try:
+        for i in range(7):
+            envelope = Envelope()
+            envelope.add_transaction({"type": "transaction", "transaction": f"job-{i}",
+                                      "event_id": f"{i:032x}"})
+            transport.capture_envelope(envelope)
+            transport.flush(5)
+        sent = [Envelope.deserialize(gzip.decompress(b)).get_transaction_event()
+                for b in server.bodies]
+    finally:
+        transport.kill()
+        server.stop()
+    # job-6 is held back by the rate limit, nothing else is lost or sent twice
+    assert [t["transaction"] for t in sent if t is not None] == [f"job-{i}" for i in range(6)]
+    assert server.connections == 3
+    assert transport._check_disabled("transaction")
