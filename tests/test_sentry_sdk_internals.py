@@ -235,9 +235,9 @@ def test_sentry_sdks_ids_come_from_random_unique_well_formed_and_new_in_a_forked
                 assert importlib.import_module(name).uuid is sdk._ids  # type: ignore[attr-defined]
             for i in range(100):
                 with sentry_sdk.start_transaction(op="queue.task.dramatiq", name=f"job-{i}",
-                                                  sampled=True):
-                    with sentry_sdk.start_span(op="db.redis.script", name="book.lua"):
-                        pass
+                                                  sampled=True), \
+                        sentry_sdk.start_span(op="db.redis.script", name="book.lua"):
+                    pass
             sentry_sdk.flush(10)
             txs = standin.of_type("transaction")
     finally:
