@@ -429,7 +429,8 @@ def prepare_delayed(broker: RedisBroker, queue_name: str, actor_name: str, *args
     after the same middleware; a script then writes it as ``prepare`` says (a worker's poll
     job, with the send's record: ``Store.mark_submitted``), and ``enqueued`` follows."""
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options={})
+        queue_name=queue_name, actor_name=actor_name, args=tuple(args), kwargs={}, options={},
+        message_id=uuid4_str())  # (dramatiq's default: the same text, a system call each)
     message = message.copy(queue_name=dq_name(queue_name),
                            options={"redis_message_id": uuid4_str(),
                                     "eta": current_millis() + delay_ms})

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +81,7 @@ from core.facts import (
     outcome_unknown,
     record_status,
 )
+from core.ids import uuid4_str
 from core.keys import LOOKUPS_FAILING
 from core.payments import CheckStatus, PaymentStatus, Transaction
 from core.privacy import mask_phone
@@ -490,7 +490,7 @@ class Outcomes:
 
     @staticmethod
     def _poll_token() -> str:
-        return str(uuid.uuid4())[:8]
+        return uuid4_str()[:8]
 
     def status(self, msg_id: str, rep: StatusReport, plan: CheckPlan, *, chain: bool) -> None:
         """Apply a status; ``chain``: the worker's own poll chain follows a non-final one.
