@@ -206,6 +206,8 @@ class _Connection:
             data = self._chunked()
         elif "content-length" in headers:
             n = int(headers["content-length"])
+            if n < 0:
+                raise http.client.HTTPException(f"bad Content-Length {n}")
             data = self.rfile.read(n)
             if len(data) < n:
                 raise http.client.IncompleteRead(data, n - len(data))
@@ -217,6 +219,8 @@ class _Connection:
         out: list[bytes] = []
         while True:
             size = int(self._line().split(b";", 1)[0].strip(), 16)
+            if size < 0:
+                raise http.client.HTTPException(f"bad chunk size {size}")
             if size == 0:
                 while self._line() not in (b"\r\n", b"\n"):  # trailers
                     pass
