@@ -5,6 +5,7 @@ and never a second message (tests the retry through a real relay to a real Redis
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -137,3 +138,49 @@ def test_a_batch_whose_reply_was_lost_answers_each_message_once(relayed: Any) ->
     assert [q.duplicate for q in got] == [False] * 5
     for i, msg_id in enumerate(ids):
         assert _queued(check, f"37529123{i:04d}") == [msg_id]
+
+
+def test_a_send_whose_submitted_step_lost_its_reply_is_counted_and_followed_once(
+        gonets_env: dict[str, str], smsc: Any, store: Store,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's ``submitted`` step (``core/lua/submitted.lua``) sent again by redis-py
+    after its reply was lost: the second run finds its own poll token on the record and only
+    acks; the day's usage counts the message once and one status poll follows it."""
+    import workers.runtime
+    from core import usage
+    from core.broker import reset_broker
+    from workers import actors
+    from workers.runtime import Runtime
+
+    for k in ("TEST_SMSC_LOGIN", "TEST_SMSC_PASSWORD"):
+        monkeypatch.setenv(k, gonets_env[k])
+    direct = urlsplit(gonets_env["GONETS_REDIS_URL"])
+    relay = LosesOneReply((direct.hostname or "127.0.0.1", direct.port or 6379), b"")
+    relay.armed = False
+    url = urlunsplit(direct._replace(netloc=f"127.0.0.1:{relay.port}"))
+    settings = load_settings({**gonets_env, "GONETS_REDIS_URL": url})
+    relayed_store = Store(redis_client(url), namespace=settings.namespace)
+    rt = Runtime(settings, relayed_store)
+    rt.pool = "smsc"
+    monkeypatch.setattr(workers.runtime, "_runtime", rt)
+    producer = Producer(load_settings(gonets_env), store=store)
+    try:
+        warm = producer.send_sms("+375291230009", "warm up")
+        actors.send_sms(warm)  # Redis knows the script now: EVALSHA runs it
+        relay.marker = relayed_store._mark_submitted.sha.encode()
+        relay.armed = True
+        msg_id = producer.send_sms("+375291230002", "lost-reply: submitted")
+        actors.send_sms(msg_id)
+        assert relay.lost == 1  # the step ran; its answer never came; redis-py sent it again
+        assert store.get(msg_id)["status"] == "submitted"
+        assert usage.report(store, "smsc")[usage._day()]["transactional"] == \
+            {"messages": 2, "parts": 2}  # the warm-up and this one, each once
+        polls = [v for v in store.r.hvals("gonets-q:sms.smsc.status.DQ.msgs") if msg_id in v]
+        assert len(polls) == 1
+        assert store.r.lrange("gonets-q:sms.smsc.status.DQ", 0, -1).count(
+            json.loads(polls[0])["options"]["redis_message_id"]) == 1
+    finally:
+        rt.close()
+        relayed_store.r.close()
+        relay.close()
+        reset_broker()

@@ -24,7 +24,7 @@
 --   poll due (ms), the job's redis message id, the encoded job, the doorbell channel ("": do
 --   not ring), the queue's name to ring, and the send job's redis message id (with
 --   KEYS[n+5..n+6]).
--- Returns transition.lua's answer.
+-- Returns transition.lua's answer (a call run again: 2 if the record is submitted, else 0).
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local tkeys, targs = {}, {}
@@ -32,6 +32,21 @@ for i = 1, n do tkeys[i] = KEYS[i] end
 for i = 1, m do targs[i] = ARGV[2 + i] end
 local a = 2 + m
 local id = ARGV[a + 1]
+
+local function ack()
+    if KEYS[n + 5] then
+        if redis.call("srem", KEYS[n + 5], ARGV[a + 12]) > 0 then
+            redis.call("hdel", KEYS[n + 6], ARGV[a + 12])
+        end
+    end
+end
+
+-- this very call ran before: redis-py sent it again after a reply lost with the connection
+-- (the record holds this call's own poll token): nothing is counted or queued twice
+if redis.call("hget", KEYS[1], "poll_token") == ARGV[a + 6] then
+    ack()
+    return redis.call("hget", KEYS[1], "status") == "submitted" and 2 or 0
+end
 
 redis.call("set", KEYS[n + 1], id, "EX", ARGV[a + 2])
 local res = transition(tkeys, targs)
@@ -49,9 +64,5 @@ redis.call("rpush", KEYS[n + 3], ARGV[a + 8])
 if ARGV[a + 10] ~= "" then
     redis.call("publish", ARGV[a + 10], ARGV[a + 11])
 end
-if KEYS[n + 5] then
-    if redis.call("srem", KEYS[n + 5], ARGV[a + 12]) > 0 then
-        redis.call("hdel", KEYS[n + 6], ARGV[a + 12])
-    end
-end
+ack()
 return res
