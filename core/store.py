@@ -351,7 +351,7 @@ class RecordStore(Generic[S]):
 #: slots, not frozen: one per message on the send path (as ``producers.sms.Draft``)
 @dataclass(slots=True)
 class Submission:
-    """One message for ``Store.submit``: its record, its dramatiq job (``core.broker.prepare``)
+    """One message for ``Store.submit_many``: its record, its dramatiq job (``core.broker.prepare``)
     and the keys it claims.  ``idempotency`` is (key, ttl s), ``duplicate`` (key, window ms),
     ``index`` (the producer's index key, score ms, trim below this score or None)."""
 
@@ -426,21 +426,16 @@ class Store(RecordStore[Status]):
     def msg_key(self, msg_id: str) -> str:
         return self.record_key(msg_id)
 
-    def submit(self, sub: Submission, *, client: redis.Redis | None = None) -> Any:
-        """Accept one message in one step (``lua/submit.lua``): its idempotency key and
-        duplicate claim, the record, its send job and its producer's index entry, all or
-        nothing.  Returns ``(outcome, id)``: ``new`` (this id), ``idem`` (the id the key is
-        bound to), ``dup`` (the first id of the same content) or ``exists``.  With a pipeline
-        as ``client`` the call is queued on it and its reply comes from ``execute()``
-        (``Store.submitted`` reads it)."""
-        return self.submit_many([sub], client=client)
-
     def submit_many(self, subs: Sequence[Submission], *,
                     client: redis.Redis | None = None) -> Any:
-        """``submit`` of each message, in order, in one script call (one round trip): each
-        message is accepted whole or not at all, and a message finds the claims of those
-        before it.  Returns the outcomes as one flat list, two items per message
-        (``Store.submitted_many`` reads it)."""
+        """Accept messages (``lua/submit.lua``), in order, in one script call (one round
+        trip): each message's idempotency key and duplicate claim, its record, its send job
+        and its producer's index entry, all or nothing, and a message finds the claims of
+        those before it.  Returns the outcomes as one flat list, two items per message
+        (``Store.submitted_many`` reads each as ``(outcome, id)``: ``new`` (this id), ``idem``
+        (the id the key is bound to), ``dup`` (the first id of the same content) or
+        ``exists``).  With a pipeline as ``client`` the call is queued on it and its reply
+        comes from ``execute()``."""
         call = SubmitCall(self, subs[0].doorbell if subs else "")
         for sub in subs:
             call.add(sub)
@@ -455,12 +450,6 @@ class Store(RecordStore[Status]):
             return self.r.execute_command("EVALSHA", self._submit.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self._submit(keys=keys, args=args)
-
-    @staticmethod
-    def submitted(reply: Any) -> tuple[str, str]:
-        """``(outcome, id)`` of a ``submit`` reply."""
-        outcome, msg_id = reply
-        return text(outcome), text(msg_id)
 
     @staticmethod
     def submitted_many(reply: Any) -> list[tuple[str, str]]:

@@ -198,13 +198,18 @@ class Producer:
 
     def _finish(self, out: list[Queued | InvalidInput], chunk: _Chunk) -> None:
         replies = Store.submitted_many(chunk.replies.result())
-        for k, (i, msg_id, (outcome, got)) in enumerate(
-                zip(chunk.where, chunk.ids, replies, strict=True)):
-            if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
-                raise RuntimeError(f"message id {msg_id} exists already")
-            if outcome == "new" and chunk.jobs:
-                enqueued(self.broker, chunk.jobs[k])
-            out[i] = Queued(got, duplicate=outcome != "new")
+        for k, (i, msg_id, reply) in enumerate(zip(chunk.where, chunk.ids, replies, strict=True)):
+            out[i] = self._answer(msg_id, reply, chunk.jobs[k] if chunk.jobs else None)
+
+    def _answer(self, msg_id: str, reply: tuple[str, str], job: Job | None) -> Queued:
+        """What the submit script's ``(outcome, id)`` for message ``msg_id`` means; ``job``
+        (None: no middleware wants it) gets its after-enqueue when it was queued."""
+        outcome, got = reply
+        if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
+            raise RuntimeError(f"message id {msg_id} exists already")
+        if outcome == "new" and job is not None:
+            enqueued(self.broker, job)
+        return Queued(got, duplicate=outcome != "new")
 
     def _check_item(self, item: Any) -> Draft:
         if not isinstance(item, Mapping):
@@ -333,15 +338,9 @@ class Producer:
 
     def _answers(self, subs: list[tuple[Submission, Job]],
                  replies: list[tuple[str, str]]) -> list[Queued]:
-        ids: list[Queued] = []
         after = after_enqueue_hooks(self.broker)
-        for (sub, job), (outcome, msg_id) in zip(subs, replies, strict=True):
-            if outcome == "exists":  # a fresh uuid4 already taken: never silently reuse it
-                raise RuntimeError(f"message id {sub.msg_id} exists already")
-            if outcome == "new" and after:
-                enqueued(self.broker, job)
-            ids.append(Queued(msg_id, duplicate=outcome != "new"))
-        return ids
+        return [self._answer(sub.msg_id, reply, job if after else None)
+                for (sub, job), reply in zip(subs, replies, strict=True)]
 
     def _options(self, provider: str, options: dict[str, Any] | None) -> dict[str, Any]:
         if not options:
