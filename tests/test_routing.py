@@ -214,10 +214,15 @@ def test_the_flood_rule_counts_one_burst_across_the_route(routed: Producer) -> N
     smsc = p.settings.account("smsc").model_copy(update={"limits": one})
     mts = p.settings.account("mts").model_copy(update={"limits": one})
     t = Traffic(p.store.r, p.store.ns)
-    t.check_flood(smsc, "375291000013", 0.0, "smsc+mts")
+
+    def rec(phone: str, route: str | None = None) -> dict[str, str]:
+        return {"id": phone, "phone": phone, "lane": "bulk", "parts": "1",
+                **({"route": route} if route else {})}
+
+    t.admit(smsc, rec("375291000013", "smsc+mts"))
     with pytest.raises(Hold):  # the same subscriber, the other account of the route
-        t.check_flood(mts, "375291000013", 0.0, "smsc+mts")
-    t.check_flood(mts, "375291000014", 0.0)  # unrouted: the provider's own count
+        t.admit(mts, rec("375291000013", "smsc+mts"))
+    t.admit(mts, rec("375291000014"))  # unrouted: the provider's own count
 
 
 def test_a_rejection_for_an_account_reason_moves_a_bad_number_does_not(routed: Producer) -> None:

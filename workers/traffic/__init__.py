@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -109,14 +108,6 @@ class Traffic:
                              count=self.flood.count(account, rec["phone"], rec.get("route")),
                              attempt=attempt)
 
-    def check_flood(self, account: Account, phone: str, in_s: float,
-                    route: str | None = None) -> None:
-        """Count a message that reaches the provider ``in_s`` from now, or hold it (``route``:
-        a routed message counts across its route's accounts)."""
-        wait = self.flood.admit(account, phone, in_s, route)
-        if wait > 0:
-            raise self._flood_hold(account, wait)
-
     @staticmethod
     def _flood_hold(account: Account, wait_s: float) -> Hold:
         return Hold(wait_s + FLOOD_MARGIN_S,
@@ -124,17 +115,17 @@ class Traffic:
                     f"with gaps under {account.limits.flood_gap_s:g} s")
 
     def pace(self, account: Account, rec: dict[str, str], *, urgent: bool, expires_ms: int,
-             booked: Callable[[float], None] | None = None,
              count: FloodCount | None = None, attempt: Attempt | None = None) -> Ticket:
-        """Book the account's next pacing slot (every part counts) in a ticket; ``booked`` is
-        called with the seconds until the slot; ``count``: the flood rule counts the send at
-        its slot in the same step, and ``attempt`` begins there first (``Pacer.ticket``)."""
+        """Book the account's next pacing slot (every part counts) in a ticket; ``count``: the
+        flood rule counts the send at its slot in the same step (a routed message counts
+        across its route's accounts: ``FloodGuard.count``), and ``attempt`` begins there first
+        (``Pacer.ticket``)."""
         deadline = time.time() + MAX_WAIT_S
         if expires_ms:
             deadline = min(deadline, expires_ms / 1000.0)
         try:
             ticket = self.pacer.ticket(account, int(rec.get("parts") or 1), urgent=urgent,
-                                       deadline=deadline, booked=booked, count=count,
+                                       deadline=deadline, count=count,
                                        attempt=attempt)
         except FloodHeld as held:
             raise self._flood_hold(account, held.wait_s) from None
