@@ -595,7 +595,6 @@ class Store(RecordStore[Status]):
         return out
 
 
-
 class SubmitCall:
     """One call of ``lua/submit.lua`` being built, a message at a time (``Store.submit_many``;
     ``send_many`` adds each message as it is checked, so only its text arguments stay alive
@@ -643,6 +642,7 @@ class SubmitCall:
     def run(self, client: redis.Redis | None = None) -> Any:
         """Send the call (queue it on ``client``, a pipeline): two reply items per message."""
         return self.store._call_submit(self.keys, self.args, client)
+
 
 def _flat(fields: Mapping[str, str]) -> list[str]:
     out: list[str] = []

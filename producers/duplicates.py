@@ -50,7 +50,6 @@ def fingerprint(producer: str | None, phone: str, sender: str | None, text: str)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-
 def key(store: Store, account: str, producer: str | None, phone: str, sender: str | None,
         text: str) -> str:
     """The duplicate-window key of one send: the one place it is built."""
