@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import Worker, base_env, redis_server, result, sandbox_process
+from bench.common import CONTROL, Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker
 from core.settings import load_settings
 from core.store import Store, redis_client
@@ -64,10 +62,10 @@ failover_after_s = 5
 def _arrivals(mts_url: str, smsc_url: str) -> list[tuple[float, str, str]]:
     """(arrival time, phone, sandbox) of every send each sandbox accepted."""
     got: list[tuple[float, str, str]] = []
-    for r in httpx.get(f"{mts_url}/_sandbox/requests", timeout=30).json():
+    for r in CONTROL.get(f"{mts_url}/_sandbox/requests", timeout=30).json():
         if r.get("path") == "/sms/v1/messages" and r.get("message_id"):
             got.append((float(r["at"]), str((r.get("body") or {}).get("phone")), "mts"))
-    for m in httpx.get(f"{smsc_url}/_sandbox/state", timeout=30).json()["messages"]:
+    for m in CONTROL.get(f"{smsc_url}/_sandbox/state", timeout=30).json()["messages"]:
         got.append((float(m["at"]), str(m["phone"]), "smsc"))
     return sorted(got)
 
@@ -98,8 +96,8 @@ def run() -> list[dict[str, Any]]:
                 due = t0 + i / RATE_PER_S
                 time.sleep(max(0.0, due - time.time()))
                 if not cut_at and time.time() - t0 >= CUT_AT_S:
-                    httpx.post(f"{mts_url}/_sandbox/control",
-                               json={"balance": 0}).raise_for_status()
+                    CONTROL.post(f"{mts_url}/_sandbox/control",
+                                 json={"balance": 0}).raise_for_status()
                     cut_at = time.time()
                 # a number per message: the flood rule plays no part here
                 ids.append(producer.send_sms(f"+37529{2000000 + i}", f"failover bench {i}"))

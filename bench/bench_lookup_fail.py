@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import Worker, base_env, redis_server, result, sandbox_process
+from bench.common import CONTROL, Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker
 from core.contracts import Status
 from core.settings import load_settings
@@ -57,11 +55,11 @@ options = {{ first_poll_s = 1, max_poll_interval_s = 5 }}
 
 
 def _control(url: str, **body: Any) -> None:
-    httpx.post(f"{url}/_sandbox/control", json=body, timeout=10).raise_for_status()
+    CONTROL.post(f"{url}/_sandbox/control", json=body, timeout=10).raise_for_status()
 
 
 def _requests(url: str) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = httpx.get(f"{url}/_sandbox/requests", timeout=30).json()
+    got: list[dict[str, Any]] = CONTROL.get(f"{url}/_sandbox/requests", timeout=30).json()
     return got
 
 
@@ -112,7 +110,7 @@ def run() -> list[dict[str, Any]]:
             for w in workers:
                 w.stop()
             broker.close()
-        counters = httpx.get(f"{urls[0]}/_sandbox/counters", timeout=10).json()
+        counters = CONTROL.get(f"{urls[0]}/_sandbox/counters", timeout=10).json()
         sends = sum(1 for r in hang if r.get("path") == "/sys/send.php")
         looks = sum(1 for r in hang if r.get("path") == "/sys/status.php")
         doubles = counters["accepted"] - N

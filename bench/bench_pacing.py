@@ -27,10 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.bench_traffic import PACING_S, RATE, Rig, max_in_window, pacing_run
-from bench.common import Worker, base_env, redis_server, result, sandbox_process
+from bench.common import CONTROL, Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker
 from core.settings import load_settings
 from core.store import Store, redis_client
@@ -87,8 +85,8 @@ def smpp_run(rig: Rig, info: dict[str, str], d: Path) -> tuple[int, float, int]:
     """(most submits in a 1000 ms window, mean submits/s, links dropped)."""
     ctl = info["control"]
     rig.r.flushall()
-    httpx.post(f"{ctl}/_sandbox/control", json={"reset": True, "drop_every_submits": DROP_EVERY},
-               timeout=30).raise_for_status()
+    CONTROL.post(f"{ctl}/_sandbox/control", json={"reset": True, "drop_every_submits": DROP_EVERY},
+                 timeout=30).raise_for_status()
     env = base_env(rig.redis_url, _smpp_config(d, info), BENCH_SMSC_LOGIN="gonets",
                    BENCH_SMSC_PASSWORD="sandbox", GONETS_HEARTBEAT_TIMEOUT_S="10")
     settings = load_settings(env)
@@ -110,13 +108,13 @@ def smpp_run(rig: Rig, info: dict[str, str], d: Path) -> tuple[int, float, int]:
         broker.close()
     times = sorted(s["at"] for s in _submits(ctl))
     span = [t for t in times if t < times[0] + PACING_S]
-    drops = httpx.get(f"{ctl}/_sandbox/state", timeout=30).json()["counters"].get(
+    drops = CONTROL.get(f"{ctl}/_sandbox/state", timeout=30).json()["counters"].get(
         "dropped_links", 0)
     return max_in_window(span), len(span) / PACING_S, int(drops)
 
 
 def _submits(ctl: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{ctl}/_sandbox/submits", timeout=60).json())
+    return list(CONTROL.get(f"{ctl}/_sandbox/submits", timeout=60).json())
 
 
 def run() -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import ROOT, Worker, base_env, redis_server, result, sandbox_process
+from bench.common import CONTROL, ROOT, Worker, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker, enqueue
 from core.settings import load_settings
 from core.store import Store, redis_client
@@ -65,7 +65,7 @@ limits = {{ rate_per_s = 1000000 }}
 
 
 def _counters(url: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/_sandbox/counters", timeout=10).json()
+    return CONTROL.get(f"{url}/_sandbox/counters", timeout=10).json()
 
 
 def _wait_counter(url: str, counter: str, n: int, timeout_s: float = 600) -> float:
@@ -84,8 +84,8 @@ def _wait_accepted(url: str, n: int, timeout_s: float = 600) -> float:
 
 def _latency(url: str, ms: float) -> None:
     """Have the sandbox answer every request ``ms`` late (processed at once)."""
-    httpx.post(f"{url}/_sandbox/control", json={"delay_s": ms / 1000},
-               timeout=10).raise_for_status()
+    CONTROL.post(f"{url}/_sandbox/control", json={"delay_s": ms / 1000},
+                 timeout=10).raise_for_status()
 
 
 def direct_httpx(url: str, n: int, threads: int) -> tuple[float, float]:
@@ -180,7 +180,7 @@ def kill_recovery(env: dict[str, str], url: str, *, cap_s: float) -> float:
     broker = build_broker(settings)
     producer = Producer(settings, broker=broker)
     store = Store(redis_client(settings.redis_url), namespace=settings.namespace)
-    httpx.post(f"{url}/_sandbox/control", json={"delay_s": 30.0}).raise_for_status()
+    CONTROL.post(f"{url}/_sandbox/control", json={"delay_s": 30.0}).raise_for_status()
     a = Worker(env, "smsc", 4)
     run = time.time_ns()  # a text of its own: the same text within a minute is a duplicate
     ids = [producer.send_sms(f"+37544{3000000 + i}", f"kill {i} ({run})") for i in range(4)]
@@ -193,7 +193,7 @@ def kill_recovery(env: dict[str, str], url: str, *, cap_s: float) -> float:
     b = Worker(env, "smsc", 4)
     a.stop(signal.SIGKILL)
     killed = time.monotonic()
-    httpx.post(f"{url}/_sandbox/control", json={"delay_s": 0.0}).raise_for_status()
+    CONTROL.post(f"{url}/_sandbox/control", json={"delay_s": 0.0}).raise_for_status()
     try:
         while True:
             sts = [store.r.hget(store.msg_key(i), "status") for i in ids]

@@ -33,9 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import ROOT, base_env, result, sandbox_process
+from bench.common import CONTROL, ROOT, base_env, result, sandbox_process
 from core.broker import build_broker
 from core.contracts import Status
 from core.embedded_redis import RedisServer, free_port
@@ -102,11 +100,11 @@ class _Worker:
 
 
 def _sandbox(url: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/_sandbox/state", timeout=30).json()
+    return CONTROL.get(f"{url}/_sandbox/state", timeout=30).json()
 
 
 def _accepted(url: str) -> int:
-    return int(httpx.get(f"{url}/_sandbox/counters", timeout=10).json()["accepted"])
+    return int(CONTROL.get(f"{url}/_sandbox/counters", timeout=10).json()["accepted"])
 
 
 def scenario(name: str, n: int, outages: list[tuple[int, float, float]], url: str,
@@ -186,7 +184,7 @@ def run() -> list[dict[str, Any]]:
     with sandbox_process("sandbox.smsc_http", "--port", "0", "--balance", "1e9") as (_, info), \
             tempfile.TemporaryDirectory(prefix="gonets-bench-restart-") as tmp:
         url = info["smsc_http"][0]
-        httpx.post(f"{url}/_sandbox/control", json={"progress_s": [0.2, 1.0]}).raise_for_status()
+        CONTROL.post(f"{url}/_sandbox/control", json={"progress_s": [0.2, 1.0]}).raise_for_status()
         d = Path(tmp)
         ours: dict[str, dict[str, float]] = {}
         stock: dict[str, dict[str, float]] = {}

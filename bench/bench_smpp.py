@@ -8,10 +8,9 @@ import os
 import time
 from typing import Any
 
-import httpx
 from smpplib import client as smpp_client
 
-from bench.common import result, sandbox_process
+from bench.common import CONTROL, result, sandbox_process
 from workers.smpp.session import Session, SessionConfig
 
 LATENCY_S = 0.02
@@ -66,12 +65,12 @@ def run() -> list[dict[str, Any]]:
     with sandbox_process("sandbox.smpp_smsc", "--port", "0", "--backup-port", "0",
                          "--control-port", "0") as (_, info):
         ctl = info["control"]
-        httpx.post(f"{ctl}/_sandbox/control",
-                   json={"resp_delay_s": LATENCY_S, "rate_per_s": 10**9}).raise_for_status()
+        CONTROL.post(f"{ctl}/_sandbox/control",
+                     json={"resp_delay_s": LATENCY_S, "rate_per_s": 10**9}).raise_for_status()
         host, port = info["primary"].rsplit(":", 1)
         plain_rate, plain_ok = plain_loop(host, int(port), N_PLAIN)
         win_rate, win_ok = windowed(host, int(port), N_WINDOW)
-        accepted = httpx.get(f"{ctl}/_sandbox/state").json()["counters"]["submits_accepted"]
+        accepted = CONTROL.get(f"{ctl}/_sandbox/state").json()["counters"]["submits_accepted"]
     lost = (N_PLAIN - plain_ok) + (N_WINDOW - win_ok) + (N_PLAIN + N_WINDOW - accepted)
     return [
         result("smpp_window_speedup", win_rate, "submit/s", baseline=plain_rate,

@@ -29,10 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
-from bench.common import ROOT, base_env, redis_server, result, sandbox_process
+from bench.common import CONTROL, ROOT, base_env, redis_server, result, sandbox_process
 from core.broker import build_broker
 from core.settings import load_settings
 from core.store import Store, redis_client
@@ -116,10 +115,10 @@ class Rig:
         os.environ.update(CREDS)
 
     def control(self, **body: Any) -> None:
-        httpx.post(f"{self.urls[0]}/_sandbox/control", json=body, timeout=30).raise_for_status()
+        CONTROL.post(f"{self.urls[0]}/_sandbox/control", json=body, timeout=30).raise_for_status()
 
     def accepted(self) -> int:
-        return int(httpx.get(f"{self.urls[0]}/_sandbox/counters", timeout=30).json()["accepted"])
+        return int(CONTROL.get(f"{self.urls[0]}/_sandbox/counters", timeout=30).json()["accepted"])
 
     def fresh(self, **limits: Any) -> tuple[dict[str, str], Producer, Store]:
         self.r.flushall()
@@ -133,8 +132,8 @@ class Rig:
     def sends(self) -> tuple[list[tuple[float, str]], dict[str, float]]:
         """(every send request's receive time and phone, sorted), {phone: receive time of the
         request the provider accepted}."""
-        log = httpx.get(f"{self.urls[0]}/_sandbox/requests", timeout=60).json()  # both listeners
-        state = httpx.get(f"{self.urls[0]}/_sandbox/state", timeout=60).json()
+        log = CONTROL.get(f"{self.urls[0]}/_sandbox/requests", timeout=60).json()  # both listeners
+        state = CONTROL.get(f"{self.urls[0]}/_sandbox/state", timeout=60).json()
         ok = {(m["phone"], str(m["id"])) for m in state["messages"]}
         reqs, accepted = [], {}
         for item in log:

@@ -62,9 +62,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from bench.common import ROOT, Worker, base_env, redis_server, result, stop_process
+from bench.common import CONTROL, ROOT, Worker, base_env, redis_server, result, stop_process
 from cli.run import SANDBOX_CONFIG, sandbox_env
 from core.broker import build_broker
 from core.contracts import Status
@@ -118,7 +116,7 @@ class Sandboxes:
     def control(self, name: str, **body: Any) -> None:
         url = {"smsc": self.info["smsc_http"][1], "mts": self.info["mts_rest"][0],
                "sms2": self.info["sms2_http"][0], "smpp": self.info["smpp_smsc"]["control"]}
-        r = httpx.post(f"{url[name]}/_sandbox/control", json=body, timeout=10)
+        r = CONTROL.post(f"{url[name]}/_sandbox/control", json=body, timeout=10)
         r.raise_for_status()
 
     def copies(self) -> dict[str, list[str]]:

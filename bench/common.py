@@ -13,11 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from core.embedded_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the bench's own requests to a sandbox's ``/_sandbox/*`` endpoints, over one keep-alive
+#: client.  ``httpx.get`` builds a client per call, TLS context included: ~33 CPU-ms each, so a
+#: loop waiting on a sandbox counter every 50 ms took two thirds of a core from the 2-core
+#: host the system under measure runs on (and only on the side that waits in a loop)
+CONTROL = httpx.Client(timeout=30)
 
 
 def result(name: str, value: float, unit: str, *, baseline: float | None = None,
