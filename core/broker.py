@@ -126,11 +126,13 @@ class _Consumer(QuietConsumer):
         if getattr(message, "gonets_requeue", False):
             self.put_back([message])
             self.queued_message_ids.discard(message.message_id)
+            self.freed.set()
             return
         if getattr(message, "gonets_acked", False):  # a script of the job acked it already
             self.queued_message_ids.discard(message.message_id)
+            self.freed.set()
             return
-        super().ack(message)  # type: ignore[no-untyped-call]
+        super().ack(message)
 
     def requeue(self, messages: Iterable[Any]) -> None:
         self.put_back(list(messages))

@@ -13,7 +13,11 @@ writes a second.  Here:
 * a ``QuietConsumer`` fetches when its bell rang, while it has recently found work (dramatiq's
   own backoff), or every ``IDLE_POLL_S`` as a safety net (a missed PUBLISH: a reconnect, a
   message requeued by dramatiq's own random maintenance; ``Settings.idle_poll_s``), and
-  that idle poll first asks LLEN (a read), so an idle consumer writes nothing.
+  that idle poll first asks LLEN (a read), so an idle consumer writes nothing;
+* a busy consumer (its prefetch all taken) waits for its jobs' acks, not a growing sleep, and
+  fetches again once a quarter of its prefetch is free (``refill``): with dramatiq's prefetch
+  (two jobs a thread) every thread still has a job waiting, and a queue worked through at the
+  provider's pace costs one fetch per several jobs, not an LLEN and a fetch per job.
 
 Pub/sub is at-most-once: a bell lost costs at most ``IDLE_POLL_S`` of latency, never a job (the
 job is on its list whether or not anyone heard the bell).  The heartbeat is the liveness
@@ -104,6 +108,10 @@ class QuietConsumer(_RedisConsumer):
         self.next_look = 0.0  # an idle look at once: what was queued before we listened
         self.misses = RECENT_MISSES  # idle until a fetch finds work (a look is a read)
         self.holds_delayed = queue_name.endswith(".DQ")
+        #: fetch again once this many of the prefetch are free (1: dramatiq's own rule)
+        self.refill = max(1, prefetch // 4)
+        #: set by every ack and nack: a busy consumer waits on it for room to fetch
+        self.freed = threading.Event()
 
     def _fetch(self) -> list[bytes]:
         rang = self.bell.is_set()
@@ -128,27 +136,49 @@ class QuietConsumer(_RedisConsumer):
                     data = self.message_cache.pop(0)
                     if data is None:
                         continue
-                    self.misses = 0
+                    # found work: look again soon (dramatiq's backoff), except a delay
+                    # queue: a job due before the next idle look rings (``rings``), the
+                    # rest (a poll in minutes) that look fetches in time
+                    self.misses = RECENT_MISSES if self.holds_delayed else 0
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
-                if self.outstanding_message_count < self.prefetch:
+                self.freed.clear()  # before counting: an ack from now on wakes the wait
+                if self.prefetch - self.outstanding_message_count >= self.refill:
                     self.message_cache = self._fetch()
                     if self.message_cache:
                         continue
+                elif not self.holds_delayed or not self.outstanding_message_count:
+                    # busy: every thread has work; wait for acks, not a sleep that grows
+                    # (a bell cannot be answered now: it stays rung); None now and then
+                    # lets the consumer thread see it is stopping
+                    self.freed.wait(self.timeout / 1000)
+                    return None
                 # nothing: wait for the bell (dramatiq's backoff, up to the worker timeout;
                 # the consumer thread needs None back now and then to handle delayed jobs)
                 self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                 if self.holds_delayed and self.outstanding_message_count:
                     # its thread hands a delayed job on when this returns: keep its eta
                     backoff_ms = min(backoff_ms, DELAYED_TICK_MS)
-                if self.outstanding_message_count < self.prefetch:
+                if self.prefetch - self.outstanding_message_count >= self.refill:
                     self.bell.wait(backoff_ms / 1000)
-                else:  # full: a bell cannot be answered now (it stays rung)
-                    time.sleep(backoff_ms / 1000)
+                else:  # full, holding delayed jobs: hand them on at their eta
+                    self.freed.wait(backoff_ms / 1000)
                 return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
+
+    def ack(self, message: Any) -> None:
+        try:
+            super().ack(message)  # type: ignore[no-untyped-call]
+        finally:
+            self.freed.set()
+
+    def nack(self, message: Any) -> None:
+        try:
+            super().nack(message)  # type: ignore[no-untyped-call]
+        finally:
+            self.freed.set()
 
     def requeue(self, messages: Any) -> None:
         """Give prefetched messages back (shutdown) and ring for the other processes."""
