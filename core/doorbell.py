@@ -108,6 +108,7 @@ class QuietConsumer(_RedisConsumer):
         self.next_look = 0.0  # an idle look at once: what was queued before we listened
         self.misses = RECENT_MISSES  # idle until a fetch finds work (a look is a read)
         self.holds_delayed = queue_name.endswith(".DQ")
+        self.more = False  # the last fetch got all it asked for (there may be more)
         #: fetch again once this many of the prefetch are free (1: dramatiq's own rule)
         self.refill = max(1, prefetch // 4)
         #: set by every ack and nack: a busy consumer waits on it for room to fetch
@@ -123,8 +124,9 @@ class QuietConsumer(_RedisConsumer):
             self.next_look = now + self.broker.idle_poll_s
             if not self.broker.client.llen(self.queue_key):
                 return []  # a read: an idle queue costs no write
-        fetched: list[bytes] = self.broker.do_fetch(
-            self.queue_name, self.prefetch - self.outstanding_message_count)
+        wanted = self.prefetch - self.outstanding_message_count
+        fetched: list[bytes] = self.broker.do_fetch(self.queue_name, wanted)
+        self.more = len(fetched) >= wanted  # as many as asked: the queue may hold more
         return fetched
 
     def __next__(self) -> Any:
@@ -137,9 +139,10 @@ class QuietConsumer(_RedisConsumer):
                     if data is None:
                         continue
                     # found work: look again soon (dramatiq's backoff), except a delay
-                    # queue: a job due before the next idle look rings (``rings``), the
-                    # rest (a poll in minutes) that look fetches in time
-                    self.misses = RECENT_MISSES if self.holds_delayed else 0
+                    # queue that took all there was: a job due before the next idle look
+                    # rings (``rings``), the rest (a poll in minutes) that look fetches
+                    self.misses = RECENT_MISSES if self.holds_delayed and not self.more \
+                        else 0
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
