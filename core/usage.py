@@ -19,9 +19,22 @@ from core.store import Store
 KEEP_S = 400 * 24 * 3600
 
 
+#: the UTC day last named by ``_day``: its first second, the next day's, its name (a send asks
+#: for it every time; formatting a date is most of what counting a send cost in Python)
+_last_day: tuple[float, float, str] = (0.0, 0.0, "")
+
+
 def _day(at_s: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if at_s is None else at_s,
-                                  tz=UTC).strftime("%Y-%m-%d")
+    """The UTC date of ``at_s`` (default: now), ``YYYY-MM-DD``."""
+    global _last_day
+    t = time.time() if at_s is None else at_s
+    start, end, name = _last_day
+    if start <= t < end:
+        return name
+    name = datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
+    start = t - t % 86400  # a UTC day is 86,400 s of Unix time (no leap seconds in it)
+    _last_day = (start, start + 86400, name)
+    return name
 
 
 def today_key(store: Store, account: str) -> str:
