@@ -93,6 +93,16 @@ class Workers:
             time.sleep(0.05)
         return p, log
 
+    def until(self, sent: Any, timeout_s: float = 60.0) -> None:
+        """Wait until ``sent()`` is true: the workers are sending. A worker that fails every
+        send (a baseline out of step with the send path) stops the bench with its log."""
+        deadline = time.monotonic() + timeout_s
+        while not sent():
+            if time.monotonic() > deadline:
+                tail = Path(self.procs[0][1].name).read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the workers sent nothing in {timeout_s:.0f} s: {tail}")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         for p, _ in self.procs:
             if p.poll() is None:
@@ -171,8 +181,7 @@ def pacing_run(rig: Rig, baseline: str | None) -> tuple[int, float]:
     _enqueue(producer, int(RATE * (PACING_S + 30)), "29")
     workers = Workers(env, baseline)
     try:
-        while not rig.accepted():
-            time.sleep(0.2)
+        workers.until(rig.accepted)
         time.sleep(PACING_S + 2)
     finally:
         workers.stop()
@@ -191,8 +200,7 @@ def urgent_run(rig: Rig, lane: str) -> tuple[list[float], int]:
     sent: dict[str, float] = {}
     ids = []
     try:
-        while rig.accepted() < RATE * 3:  # bulk flowing at the cap
-            time.sleep(0.2)
+        workers.until(lambda: rig.accepted() >= RATE * 3)  # bulk flowing at the cap
         for i in range(URGENT_N):
             phone = f"37544{7000000 + i}"
             sent[phone] = time.time()
@@ -247,8 +255,7 @@ def throttle_run(rig: Rig, baseline: str | None, observe_s: float) -> tuple[floa
     ids = _enqueue(producer, THROTTLE_N, "33")
     workers = Workers(env, baseline)
     try:
-        while not rig.sends()[0]:
-            time.sleep(0.1)
+        workers.until(lambda: rig.sends()[0])
         t_first = rig.sends()[0][0][0]
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

@@ -18,16 +18,40 @@ from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from core.settings import get_settings
+from core.store import lua_text
 from workers import traffic
+from workers.traffic.pacing import Slot
+
+
+class Unpaced:
+    """A pacing ticket that lets every transmission go at once (``workers.providers.base.
+    Pacing``): the window limiter alone decides when a send starts, as in a dramatiq app."""
+
+    tolerance_s = float("inf")
+
+    def take(self, parts: int | None = None) -> Slot:
+        return Slot(time.time(), 1.0)
+
+    def missed(self) -> None:
+        pass
+
+    def wire(self, parts: int | None = None) -> Slot:
+        return self.take(parts)
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        pass
 
 
 def window_pacing() -> None:
     settings = get_settings()
     backend = RedisBackend(url=settings.redis_url)
     limiters: dict[str, WindowRateLimiter] = {}
+    begin: dict[int, Any] = {}  # attempt.lua, registered once per Redis client
 
     def pace(self: traffic.Traffic, account: Any, rec: dict[str, str], *, urgent: bool,
-             expires_ms: int, booked: Any = None) -> None:
+             expires_ms: int, count: Any = None, attempt: Any = None) -> Any:
+        # the flood rule is left out (the pacing runs send to distinct numbers); the attempt
+        # begins once the window lets the send go, as Gonets begins it with its booking
         lim = limiters.get(account.name)
         if lim is None:
             lim = limiters[account.name] = WindowRateLimiter(
@@ -36,9 +60,13 @@ def window_pacing() -> None:
         while True:
             with lim.acquire(raise_on_failure=False) as acquired:
                 if acquired:
-                    if booked is not None:
-                        booked(0.0)
-                    return None  # no ticket: the send goes at once, unpaced at the wire
+                    if attempt is not None:
+                        script = begin.get(id(self.pacer.r))
+                        if script is None:
+                            script = begin[id(self.pacer.r)] = self.pacer.r.register_script(
+                                lua_text("attempt.lua"))
+                        attempt.done(script(keys=attempt.keys, args=attempt.args))
+                    return Unpaced()  # unpaced at the wire
             time.sleep(0.005)
 
     traffic.Traffic.pace = pace  # type: ignore[method-assign]
