@@ -52,8 +52,9 @@ def main() -> int:
                   f"  ratio {ratio:>6}  target {r.get('target') or '-'}"
                   + (f"  ({r['note']})" if r.get("note") else ""), flush=True)
         print(f"  ({time.monotonic() - t0:.0f} s)")
-    RESULTS.write_text(json.dumps(sorted(merged.values(), key=lambda r: r["name"]), indent=2)
-                       + "\n")
+        # after each module: a run stopped later keeps the figures it finished
+        RESULTS.write_text(json.dumps(sorted(merged.values(), key=lambda r: r["name"]),
+                                      indent=2) + "\n")
     print(f"\nwrote {RESULTS}")
     return 1 if failed else 0
 
