@@ -155,7 +155,16 @@ def scenario(name: str, n: int, outages: list[tuple[int, float, float]], url: st
             if final == len(ids) or time.monotonic() - last_change > SETTLE_S:
                 break
             time.sleep(1)
-        stuck = sum(1 for s in statuses if s is not None and not Status(s).final)
+        stuck_ids = [i for i, s in zip(ids, statuses, strict=True)
+                     if s is not None and not Status(s).final]
+        stuck = len(stuck_ids)
+        for i in stuck_ids[:10]:  # what each waits for: its record and its next status check
+            rec = store.r.hgetall(store.msg_key(i))
+            due = store.r.zscore(store.nonfinal_key, i)
+            print(f"    stuck {i}: " + ", ".join(
+                f"{k}={v}" for k, v in sorted(rec.items()) if k not in ("phone", "text"))
+                + (f"; next check in {due / 1000 - time.time():.0f} s" if due else
+                   "; not in the status index"), flush=True)
         state = _sandbox(url)
         sent_at: dict[str, list[float]] = {}
         for m in state["messages"]:
