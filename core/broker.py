@@ -36,6 +36,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import BrokerConnectionError, ConnectionClosed
+from dramatiq.message import Message
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -113,14 +114,78 @@ class RedisRetries(Retries):
             mark_for_requeue(message)
 
 
-def _requeue_script_text() -> str:
-    return resources.files("core").joinpath("lua", "requeue_jobs.lua").read_text("utf-8")
+def _requeue_script_text(name: str = "requeue_jobs.lua") -> str:
+    return resources.files("core").joinpath("lua", name).read_text("utf-8")
+
+
+#: a consumer that fetched since it last looked at its ack set looks again after this long (s):
+#: jobs a fetch moved there whose answer was lost go back on the queue
+#: (``lua/requeue_unheld.lua``); a consumer that has not fetched since never looks
+ACKS_CHECK_S = 10.0
+
+
+def _rid(message: Any) -> str:
+    """A job's id in Redis (dramatiq's ``redis_message_id``; "" before it was enqueued)."""
+    options: dict[str, Any] = message.options
+    return str(options.get("redis_message_id") or "")
 
 
 class _Consumer(QuietConsumer):
     """dramatiq's Redis consumer; a job marked by ``mark_for_requeue`` is put back on its queue
     (``lua/requeue_jobs.lua``) instead of being acked, and every requeue goes through that
-    script, which also writes back a job whose body a Redis restart lost."""
+    script, which also writes back a job whose body a Redis restart lost.
+
+    It keeps the ids of the jobs its process holds from the queue (``held``: handed to a
+    thread, not yet acked, nacked or put back; shared by the consumers a queue has had in this
+    process: after an error dramatiq starts a new one while the old one's jobs still run), so
+    that a fetch whose answer was lost cannot strand its jobs in this worker's ack set:
+    ``requeue_unheld`` puts back whatever is there and not held, before the first fetch of a
+    consumer (the first after an error too) and then every ``ACKS_CHECK_S`` while it fetches."""
+
+    def __init__(self, broker: GonetsRedisBroker, queue_name: str, prefetch: int,
+                 timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.held = broker.held_jobs(queue_name)
+        self.fetches_checked = -1  # its first fetch looks first
+        self.next_acks_check = 0.0
+
+    def __next__(self) -> Any:
+        message = super().__next__()
+        if message is not None:
+            rid = _rid(message)
+            if rid:
+                self.held.add(rid)
+        return message
+
+    def _fetch(self) -> list[bytes]:
+        if self.fetches != self.fetches_checked and time.monotonic() >= self.next_acks_check:
+            self.requeue_unheld()
+        return super()._fetch()
+
+    def requeue_unheld(self) -> int:
+        """Put back on the queue the jobs in this worker's ack set that it does not hold (a
+        fetch moved them there, and its answer was lost). Returns how many went back."""
+        fetches = self.fetches
+        held = self.held.copy()  # one C call: atomic against the threads' acks
+        for data in self.message_cache:  # fetched, not handed on yet (empty before a fetch)
+            if data is not None:
+                held.add(_rid(Message.decode(data)))
+        b = self.broker
+        ns = b.namespace
+        back, gone = b.unheld_script(
+            keys=[f"{ns}:__acks__.{b.broker_id}.{self.queue_name}", f"{ns}:{self.queue_name}",
+                  f"{ns}:{self.queue_name}.msgs"], args=list(held))
+        self.fetches_checked = fetches
+        self.next_acks_check = time.monotonic() + ACKS_CHECK_S
+        if back or gone:
+            log.warning("queue %s: %d fetched job(s) no thread held (the fetch's answer was "
+                        "lost) put back on the queue; %d without a body dropped",
+                        self.queue_name, back, gone)
+        if back:
+            self.bell.set()  # this consumer fetches them at once; the others hear the bell
+            with contextlib.suppress(redis.exceptions.RedisError):
+                b.announce(self.queue_name)
+        return int(back)
 
     def ack(self, message: Any) -> None:
         if getattr(message, "gonets_requeue", False):
@@ -130,9 +195,15 @@ class _Consumer(QuietConsumer):
             return
         if getattr(message, "gonets_acked", False):  # a script of the job acked it already
             self.queued_message_ids.discard(message.message_id)
+            self.held.discard(_rid(message))
             self.freed.set()
             return
         super().ack(message)
+        self.held.discard(_rid(message))  # (after Redis took the ack: see requeue_unheld)
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)
+        self.held.discard(_rid(message))
 
     def requeue(self, messages: Iterable[Any]) -> None:
         self.put_back(list(messages))
@@ -156,6 +227,8 @@ class _Consumer(QuietConsumer):
                 args=args)
         except redis.exceptions.RedisError as exc:
             raise ConnectionClosed(exc) from exc
+        for m in messages:
+            self.held.discard(_rid(getattr(m, "_message", m)))
         if restored:
             log.warning("queue %s: %d job(s) Redis had lost were written back from this "
                         "worker's copy", self.queue_name, restored)
@@ -203,6 +276,13 @@ class GonetsRedisBroker(QuietBroker):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.requeue_script = self.client.register_script(_requeue_script_text())
+        self.unheld_script = self.client.register_script(
+            _requeue_script_text("requeue_unheld.lua"))
+        self._held: dict[str, set[str]] = {}
+
+    def held_jobs(self, queue_name: str) -> set[str]:
+        """The redis ids of the jobs this process holds from ``queue_name`` (``_Consumer``)."""
+        return self._held.setdefault(queue_name, set())
 
     @property
     def consumer_class(self) -> type[_Consumer]:

@@ -113,6 +113,7 @@ class QuietConsumer(_RedisConsumer):
         self.refill = max(1, prefetch // 4)
         #: set by every ack and nack: a busy consumer waits on it for room to fetch
         self.freed = threading.Event()
+        self.fetches = 0  # fetches made (each moves jobs into this worker's ack set)
 
     def _fetch(self) -> list[bytes]:
         rang = self.bell.is_set()
@@ -125,6 +126,7 @@ class QuietConsumer(_RedisConsumer):
             if not self.broker.client.llen(self.queue_key):
                 return []  # a read: an idle queue costs no write
         wanted = self.prefetch - self.outstanding_message_count
+        self.fetches += 1
         fetched: list[bytes] = self.broker.do_fetch(self.queue_name, wanted)
         self.more = len(fetched) >= wanted  # as many as asked: the queue may hold more
         return fetched
