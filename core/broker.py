@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import dramatiq
@@ -53,6 +52,7 @@ from core.ids import uuid4_str
 from core.keys import Keys
 from core.redis_conn import connect
 from core.settings import Settings
+from core.store import lua_text
 
 _lock = threading.Lock()
 _broker: RedisBroker | None = None
@@ -114,10 +114,6 @@ class RedisRetries(Retries):
             mark_for_requeue(message)
 
 
-def _requeue_script_text(name: str = "requeue_jobs.lua") -> str:
-    return resources.files("core").joinpath("lua", name).read_text("utf-8")
-
-
 #: a consumer that fetched since it last looked at its ack set looks again after this long (s):
 #: jobs a fetch moved there whose answer was lost go back on the queue
 #: (``lua/requeue_unheld.lua``); a consumer that has not fetched since never looks
@@ -146,6 +142,11 @@ class _Consumer(QuietConsumer):
                  timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.held = broker.held_jobs(queue_name)
+        ns = broker.namespace
+        #: the queue's keys in dramatiq's layout, as both requeue scripts take them: this
+        #: worker's ack set, the queue, the job bodies
+        self.job_keys = [f"{ns}:__acks__.{broker.broker_id}.{queue_name}", f"{ns}:{queue_name}",
+                         f"{ns}:{queue_name}.msgs"]
         self.fetches_checked = -1  # its first fetch looks first
         self.next_acks_check = 0.0
 
@@ -171,10 +172,7 @@ class _Consumer(QuietConsumer):
             if data is not None:
                 held.add(_rid(Message.decode(data)))
         b = self.broker
-        ns = b.namespace
-        back, gone = b.unheld_script(
-            keys=[f"{ns}:__acks__.{b.broker_id}.{self.queue_name}", f"{ns}:{self.queue_name}",
-                  f"{ns}:{self.queue_name}.msgs"], args=list(held))
+        back, gone = b.unheld_script(keys=self.job_keys, args=list(held))
         self.fetches_checked = fetches
         self.next_acks_check = time.monotonic() + ACKS_CHECK_S
         if back or gone:
@@ -215,20 +213,16 @@ class _Consumer(QuietConsumer):
         if not messages:
             return (0, 0)
         b = self.broker
-        ns = b.namespace
+        inners = [getattr(m, "_message", m) for m in messages]
         args: list[Any] = []
-        for m in messages:
-            inner = getattr(m, "_message", m)
+        for inner in inners:
             args += [inner.options["redis_message_id"], inner.encode()]
         try:
-            back, restored = b.requeue_script(
-                keys=[f"{ns}:__acks__.{b.broker_id}.{self.queue_name}",
-                      f"{ns}:{self.queue_name}", f"{ns}:{self.queue_name}.msgs"],
-                args=args)
+            back, restored = b.requeue_script(keys=self.job_keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise ConnectionClosed(exc) from exc
-        for m in messages:
-            self.held.discard(_rid(getattr(m, "_message", m)))
+        for inner in inners:
+            self.held.discard(_rid(inner))
         if restored:
             log.warning("queue %s: %d job(s) Redis had lost were written back from this "
                         "worker's copy", self.queue_name, restored)
@@ -275,9 +269,8 @@ class GonetsRedisBroker(QuietBroker):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.requeue_script = self.client.register_script(_requeue_script_text())
-        self.unheld_script = self.client.register_script(
-            _requeue_script_text("requeue_unheld.lua"))
+        self.requeue_script = self.client.register_script(lua_text("requeue_jobs.lua"))
+        self.unheld_script = self.client.register_script(lua_text("requeue_unheld.lua"))
         self._held: dict[str, set[str]] = {}
 
     def held_jobs(self, queue_name: str) -> set[str]:
@@ -382,7 +375,7 @@ def maintain(broker: RedisBroker, queues: Iterable[str]) -> None:
         broker.announce(*names)  # what was requeued is fetched now, not at the idle poll
 
 
-_REQUEUE_DEAD = resources.files("core").joinpath("lua", "requeue_dead.lua").read_text("utf-8")
+_REQUEUE_DEAD = lua_text("requeue_dead.lua")
 
 
 def _requeue_dead(broker: RedisBroker, dead_before_ms: int, queues: list[str]) -> int:
